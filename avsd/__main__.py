@@ -1,0 +1,5 @@
+import sys
+
+from avsd.cli import main
+
+sys.exit(main())

@@ -153,11 +153,17 @@ def parse_directive(data: bytes | str) -> Directive:
 
     Raises DirectiveParseError (carrying the raw text for ``unparsedDirective``) on anything else.
     """
-    raw = data.decode("utf-8", errors="replace") if isinstance(data, bytes | bytearray) else data
+    if isinstance(data, bytes | bytearray):
+        try:
+            raw = bytes(data).decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise DirectiveParseError(f"directive is not UTF-8: {exc}", data.decode("utf-8", "replace")) from exc
+    else:
+        raw = data
     try:
         doc = json.loads(raw)
-    except ValueError as exc:
-        raise DirectiveParseError(f"directive is not valid JSON: {exc}", raw) from exc
+    except (ValueError, RecursionError) as exc:  # deeply nested garbage makes json raise RecursionError
+        raise DirectiveParseError(f"directive is not valid JSON: {str(exc)[:200]}", raw) from None
     if not isinstance(doc, dict) or not isinstance(doc.get("directive"), dict):
         raise DirectiveParseError("JSON part has no top-level 'directive' object", raw)
     body = doc["directive"]
@@ -208,7 +214,7 @@ def parse_exception_body(status: int, body: bytes) -> AvsServerError:
     code, description = "N/A", ""
     try:
         doc = json.loads(body.decode("utf-8", errors="replace")) if body else None
-    except ValueError:
+    except (ValueError, RecursionError):
         doc = None
     if isinstance(doc, dict):
         payload = doc.get("payload")

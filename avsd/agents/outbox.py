@@ -1,0 +1,213 @@
+"""Certified sender: a durable FIFO of events that must reach AVS even if produced offline (§6.6, §9.2).
+
+Alert events (SetAlertSucceeded/Failed, DeleteAlertSucceeded/Failed, AlertStarted, AlertStopped) go through
+here. ``put()`` returns once the event is fsynced (SQLite, WAL, ``synchronous=FULL``); ``run()`` delivers
+entries oldest first, one at a time, whenever the connection is up.
+
+When an entry is deleted follows the SDK's ``MessageRequest::isServerStatus`` (§9.2): as soon as AVS
+*answered* (2xx, or any ``AvsServerError``: 400, 429, 500, 503, ...) the event was received and is deleted;
+retrying a 400 unchanged would fail forever. The exception is 403 (the SDK's INVALID_AUTH is not a server
+status): the token was refused, so the event is kept and retried once the auth layer has refreshed it.
+Transport failures (``NotConnectedError``, ``AvsConnectionError``, ``AvsProtocolError``, ``AuthError``) and
+unexpected exceptions keep the entry at the head and retry after an exponential, jittered back-off, or at
+once when ``set_connected(True)`` reports a reconnect. A crash between AVS's answer and the delete re-sends
+that event after restart: delivery is at-least-once, and never out of order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import bisect
+import logging
+import random
+import sqlite3
+import threading
+from collections import deque
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TypeVar
+
+from avsd.agents.alert_store import open_sqlite
+from avsd.errors import AvsdError, AvsServerError
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+_SCHEMA = "CREATE TABLE IF NOT EXISTS outbox (id INTEGER PRIMARY KEY AUTOINCREMENT, body BLOB NOT NULL)"
+
+
+class OutboxError(AvsdError):
+    """The outbox database cannot be opened, read or written."""
+
+    code = "outbox-store"
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxSettings:
+    max_entries: int = field(
+        default=100,
+        metadata={
+            "help": "events kept while offline; the oldest is dropped beyond this",
+            "min": 1,
+            "max": 100000,
+        },
+    )
+    retry_initial_s: float = field(
+        default=1.0,
+        metadata={"help": "first back-off after a failed send (seconds)", "min": 0.0, "max": 60.0},
+    )
+    retry_max_s: float = field(
+        default=60.0,
+        metadata={"help": "longest back-off between send attempts (seconds)", "min": 0.0, "max": 3600.0},
+    )
+
+
+class Outbox:
+    def __init__(
+        self,
+        path: str | Path,
+        send: Callable[[bytes], Awaitable[None]],
+        settings: OutboxSettings | None = None,
+        *,
+        connected: bool = True,
+        rng: random.Random | None = None,
+    ) -> None:
+        self._path = Path(path)
+        self._send = send
+        self._settings = settings or OutboxSettings()
+        self._rng = rng or random.Random()
+        self._lock = threading.Lock()
+        self._wakeup = asyncio.Event()
+        self._connected = connected
+        self._acked = 0
+        try:
+            self._conn: sqlite3.Connection | None = open_sqlite(self._path)
+            self._conn.execute(_SCHEMA)
+            rows = self._conn.execute("SELECT id, body FROM outbox ORDER BY id").fetchall()
+        except sqlite3.Error as exc:
+            raise OutboxError(f"cannot open outbox {self._path}: {exc}") from exc
+        # In-memory mirror of the table, oldest first; the table is the truth after a crash.
+        self._pending: deque[tuple[int, bytes]] = deque((i, bytes(b)) for i, b in rows)
+        if self._pending:
+            log.info("outbox %s: %d event(s) waiting from before", self._path, len(self._pending))
+
+    def __len__(self) -> int:
+        return len(self._pending)
+
+    @property
+    def acknowledged(self) -> int:
+        """How many entries AVS acknowledged (and were deleted) since this object was made."""
+        return self._acked
+
+    def pending(self) -> list[bytes]:
+        return [body for _, body in self._pending]
+
+    def _run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        with self._lock:
+            if self._conn is None:
+                raise OutboxError("outbox is closed")
+            try:
+                return fn(self._conn)
+            except sqlite3.Error as exc:
+                raise OutboxError(f"outbox {self._path}: {exc}") from exc
+
+    async def put(self, event_json: bytes) -> None:
+        """Append an event; durable when this returns. Beyond ``max_entries`` the oldest entry is dropped."""
+        limit = self._settings.max_entries
+
+        def op(conn: sqlite3.Connection) -> tuple[int, list[int]]:
+            with conn:
+                conn.execute("BEGIN IMMEDIATE")
+                new_id = conn.execute("INSERT INTO outbox (body) VALUES (?)", (event_json,)).lastrowid
+                dropped = [
+                    r[0]
+                    for r in conn.execute(
+                        "SELECT id FROM outbox ORDER BY id DESC LIMIT -1 OFFSET ?", (limit,)
+                    )
+                ]
+                conn.executemany("DELETE FROM outbox WHERE id = ?", [(i,) for i in dropped])
+            assert new_id is not None
+            return new_id, dropped
+
+        new_id, dropped = await asyncio.to_thread(self._run, op)
+        if dropped:
+            log.warning("outbox full (%d); dropped %d oldest event(s)", limit, len(dropped))
+            gone = set(dropped)
+            self._pending = deque(e for e in self._pending if e[0] not in gone)
+        # Concurrent puts may resume out of commit order; keep the mirror sorted by row id.
+        bisect.insort(self._pending, (new_id, event_json))
+        self._wakeup.set()
+
+    def set_connected(self, connected: bool) -> None:
+        """Called by the connection manager (on the loop). A reconnect ends any back-off at once."""
+        self._connected = connected
+        if connected:
+            self._wakeup.set()
+
+    async def _wait(self, seconds: float | None) -> None:
+        self._wakeup.clear()
+        try:
+            async with asyncio.timeout(seconds):
+                await self._wakeup.wait()
+        except TimeoutError:
+            pass
+
+    async def run(self) -> None:
+        """Deliver forever (cancel to stop). An entry being sent when cancelled stays for next time."""
+        delay = 0.0
+        while True:
+            if not self._pending or not self._connected:
+                await self._wait(None)
+                delay = 0.0
+                continue
+            entry_id, body = self._pending[0]
+            try:
+                await self._send(body)
+            except AvsServerError as exc:
+                if exc.status == 403:
+                    log.warning("outbox: AVS refused the token (403); keeping the event for a retry")
+                    delay = await self._back_off(delay)
+                    continue
+                log.warning(
+                    "outbox: AVS answered %d %s; event acknowledged, not retried",
+                    exc.status,
+                    exc.exception_code,
+                )
+            except Exception as exc:
+                log.info("outbox: send failed (%s: %s); retrying", type(exc).__name__, exc)
+                delay = await self._back_off(delay)
+                continue
+            await self._ack(entry_id)
+            delay = 0.0
+
+    async def _back_off(self, delay: float) -> float:
+        cfg = self._settings
+        delay = min(cfg.retry_max_s, max(cfg.retry_initial_s, delay * 2))
+        jittered = delay * self._rng.uniform(0.5, 1.0)
+        await self._wait(jittered)
+        return delay
+
+    async def _ack(self, entry_id: int) -> None:
+        def op(conn: sqlite3.Connection) -> None:
+            with conn:
+                conn.execute("DELETE FROM outbox WHERE id = ?", (entry_id,))
+
+        await asyncio.to_thread(self._run, op)
+        if self._pending and self._pending[0][0] == entry_id:
+            self._pending.popleft()
+        else:  # dropped for space meanwhile, or no longer at the head
+            self._pending = deque(e for e in self._pending if e[0] != entry_id)
+        self._acked += 1
+
+    async def drained(self) -> None:
+        """Wait until nothing is pending (tests, and a clean shutdown that wants to flush)."""
+        while self._pending:  # noqa: ASYNC110 - the deque has no change notification; a short poll is enough
+            await asyncio.sleep(0.005)
+
+    def close(self) -> None:
+        with self._lock:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None

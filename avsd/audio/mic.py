@@ -1,0 +1,224 @@
+"""Microphone capture through PyAudio (PortAudio -> ALSA).
+
+Threading: PortAudio calls ``_callback`` on its own thread. The callback never blocks and never touches the
+queue: it hands each buffer to the event loop with ``loop.call_soon_threadsafe``; the loop side puts it in a
+bounded queue and, when the consumer falls behind, drops the OLDEST frame (fresh audio matters more for a wake
+word than stale audio) and counts it. Overruns reported by PortAudio and drops are logged at most every
+``_LOG_INTERVAL_S``. ``last_frame_time`` (monotonic) lets a watchdog notice a device that silently stopped.
+
+PyAudio and device errors are translated to :class:`~avsd.errors.AudioDeviceError` here, with a message that
+says what to install or which devices exist.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+from avsd.audio.frames import FRAME_BYTES, FRAME_SAMPLES, SAMPLE_RATE
+from avsd.audio.wav_source import convert
+from avsd.errors import AudioDeviceError
+
+_LOGGER = logging.getLogger(__name__)
+_LOG_INTERVAL_S = 10.0
+_INSTALL_HINT = "install PortAudio and PyAudio: `sudo apt install portaudio19-dev` then `pip install pyaudio`"
+
+
+@dataclass(frozen=True, slots=True)
+class AudioDeviceInfo:
+    index: int
+    name: str
+    max_input_channels: int
+    max_output_channels: int
+    default_sample_rate: float
+
+
+def _pyaudio() -> Any:
+    try:
+        import pyaudio
+    except ImportError as exc:
+        raise AudioDeviceError(f"PyAudio is not available ({exc}); {_INSTALL_HINT}") from exc
+    return pyaudio
+
+
+def _devices(pa: Any) -> list[AudioDeviceInfo]:
+    out = []
+    for i in range(pa.get_device_count()):
+        info = pa.get_device_info_by_index(i)
+        out.append(
+            AudioDeviceInfo(
+                index=i,
+                name=str(info["name"]),
+                max_input_channels=int(info["maxInputChannels"]),
+                max_output_channels=int(info["maxOutputChannels"]),
+                default_sample_rate=float(info["defaultSampleRate"]),
+            )
+        )
+    return out
+
+
+def list_devices() -> list[AudioDeviceInfo]:
+    """Every PortAudio device (inputs and outputs)."""
+    pyaudio = _pyaudio()
+    pa = pyaudio.PyAudio()
+    try:
+        return _devices(pa)
+    finally:
+        pa.terminate()
+
+
+def _describe_inputs(devices: list[AudioDeviceInfo]) -> str:
+    inputs = [f"{d.index}: {d.name}" for d in devices if d.max_input_channels > 0]
+    return "input devices: " + ("; ".join(inputs) if inputs else "none (is a microphone plugged in?)")
+
+
+def resolve_device(devices: list[AudioDeviceInfo], device: str | int | None) -> AudioDeviceInfo | None:
+    """Pick a device by index or case-insensitive name substring; None means the default input."""
+    if device is None:
+        return None
+    inputs = [d for d in devices if d.max_input_channels > 0]
+    if isinstance(device, int):
+        for d in inputs:
+            if d.index == device:
+                return d
+        raise AudioDeviceError(f"no input device with index {device}; {_describe_inputs(devices)}")
+    matches = [d for d in inputs if device.lower() in d.name.lower()]
+    if not matches:
+        raise AudioDeviceError(f"no input device matching {device!r}; {_describe_inputs(devices)}")
+    return matches[0]
+
+
+class MicrophoneSource:
+    """16 kHz mono S16_LE frames from a PortAudio input device."""
+
+    def __init__(self, device: str | int | None = None, *, queue_frames: int = 200) -> None:
+        if queue_frames < 1:
+            raise ValueError("queue_frames must be >= 1")
+        self.device = device
+        self.overruns = 0
+        self.dropped = 0
+        self.last_frame_time: float | None = None
+        self._queue: asyncio.Queue[bytes | None] = asyncio.Queue(maxsize=queue_frames)
+        self._pa: Any = None
+        self._stream: Any = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._rate = SAMPLE_RATE
+        self._channels = 1
+        self._tail = b""
+        self._last_log = 0.0
+        self._closed = False
+
+    async def start(self) -> None:
+        """Open the device (done by ``frames()`` if not called first)."""
+        if self._stream is not None:
+            return
+        self._loop = asyncio.get_running_loop()
+        await asyncio.to_thread(self._open)
+
+    def _open(self) -> None:
+        pyaudio = _pyaudio()
+        pa = pyaudio.PyAudio()
+        try:
+            devices = _devices(pa)
+            chosen = resolve_device(devices, self.device)
+            index = chosen.index if chosen else None
+            attempts = [(SAMPLE_RATE, 1)]
+            if chosen is not None:  # hw devices often lack 16 kHz mono; convert in software then
+                native = (int(chosen.default_sample_rate), min(chosen.max_input_channels, 2))
+                attempts.append(native)
+            error: Exception | None = None
+            for rate, channels in attempts:
+                try:
+                    self._stream = pa.open(
+                        format=pyaudio.paInt16,
+                        channels=channels,
+                        rate=rate,
+                        input=True,
+                        input_device_index=index,
+                        frames_per_buffer=FRAME_SAMPLES * rate // SAMPLE_RATE,
+                        stream_callback=self._callback,
+                    )
+                except (OSError, ValueError) as exc:
+                    error = exc
+                    continue
+                self._rate, self._channels = rate, channels
+                break
+            if self._stream is None:
+                name = chosen.name if chosen else "default"
+                raise AudioDeviceError(
+                    f"cannot open input device {name!r}: {error}; {_describe_inputs(devices)}"
+                ) from error
+        except BaseException:
+            pa.terminate()
+            raise
+        self._pa = pa
+        _LOGGER.info(
+            "microphone open: %s at %d Hz x%d",
+            chosen.name if chosen else "default",
+            self._rate,
+            self._channels,
+        )
+
+    def _callback(
+        self, in_data: bytes | None, frame_count: int, time_info: Any, status: int
+    ) -> tuple[None, int]:
+        # PortAudio thread: no blocking, no shared-state mutation except through the loop.
+        loop = self._loop
+        if loop is None or in_data is None or self._closed:
+            return None, 0
+        try:
+            loop.call_soon_threadsafe(self._enqueue, in_data, status)
+        except RuntimeError:  # loop closed: stop the stream (paComplete = 1)
+            return None, 1
+        return None, 0  # paContinue
+
+    def _enqueue(self, data: bytes, status: int) -> None:
+        if status & 0x2:  # paInputOverflow
+            self.overruns += 1
+        if self._rate != SAMPLE_RATE or self._channels != 1:
+            data = convert(data, rate=self._rate, channels=self._channels, width=2)
+        data = self._tail + data if self._tail else data
+        usable = len(data) - len(data) % FRAME_BYTES
+        self._tail = data[usable:]
+        for offset in range(0, usable, FRAME_BYTES):
+            if self._queue.full():
+                self._queue.get_nowait()
+                self.dropped += 1
+            self._queue.put_nowait(data[offset : offset + FRAME_BYTES])
+        self.last_frame_time = time.monotonic()
+        if (self.overruns or self.dropped) and self.last_frame_time - self._last_log >= _LOG_INTERVAL_S:
+            self._last_log = self.last_frame_time
+            _LOGGER.warning("microphone: %d overruns, %d frames dropped so far", self.overruns, self.dropped)
+
+    async def frames(self) -> AsyncIterator[bytes]:
+        await self.start()
+        while True:
+            frame = await self._queue.get()
+            if frame is None:
+                return
+            yield frame
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        stream, pa = self._stream, self._pa
+        self._stream = self._pa = None
+        if stream is not None:
+            await asyncio.to_thread(_close_stream, stream, pa)
+        if self._queue.full():
+            self._queue.get_nowait()
+        self._queue.put_nowait(None)  # wakes a reader blocked in frames()
+
+
+def _close_stream(stream: Any, pa: Any) -> None:
+    with contextlib.suppress(OSError):
+        stream.stop_stream()
+    stream.close()
+    if pa is not None:
+        pa.terminate()

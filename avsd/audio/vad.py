@@ -1,0 +1,81 @@
+"""Voice activity detection with WebRTC's VAD (package ``webrtcvad-wheels``, module ``webrtcvad``).
+
+:class:`WebRtcVad` classifies one 10 ms frame. :class:`VadEndpointer` glues it to the pure
+:class:`~avsd.audio.endpointer.Endpointer` for callers that hold raw audio in arbitrary chunks (the emulator
+reading a Recognize upload, the daemon reading the microphone).
+"""
+
+from __future__ import annotations
+
+import logging
+
+from avsd.audio.endpointer import Endpointer, EndpointerSettings, EndpointResult
+from avsd.audio.frames import FRAME_BYTES, FRAME_SECONDS, SAMPLE_RATE
+from avsd.errors import AudioDeviceError
+
+_LOGGER = logging.getLogger(__name__)
+
+
+class WebRtcVad:
+    """One webrtcvad instance at 16 kHz. ``aggressiveness`` 0..3: higher filters more non-speech."""
+
+    def __init__(self, aggressiveness: int = 2) -> None:
+        if aggressiveness not in (0, 1, 2, 3):
+            raise ValueError(f"aggressiveness must be 0..3, not {aggressiveness}")
+        try:
+            import webrtcvad
+        except ImportError as exc:  # translated once, here
+            raise AudioDeviceError("webrtcvad is not installed: pip install webrtcvad-wheels") from exc
+        self.aggressiveness = aggressiveness
+        self._vad = webrtcvad.Vad(aggressiveness)
+
+    def is_speech(self, frame: bytes) -> bool:
+        """Classify one 10 ms frame (320 bytes of 16 kHz S16_LE mono)."""
+        if len(frame) != FRAME_BYTES:
+            raise ValueError(f"expected a {FRAME_BYTES}-byte frame, got {len(frame)} bytes")
+        return bool(self._vad.is_speech(frame, SAMPLE_RATE))
+
+
+class VadEndpointer:
+    """Endpointing over raw audio: ``process_audio(chunk)`` accepts any number of bytes.
+
+    Bytes that do not fill a whole 10 ms frame are kept for the next call. Once a final result is reached,
+    further audio is ignored and the result is returned again.
+    """
+
+    def __init__(self, settings: EndpointerSettings | None = None) -> None:
+        self.settings = settings or EndpointerSettings()
+        self.vad = WebRtcVad(self.settings.aggressiveness)
+        self.endpointer = Endpointer(self.settings)
+        self._tail = b""
+
+    @property
+    def speech_detected(self) -> bool:
+        return self.endpointer.speech_detected
+
+    @property
+    def speech_end_s(self) -> float | None:
+        return self.endpointer.speech_end_s
+
+    def reset(self) -> None:
+        self.endpointer.reset()
+        self._tail = b""
+
+    def process_frame(self, frame: bytes) -> EndpointResult:
+        """Classify and account for one 320-byte frame."""
+        return self.endpointer.process(FRAME_SECONDS, self.vad.is_speech(frame))
+
+    def process_audio(self, chunk: bytes) -> EndpointResult:
+        """Feed any amount of audio; return the decision after the last whole frame."""
+        data = self._tail + chunk if self._tail else chunk
+        result = self.endpointer.result
+        offset = 0
+        while result is EndpointResult.CONTINUE and offset + FRAME_BYTES <= len(data):
+            result = self.process_frame(data[offset : offset + FRAME_BYTES])
+            offset += FRAME_BYTES
+        if result is EndpointResult.CONTINUE:
+            self._tail = data[offset:]
+        else:
+            self._tail = b""
+            _LOGGER.debug("endpoint %s at %.2f s", result, self.endpointer.elapsed_s)
+        return result

@@ -1,0 +1,143 @@
+"""``avsd demo``: the whole pipeline, offline, against the emulator started in this process.
+
+A shipped WAV ("Alexa, what time is it?", made with espeak-ng) goes through the real wake-word engine, the real
+endpointer, an HTTP/2 + TLS upload to the emulator on loopback, and the reply comes back as MP3 and is written to
+a WAV by the WAV-sink player. Every state transition is printed with its time and LED pattern.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import IO, Any
+
+from avsd.audio.wav_source import WavFileSource
+from avsd.avs.client import ConnectionState
+from avsd.avs.credentials import Credentials, save_credentials
+from avsd.avs.messages import Directive, Event
+from avsd.config import Config, load_config, override
+from avsd.daemon import Daemon, Parts
+from avsd.emulator.scenario import load_scenario
+from avsd.emulator.server import Emulator
+from avsd.hw.patterns import LedInputs, pattern_for
+from avsd.playback.base import PlaybackSettings, create_player
+from avsd.state import Transition
+from avsd.wake.base import create_engine
+
+DEMO_WAV = Path(__file__).parent / "audio" / "assets" / "alexa-what-time-is-it.wav"
+
+
+class EventLog:
+    """``--events-json``: one JSON object per event sent and directive received."""
+
+    def __init__(self, stream: IO[str], started: float) -> None:
+        self._stream = stream
+        self._started = started
+
+    def _write(self, direction: str, header: Any, payload: Any) -> None:
+        record = {
+            "time": round(time.monotonic() - self._started, 4),
+            "direction": direction,
+            "namespace": header.namespace,
+            "name": header.name,
+            "dialogRequestId": header.dialog_request_id,
+            "payload": dict(payload),
+        }
+        self._stream.write(json.dumps(record) + "\n")
+        self._stream.flush()
+
+    def event(self, event: Event) -> None:
+        self._write("event", event.header, event.payload)
+
+    def directive(self, directive: Directive) -> None:
+        self._write("directive", directive.header, directive.payload)
+
+
+class TransitionPrinter:
+    def __init__(self, started: float, daemon_online: Any) -> None:
+        self._started = started
+        self._online = daemon_online
+
+    def __call__(self, transition: Transition) -> None:
+        led = pattern_for(LedInputs(transition.state, connected=self._online()))
+        print(
+            f"{time.monotonic() - self._started:7.2f} s  {transition.previous:>9} -> {transition.state:<9}"
+            f" ({transition.trigger})  LED {led.name} {led.effect} rgb{led.color}",
+            flush=True,
+        )
+
+
+def demo_config(base: Config, emulator: Emulator, state_dir: Path, out_dir: Path, engine: str | None) -> Config:
+    config = override(base, "avs.endpoint", emulator.base_url)
+    config = override(config, "avs.ca_file", str(emulator.ca_file))
+    config = override(config, "daemon.state_dir", str(state_dir))
+    config = dataclasses.replace(
+        config,
+        auth=dataclasses.replace(config.auth, token_url="", credentials_file=""),
+        playback=dataclasses.replace(config.playback, backend="wav", wav_dir=str(out_dir)),
+    )
+    if engine:
+        config = override(config, "wake.engine", engine)
+    return config
+
+
+async def run_demo(args: argparse.Namespace) -> int:
+    input_wav: Path = args.input or DEMO_WAV
+    if not input_wav.exists():
+        print(f"avsd demo: no such WAV: {input_wav}", file=sys.stderr)
+        return 2
+    out_dir: Path = args.out or Path(tempfile.mkdtemp(prefix="avsd-demo-"))
+    out_dir.mkdir(parents=True, exist_ok=True)
+    base = load_config(args.config) if args.config else Config()
+    scenario = load_scenario(args.scenario) if args.scenario else None
+    events_file = args.events_json.open("w", encoding="utf-8") if args.events_json else None
+    started = time.monotonic()
+    try:
+        async with Emulator(cert_dir=out_dir / "emulator", scenario=scenario) as emulator:
+            state_dir = out_dir / "state"
+            save_credentials(state_dir / "credentials.json", Credentials("avsd-demo", emulator.refresh_token))
+            config = demo_config(base, emulator, state_dir, out_dir, args.engine)
+            engine = create_engine(config.wake)
+            player = create_player(config.playback)
+            print(f"avsd demo: emulator at {emulator.base_url}; wake word engine {engine.name}; "
+                  f"input {input_wav}", flush=True)
+            online = {"value": False}
+
+            def on_connection(state: ConnectionState) -> None:
+                online["value"] = state is ConnectionState.CONNECTED
+                print(f"{time.monotonic() - started:7.2f} s  connection {state}", flush=True)
+
+            parts = Parts(
+                open_audio=lambda: WavFileSource(input_wav, realtime=not args.fast, pad_silence_s=3.0),
+                speech_player=player,
+                engine=engine,
+                transition_observers=[TransitionPrinter(started, lambda: online["value"])],
+                connection_observers=[on_connection],
+            )
+            daemon = Daemon(config, parts)
+            if events_file is not None:
+                log = EventLog(events_file, started)
+                daemon.client.event_observers.append(log.event)
+                daemon.client.directive_observers.append(log.directive)
+            await daemon.run(stop_when_audio_ends=True, wait_for_connection_s=15.0)
+            replies = sorted(p for p in out_dir.glob("*.wav"))
+            recognizes = [r for r in emulator.records if r.qualified_name == "SpeechRecognizer.Recognize"]
+    finally:
+        if events_file is not None:
+            events_file.close()
+    if not recognizes:
+        print("avsd demo: the wake word was not heard; nothing was sent", file=sys.stderr)
+        return 1
+    if not replies:
+        print("avsd demo: no reply was played", file=sys.stderr)
+        return 1
+    print(f"avsd demo: sent {len(recognizes)} Recognize ({sum(len(r.audio) for r in recognizes)} audio bytes); "
+          f"Alexa's reply: {', '.join(str(p) for p in replies)}", flush=True)
+    if args.events_json:
+        print(f"avsd demo: events and directives in {args.events_json}", flush=True)
+    return 0

@@ -1,0 +1,488 @@
+"""The voice pipeline's controller: frames in, dialogs out.
+
+Every 10 ms frame goes into a ring buffer (>= 2 s), then to whichever stage the dialog state asks for:
+
+    IDLE / THINKING / SPEAKING   -> wake-word engine (boosted threshold while the device speaks)
+    LISTENING                    -> the open Recognize upload + local endpointing (webrtcvad)
+    EXPECTING                    -> VAD waits for the user to start answering an ExpectSpeech
+
+A dialog starts from a wake word (upload starts ``preroll_s`` before the wake word, with ``wakeWordIndices``), a
+button tap (TAP), a hold (PRESS_AND_HOLD, capture until release, CLOSE_TALK) or an answered ExpectSpeech (its
+initiator echoed verbatim). Capture ends on local end of speech, cloud ``StopCapture``, button release or the
+length cap, whichever comes first. Starting a dialog first cancels the previous one (stops its speech, drops its
+directives) and waits for that to finish.
+
+The state lives in :class:`~avsd.state.DialogMachine`; this module turns audio, buttons, directives and timers into
+its triggers and carries out what each transition means. Frame handling is synchronous and allocation-light;
+everything that waits runs in tasks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections.abc import AsyncIterator, Callable, Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any, Protocol
+
+from avsd.audio.endpointer import EndpointerSettings, EndpointResult
+from avsd.audio.frames import FRAME_BYTES, SAMPLE_RATE
+from avsd.audio.ring import RingBuffer
+from avsd.audio.source import AudioSource
+from avsd.audio.vad import VadEndpointer
+from avsd.avs.client import EventResult
+from avsd.avs.messages import Event, context_entry
+from avsd.errors import AudioDeviceError, AvsError
+from avsd.state import DialogMachine, DialogState, DialogTimeouts, Transition, Trigger
+from avsd.wake.base import Detection, WakeEngine
+
+_LOGGER = logging.getLogger(__name__)
+S, T = DialogState, Trigger
+
+PCM_FORMAT = "AUDIO_L16_RATE_16000_CHANNELS_1"
+_CAPTURE_QUEUE_FRAMES = 2000  # 20 s: more than the hard cap, so a slow network never drops captured audio
+
+
+class Initiator(StrEnum):
+    WAKEWORD = "WAKEWORD"
+    TAP = "TAP"
+    PRESS_AND_HOLD = "PRESS_AND_HOLD"
+    EXPECT_SPEECH = "EXPECT_SPEECH"  # local name: the Recognize echoes ExpectSpeech's initiator
+
+
+@dataclass(frozen=True, slots=True)
+class DialogSettings:
+    wake_profile: str = field(
+        default="NEAR_FIELD",
+        metadata={"help": "ASR profile for wake-word dialogs", "choices": ("NEAR_FIELD", "FAR_FIELD")},
+    )
+    tap_endpointing: str = field(
+        default="local",
+        metadata={
+            "help": "TAP dialogs end on local end of speech and StopCapture (local), or StopCapture only (cloud)",
+            "choices": ("local", "cloud"),
+        },
+    )
+    preroll_s: float = field(
+        default=0.5, metadata={"help": "audio sent before the wake word (AVS wants 500 ms)", "min": 0.0, "max": 1.5}
+    )
+    expect_preroll_s: float = field(
+        default=0.3, metadata={"help": "audio kept before the answer to an ExpectSpeech starts", "min": 0.0, "max": 1.0}
+    )
+    timeouts: DialogTimeouts = field(default_factory=DialogTimeouts)
+
+
+class RecognizeSender(Protocol):
+    async def send_event(self, event: Event, audio: Any = None) -> EventResult: ...
+
+
+class DirectiveQueue(Protocol):
+    async def new_dialog(self, dialog_request_id: str) -> None: ...
+
+    def set_dialog_request_id(self, dialog_request_id: str) -> None: ...
+
+    async def idle(self) -> None: ...
+
+
+class SpeechControl(Protocol):
+    async def stop(self) -> None: ...
+
+
+def recognize_event(
+    *,
+    dialog_request_id: str,
+    initiator: Initiator,
+    profile: str,
+    wake_word_indices: tuple[int, int] | None = None,
+    expect_initiator: Mapping[str, Any] | None = None,
+    audio_format: str = PCM_FORMAT,
+) -> Event:
+    """``SpeechRecognizer.Recognize`` (§6.1). Pure."""
+    payload: dict[str, Any] = {"profile": profile, "format": audio_format}
+    if initiator is Initiator.EXPECT_SPEECH:
+        if expect_initiator is not None:
+            payload["initiator"] = dict(expect_initiator)  # verbatim, opaque
+    elif initiator is Initiator.WAKEWORD:
+        initiator_payload: dict[str, Any] = {}
+        if wake_word_indices is not None:
+            start, end = wake_word_indices
+            initiator_payload["wakeWordIndices"] = {"startIndexInSamples": start, "endIndexInSamples": end}
+        payload["initiator"] = {"type": "WAKEWORD", "payload": initiator_payload}
+    else:
+        payload["initiator"] = {"type": str(initiator), "payload": {}}
+    return Event.new("SpeechRecognizer", "Recognize", payload, dialog_request_id=dialog_request_id)
+
+
+class Capture:
+    """One Recognize's audio: the pre-roll, then live frames until closed. Read once by the upload."""
+
+    def __init__(self, preroll: bytes) -> None:
+        self._queue: asyncio.Queue[bytes | None] = asyncio.Queue(_CAPTURE_QUEUE_FRAMES)
+        self._preroll = preroll
+        self.closed = False
+        self.frames_sent = 0
+
+    def push(self, frame: bytes) -> None:
+        if not self.closed:
+            try:
+                self._queue.put_nowait(frame)
+            except asyncio.QueueFull:  # only if the upload stalls for 20 s; the state timeout ends it anyway
+                _LOGGER.warning("capture queue full; dropping a frame")
+
+    def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            try:
+                self._queue.put_nowait(None)
+            except asyncio.QueueFull:
+                self._queue.get_nowait()
+                self._queue.put_nowait(None)
+
+    async def frames(self) -> AsyncIterator[bytes]:
+        preroll = self._preroll
+        for offset in range(0, len(preroll) - FRAME_BYTES + 1, FRAME_BYTES):
+            self.frames_sent += 1
+            yield preroll[offset : offset + FRAME_BYTES]
+        while True:
+            frame = await self._queue.get()
+            if frame is None:
+                return
+            self.frames_sent += 1
+            yield frame
+
+
+@dataclass(slots=True)
+class _Dialog:
+    dialog_request_id: str
+    initiator: Initiator
+    capture: Capture
+    endpointer: VadEndpointer | None  # None: capture until release (PRESS_AND_HOLD) or StopCapture (cloud TAP)
+    task: asyncio.Task[None] | None = None
+    upload_start_index: int = 0
+
+
+class DialogController:
+    """Owns the dialog state machine and drives it from audio, buttons, directives, connection and timers."""
+
+    def __init__(
+        self,
+        *,
+        settings: DialogSettings,
+        endpointing: EndpointerSettings,
+        engine: WakeEngine,
+        client: RecognizeSender,
+        sequencer: DirectiveQueue,
+        send_event: Callable[[Event], None],
+        online: bool = False,
+        keyword: str = "ALEXA",
+    ) -> None:
+        self.settings = settings
+        self.endpointing = endpointing
+        self.engine = engine
+        self._client = client
+        self._sequencer = sequencer
+        self._send_event = send_event
+        self.keyword = keyword.upper()
+        self.machine = DialogMachine(settings.timeouts, online=online)
+        self.machine.add_observer(self._on_transition)
+        self.ring = RingBuffer(max(2.5, settings.preroll_s + 2.0))
+        self.speech: SpeechControl | None = None
+        self._dialog: _Dialog | None = None
+        self._dialogs: set[asyncio.Task[None]] = set()
+        self._expect_vad: VadEndpointer | None = None
+        self._expect_initiator: Mapping[str, Any] | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._unmuted = asyncio.Event()
+        self._unmuted.set()
+        self.last_frame_time: float | None = None
+        self.wake_detections: list[Detection] = []
+        self.dialog_started: list[tuple[float, str, int]] = []  # (loop time, dialogRequestId, upload start index)
+
+    @property
+    def state(self) -> DialogState:
+        return self.machine.state
+
+    @property
+    def has_dialog(self) -> bool:
+        """A dialog is open or its answer is still being handled."""
+        return self._dialog is not None or any(not task.done() for task in self._dialogs)
+
+    @property
+    def _loop(self) -> asyncio.AbstractEventLoop:
+        return asyncio.get_running_loop()
+
+    # ----- audio --------------------------------------------------------------------------------------------
+
+    async def run_audio(self, open_source: Callable[[], AudioSource], *, retry_s: float = 5.0) -> None:
+        """Read the microphone (or a file) for as long as the daemon runs; closed while muted.
+
+        Returns when a finite source (a WAV file) ends. A device that is missing or fails is retried with a
+        back-off, logging one line per failure.
+        """
+        delay = 1.0
+        while True:
+            await self._unmuted.wait()
+            try:
+                source = open_source()
+            except AudioDeviceError as exc:
+                _LOGGER.error("%s; retrying in %.0f s", exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, retry_s * 6)
+                continue
+            delay = 1.0
+            ended = True
+            try:
+                async for frame in source.frames():
+                    self.on_frame(frame)
+                    if self.machine.muted:
+                        ended = False
+                        break
+            except AudioDeviceError as exc:
+                ended = False
+                _LOGGER.error("%s; reopening in %.0f s", exc, retry_s)
+                await asyncio.sleep(retry_s)
+            finally:
+                await source.close()
+            if ended:
+                return
+
+    def on_frame(self, frame: bytes) -> None:
+        """One 10 ms frame from the microphone. The hot path: keep it cheap."""
+        self.last_frame_time = self._loop.time()
+        self.ring.append(frame)
+        end_index = self.ring.end_index
+        state = self.machine.state
+        dialog = self._dialog
+        if state is S.LISTENING and dialog is not None:
+            dialog.capture.push(frame)
+            if dialog.endpointer is not None:
+                result = dialog.endpointer.process_frame(frame)
+                if result is not EndpointResult.CONTINUE:
+                    self._end_capture(dialog, result)
+            return
+        if state is S.EXPECTING and self._expect_vad is not None:
+            self._expect_vad.process_frame(frame)
+            if self._expect_vad.speech_detected:
+                self._answer_expect_speech()
+            return
+        if state in (S.IDLE, S.THINKING, S.SPEAKING, S.OFFLINE):
+            detection = self.engine.process(frame, end_index)
+            if detection is not None:
+                self.wake_detections.append(detection)
+                self._on_wake_word(detection)
+
+    # ----- triggers from the outside ------------------------------------------------------------------------
+
+    def _on_wake_word(self, detection: Detection) -> None:
+        _LOGGER.info("wake word %r (%s, score %.2f)", detection.keyword, detection.engine, detection.score)
+        if not self.machine.online:
+            _LOGGER.warning("wake word heard, but AVS is not connected")
+            return
+        preroll = int(self.settings.preroll_s * SAMPLE_RATE)
+        start = detection.start_index - preroll
+        indices: tuple[int, int] | None = None
+        if start >= self.ring.start_index:
+            indices = (preroll, detection.end_index - start)
+        else:  # not enough history: send what there is, without indices (as the SDK does)
+            start = self.ring.start_index
+        self._begin(Initiator.WAKEWORD, T.WAKE_WORD, start, wake_word_indices=indices)
+
+    def tap(self) -> None:
+        """Start a TAP dialog (barging in on speech; the button mapping decides whether a tap stops instead)."""
+        self._begin(Initiator.TAP, T.BUTTON_TAP, self.ring.end_index)
+
+    def hold_start(self) -> None:
+        self._begin(Initiator.PRESS_AND_HOLD, T.BUTTON_HOLD, self.ring.end_index)
+
+    def hold_end(self) -> None:
+        dialog = self._dialog
+        if dialog is not None and dialog.initiator is Initiator.PRESS_AND_HOLD and self.state is S.LISTENING:
+            self._close_capture(dialog, T.CAPTURE_DONE, "button released")
+
+    def stop(self) -> None:
+        """The user's stop: end speech (and any capture) now."""
+        if self.machine.state in (S.SPEAKING, S.LISTENING, S.THINKING, S.EXPECTING):
+            self._abandon_dialog()
+            self._fire(T.STOP)
+
+    def toggle_mute(self) -> None:
+        """Privacy mute: the microphone stream is closed, not just ignored."""
+        muting = not self.machine.muted
+        if muting:
+            self._abandon_dialog()
+            self._unmuted.clear()
+        else:
+            self._unmuted.set()
+        self._fire(T.MUTE_TOGGLE)
+
+    def set_online(self, online: bool) -> None:
+        if online == self.machine.online:
+            return
+        if not online:
+            self._abandon_dialog()
+        self._fire(T.CONNECTED if online else T.DISCONNECTED)
+
+    # ----- SpeechRecognizer directives ----------------------------------------------------------------------
+
+    def stop_capture(self) -> None:
+        dialog = self._dialog
+        if dialog is not None and self.state is S.LISTENING:
+            self._close_capture(dialog, T.CAPTURE_DONE, "StopCapture from AVS")
+        else:
+            _LOGGER.debug("StopCapture while not capturing; ignored")
+
+    def expect_speech(self, timeout_s: float, initiator: Mapping[str, Any] | None) -> bool:
+        """Open the mic for an answer. False when the state does not allow it (the agent reports that)."""
+        if self.state not in (S.IDLE, S.THINKING, S.SPEAKING):
+            return False
+        self._expect_initiator = initiator
+        self._expect_vad = VadEndpointer(self.endpointing)
+        return self._fire(T.EXPECT_SPEECH, timeout_s=timeout_s) is not None
+
+    def recognizer_context(self) -> dict[str, Any]:
+        return context_entry("SpeechRecognizer", "RecognizerState", {"wakeword": self.keyword})
+
+    # ----- SpeechSynthesizer observer -----------------------------------------------------------------------
+
+    def speech_started(self) -> None:
+        self._fire(T.SPEECH_STARTED)
+
+    def speech_finished(self) -> None:
+        self._fire(T.SPEECH_FINISHED)
+
+    # ----- dialogs ------------------------------------------------------------------------------------------
+
+    def _begin(self, initiator: Initiator, trigger: Trigger, start_index: int, **kwargs: Any) -> None:
+        if self.machine.state is S.LISTENING or self.machine.muted:
+            return
+        if not self.machine.online:
+            _LOGGER.warning("cannot start a dialog: AVS is not connected")
+            return
+        previous = self._dialog
+        self._abandon_dialog()
+        if initiator is Initiator.PRESS_AND_HOLD or (
+            initiator is Initiator.TAP and self.settings.tap_endpointing == "cloud"
+        ):
+            endpointer = None
+        else:
+            endpointer = VadEndpointer(self.endpointing)
+        dialog = _Dialog(
+            dialog_request_id=str(uuid.uuid4()),
+            initiator=initiator,
+            capture=Capture(self.ring.read_from(start_index)),
+            endpointer=endpointer,
+            upload_start_index=max(start_index, self.ring.start_index),
+        )
+        self._dialog = dialog
+        self._expect_vad = None
+        self.dialog_started.append((self._loop.time(), dialog.dialog_request_id, dialog.upload_start_index))
+        self._fire(trigger)
+        expect_initiator, self._expect_initiator = self._expect_initiator, None
+        event = recognize_event(
+            dialog_request_id=dialog.dialog_request_id,
+            initiator=initiator,
+            profile="CLOSE_TALK" if initiator is Initiator.PRESS_AND_HOLD else self.settings.wake_profile,
+            wake_word_indices=kwargs.get("wake_word_indices"),
+            expect_initiator=expect_initiator,
+        )
+        old_task = previous.task if previous is not None else None
+        dialog.task = self._loop.create_task(self._run_dialog(dialog, event, old_task), name="dialog")
+        self._dialogs.add(dialog.task)
+        dialog.task.add_done_callback(self._dialogs.discard)
+
+    def _answer_expect_speech(self) -> None:
+        back = int((self.endpointing.speech_start_s + self.settings.expect_preroll_s) * SAMPLE_RATE)
+        self._begin(Initiator.EXPECT_SPEECH, T.SPEECH_HEARD, self.ring.end_index - back)
+
+    async def _run_dialog(self, dialog: _Dialog, event: Event, old_task: asyncio.Task[None] | None) -> None:
+        # A new dialog cancels the old one and waits for it to finish cancelling.
+        if self.speech is not None:
+            await self.speech.stop()
+        if old_task is not None and not old_task.done():
+            old_task.cancel()
+            await asyncio.gather(old_task, return_exceptions=True)
+        await self._sequencer.new_dialog(dialog.dialog_request_id)
+        try:
+            await self._client.send_event(event, audio=dialog.capture.frames())
+        except AvsError as exc:
+            _LOGGER.warning("Recognize failed: %s", exc)
+            dialog.capture.close()
+            if self._dialog is dialog:
+                self._dialog = None
+                self._fire(T.FAILED)
+            return
+        finally:
+            dialog.capture.close()
+        if self._dialog is not dialog:
+            return
+        # Let this dialog's directives (Speak, ExpectSpeech ...) run; if nothing moved the state on, we are done.
+        await self._sequencer.idle()
+        if self._dialog is dialog:
+            self._dialog = None
+            self._fire(T.DIALOG_DONE)
+
+    def _end_capture(self, dialog: _Dialog, result: EndpointResult) -> None:
+        if result is EndpointResult.NO_SPEECH_TIMEOUT:
+            _LOGGER.info("nobody spoke; giving up")
+            self._abandon_dialog()
+            self._fire(T.NO_SPEECH)
+        else:
+            self._close_capture(dialog, T.CAPTURE_DONE, str(result))
+
+    def _close_capture(self, dialog: _Dialog, trigger: Trigger, why: str) -> None:
+        _LOGGER.info("capture ends: %s", why)
+        dialog.capture.close()
+        self._fire(trigger)
+
+    def _abandon_dialog(self) -> None:
+        """Forget the current dialog: close its capture, stop its speech, drop its late directives."""
+        dialog, self._dialog = self._dialog, None
+        self._expect_vad = None
+        if dialog is not None:
+            dialog.capture.close()
+            # Directives still on their way for it must be dropped: make a fresh id current.
+            self._sequencer.set_dialog_request_id(str(uuid.uuid4()))
+        if self.speech is not None and self.machine.state is S.SPEAKING:
+            self._loop.create_task(self.speech.stop(), name="stop-speech")
+
+    # ----- state machine plumbing ---------------------------------------------------------------------------
+
+    def _fire(self, trigger: Trigger, *, timeout_s: float | None = None) -> Transition | None:
+        return self.machine.fire(trigger, self._loop.time(), timeout_s=timeout_s)
+
+    def _on_transition(self, transition: Transition) -> None:
+        _LOGGER.info("state %s -> %s (%s)", transition.previous, transition.state, transition.trigger)
+        if (transition.previous is S.SPEAKING) != (transition.state is S.SPEAKING):
+            self.engine.set_sensitivity_boost(transition.state is S.SPEAKING)
+        if transition.previous is S.LISTENING and transition.state is not S.LISTENING:
+            self.engine.reset()  # the engine missed the frames of the capture; start it clean
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        deadline = self.machine.deadline
+        if deadline is not None:
+            self._timer = self._loop.call_at(deadline, self._on_deadline)
+
+    def _on_deadline(self) -> None:
+        self._timer = None
+        previous = self.machine.state
+        if self.machine.deadline is None or self._loop.time() < self.machine.deadline:
+            return
+        if previous in (S.LISTENING, S.THINKING, S.SPEAKING):
+            _LOGGER.warning("%s took too long; giving up on the dialog", previous)
+            self._abandon_dialog()
+        self.machine.check_timeout(self._loop.time())
+        if previous is S.EXPECTING:
+            self._expect_vad = None
+            self._send_event(Event.new("SpeechRecognizer", "ExpectSpeechTimedOut"))
+
+    async def close(self) -> None:
+        self._abandon_dialog()
+        if self._timer is not None:
+            self._timer.cancel()
+        for task in list(self._dialogs):
+            task.cancel()
+        if self._dialogs:
+            await asyncio.gather(*self._dialogs, return_exceptions=True)

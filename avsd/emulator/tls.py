@@ -1,0 +1,137 @@
+"""Self-signed TLS for the emulator: one certificate that is also its own CA, and an ALPN ``h2``-only context.
+
+The certificate has ``CA:true`` so a client can pass the certificate file itself as its CA bundle
+(``httpx.AsyncClient(verify=ssl.create_default_context(cafile=cert))``, ``curl --cacert cert``).
+"""
+
+from __future__ import annotations
+
+import datetime
+import secrets
+import ipaddress
+import logging
+import os
+import ssl
+from collections.abc import Sequence
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+_log = logging.getLogger(__name__)
+
+CERT_NAME = "emulator-cert.pem"
+KEY_NAME = "emulator-key.pem"
+DEFAULT_HOSTS = ("localhost", "127.0.0.1", "::1")
+
+
+def _san_entry(host: str) -> x509.GeneralName:
+    try:
+        return x509.IPAddress(ipaddress.ip_address(host))
+    except ValueError:
+        return x509.DNSName(host)
+
+
+def make_self_signed(
+    cert_dir: Path, hosts: Sequence[str] = DEFAULT_HOSTS, *, valid_days: int = 825
+) -> tuple[Path, Path]:
+    """Write ``emulator-cert.pem`` and ``emulator-key.pem`` (0600) into ``cert_dir``; return (cert, key).
+
+    An existing pair is reused when it is still valid for at least a day and covers ``hosts``.
+    """
+    if not 1 <= valid_days <= 3650:
+        raise ValueError("valid_days must be within 1..3650")
+    cert_dir.mkdir(parents=True, exist_ok=True)
+    cert_path, key_path = cert_dir / CERT_NAME, cert_dir / KEY_NAME
+    if _reusable(cert_path, key_path, hosts):
+        return cert_path, key_path
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    # A unique subject per certificate: OpenSSL looks trust anchors up by subject, so two emulators with the
+    # same subject name could not both be trusted by one client.
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"avsd emulator {secrets.token_hex(4)}")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        # Back-date a little so a client whose clock is slightly behind still accepts it.
+        .not_valid_before(now - datetime.timedelta(hours=1))
+        .not_valid_after(now + datetime.timedelta(days=valid_days))
+        .add_extension(x509.SubjectAlternativeName([_san_entry(h) for h in hosts]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=True,
+                key_cert_sign=True,
+                crl_sign=False,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+        .add_extension(x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    key_bytes = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    fd = os.open(key_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(key_bytes)
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    _log.info("wrote self-signed emulator certificate %s for %s", cert_path, ", ".join(hosts))
+    return cert_path, key_path
+
+
+def _reusable(cert_path: Path, key_path: Path, hosts: Sequence[str]) -> bool:
+    if not (cert_path.is_file() and key_path.is_file()):
+        return False
+    try:
+        cert = x509.load_pem_x509_certificate(cert_path.read_bytes())
+        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except (ValueError, x509.ExtensionNotFound):
+        return False
+    covered = {str(v) for v in san.get_values_for_type(x509.IPAddress)}
+    covered |= set(san.get_values_for_type(x509.DNSName))
+    remaining = cert.not_valid_after_utc - datetime.datetime.now(datetime.UTC)
+    wanted = {str(ipaddress.ip_address(h)) if _is_ip(h) else h for h in hosts}
+    return wanted <= covered and remaining > datetime.timedelta(days=1)
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
+def server_ssl_context(cert: Path, key: Path) -> ssl.SSLContext:
+    """TLS >= 1.2 server context offering only ALPN ``h2``.
+
+    Python's ALPN selection does not fail the handshake when the client offers no ``h2`` (OpenSSL answers
+    "no protocol" instead), so the server checks ``selected_alpn_protocol()`` after the handshake and closes
+    anything that did not agree on ``h2`` (HTTP/1.1 clients see the connection closed before any response).
+    """
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    ctx.load_cert_chain(cert, key)
+    ctx.set_alpn_protocols(["h2"])
+    return ctx
+
+
+def client_ssl_context(ca_file: Path) -> ssl.SSLContext:
+    """A client context trusting only the emulator certificate, offering ALPN ``h2`` (for tests and tools)."""
+    ctx = ssl.create_default_context(cafile=str(ca_file))
+    ctx.set_alpn_protocols(["h2"])
+    return ctx

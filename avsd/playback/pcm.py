@@ -1,0 +1,181 @@
+"""The libvlc-free backends: miniaudio decodes on a worker thread, the PCM goes to PortAudio (``pcm``) or to one WAV
+file per item (``wav``). Both share :class:`DecodingPlayer`; only the :class:`~avsd.playback.outputs.PcmOutput`
+differs.
+
+Per item: a task pumps the attachment into a bounded :class:`StreamBuffer` on the loop, a thread decodes from it,
+scales by the volume and writes to the output, reporting back through ``call_soon_threadsafe``. A new ``play()``
+first stops and awaits the previous item, so one output never has two writers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import threading
+import time
+from pathlib import Path
+
+from avsd.errors import PlaybackError
+from avsd.playback.base import Media, MediaKind, PlaybackOutcome, check_volume
+from avsd.playback.decode import DecodeAborted, PcmFormat, decode_pcm, open_source, scale_s16, volume_gain
+from avsd.playback.item import PlaybackItem
+from avsd.playback.outputs import PcmOutput, PyAudioOutput, WavFileOutput
+from avsd.playback.stream import StreamBuffer
+
+log = logging.getLogger(__name__)
+
+
+class DecodingItem(PlaybackItem):
+    def __init__(self, player: DecodingPlayer, media: Media, offset_ms: int) -> None:
+        super().__init__(asyncio.get_running_loop(), player.label, offset_ms)
+        self._player = player
+        self._media = media
+        self._buffer: StreamBuffer | None = None
+        self._pump: asyncio.Task[None] | None = None
+        self._running = threading.Event()  # cleared while paused
+        self._running.set()
+
+    async def run(self, previous: PlaybackItem | None) -> None:
+        if previous is not None:
+            await previous.stop()
+        if self.stop_requested:
+            self.mark_done(PlaybackOutcome.STOPPED)
+            return
+        log.info(
+            "%s: playing %s from %d ms (%s)",
+            self.name,
+            self._media.describe(),
+            self.start_offset_ms,
+            self._player.name,
+        )
+        if self._media.kind is MediaKind.STREAM and self._media.chunks is not None:
+            self._buffer = StreamBuffer(self._loop)
+            self._pump = asyncio.create_task(self._buffer.pump(self._media.chunks), name=f"{self.name}-pump")
+        threading.Thread(target=self._work, name=self.name, daemon=True).start()
+        try:
+            await self.finished()
+        finally:
+            if self._pump is not None and not self._pump.done():
+                self._pump.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await self._pump
+
+    async def _stop(self) -> None:
+        if self._buffer is not None:
+            self._buffer.abort()
+        self._running.set()
+
+    async def _pause(self) -> None:
+        self._running.clear()
+
+    async def _resume(self) -> None:
+        self._running.set()
+
+    # -- worker thread --------------------------------------------------------------------------------------
+    def _work(self) -> None:
+        output = self._player.output
+        fmt = output.fmt
+        frames = 0
+        begun = False
+        outcome, error = PlaybackOutcome.FINISHED, None
+        try:
+            source = open_source(self._media, self._buffer)
+            for pcm in decode_pcm(self._media, source, fmt, skip_ms=self.start_offset_ms):
+                self._running.wait()
+                if self.stop_requested:
+                    break
+                if not begun:
+                    self.post_path(output.begin(self.name))
+                    begun = True
+                output.write(scale_s16(pcm, self._player.gain))
+                if frames == 0:
+                    self.post_started(time.perf_counter())
+                frames += len(pcm) // fmt.frame_bytes
+                self.post_offset(fmt.ms(frames))
+        except DecodeAborted:
+            pass
+        except PlaybackError as exc:
+            outcome, error = PlaybackOutcome.FAILED, exc
+        except Exception as exc:  # thread boundary: anything else is a backend failure, reported, never lost
+            log.exception("%s: decoder thread failed", self.name)
+            outcome, error = PlaybackOutcome.FAILED, PlaybackError(f"playback failed: {exc}")
+        finally:
+            if begun:
+                try:
+                    output.end(drain=not self.stop_requested)
+                except Exception as exc:
+                    log.warning("%s: closing the output failed: %s", self.name, exc)
+        if outcome is PlaybackOutcome.FINISHED:
+            outcome, error = self._judge(frames)
+        self.post_done(outcome, error)
+
+    def _judge(self, frames: int) -> tuple[PlaybackOutcome, PlaybackError | None]:
+        if self.stop_requested:
+            return PlaybackOutcome.STOPPED, None
+        if self._buffer is not None and self._buffer.error is not None:
+            return PlaybackOutcome.FAILED, PlaybackError(f"audio stream broke off: {self._buffer.error}")
+        if frames == 0 and self.start_offset_ms == 0:
+            return PlaybackOutcome.FAILED, PlaybackError(
+                f"no audio could be decoded from {self._media.describe()}"
+            )
+        return PlaybackOutcome.FINISHED, None
+
+
+class DecodingPlayer:
+    """A :class:`~avsd.playback.base.Player` that decodes with miniaudio into a :class:`PcmOutput`."""
+
+    name = "pcm"
+
+    def __init__(self, output: PcmOutput, *, label: str = "speech", volume: int = 100) -> None:
+        self.output = output
+        self.label = label
+        self._volume = check_volume(volume)
+        self.gain = volume_gain(volume)  # read by worker threads; a float swap is atomic
+        self._current: DecodingItem | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._closed = False
+
+    def play(self, media: Media, *, offset_ms: int = 0) -> DecodingItem:
+        if self._closed:
+            raise PlaybackError(f"{self.label} player is closed")
+        item = DecodingItem(self, media, max(0, offset_ms))
+        previous, self._current = self._current, item
+        task = asyncio.create_task(item.run(previous), name=f"{item.name}-run")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return item
+
+    def set_volume(self, volume: int) -> None:
+        self._volume = check_volume(volume)
+        self.gain = volume_gain(volume)
+
+    @property
+    def volume(self) -> int:
+        return self._volume
+
+    async def close(self) -> None:
+        self._closed = True
+        if self._current is not None:
+            await self._current.stop()
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+        await asyncio.to_thread(self.output.close)
+
+
+class PcmPlayer(DecodingPlayer):
+    """Fallback without libvlc: PortAudio output (``device``: index or name part; empty = default)."""
+
+    name = "pcm"
+
+    def __init__(self, device: str = "", *, label: str = "speech", fmt: PcmFormat | None = None) -> None:
+        super().__init__(PyAudioOutput(device, fmt), label=label)
+
+
+class WavSinkPlayer(DecodingPlayer):
+    """Writes what it plays to ``<directory>/<label>-<n>.wav`` (the item's ``path``), as fast as it decodes."""
+
+    name = "wav"
+
+    def __init__(self, directory: Path, *, label: str = "speech", fmt: PcmFormat | None = None) -> None:
+        super().__init__(WavFileOutput(directory, fmt), label=label)

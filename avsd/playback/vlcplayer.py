@@ -1,0 +1,321 @@
+"""The libvlc backend: one VLC instance and one media player per :class:`VlcPlayer`, reused for every item.
+
+Input. STREAM media (a Speak attachment still arriving) goes through ``libvlc_media_new_callbacks``: VLC's read
+callback runs on VLC's input thread and blocks in :meth:`StreamBuffer.read` for the next chunk; ``stop``/``close``
+abort the buffer first, because ``libvlc_media_player_stop`` waits for that thread. The callbacks are created once
+per player; the ``opaque`` pointer carries the item id so a late read never sees another item's bytes. URL and
+FILE media go straight to VLC (http(s), playlists, ``file://``).
+
+Output, and where ``first_audio_time`` comes from (the choice):
+
+- Default (no ``--aout`` in ``vlc_options``): libvlc audio callbacks (``audio_set_callbacks``, VLC's amem).
+  VLC decodes, resamples and applies its volume, then hands S16 blocks to our callback on its decoder thread;
+  we write them to a :class:`PcmOutput` (PortAudio on ``output_device``, or a WAV file in tests). The callback
+  knows the moment the first block was accepted by the device, so ``first_audio_time`` is a real timestamp, not
+  VLC's schedule. It also makes the start latency independent of VLC's input caching (amem gets blocks ~1 s
+  ahead of their pts and we play them at once).
+- ``--aout=...`` in ``vlc_options`` (e.g. ``--aout=afile --audiofile-file=x.wav`` in tests, or ``--aout=alsa``):
+  VLC plays through its own output. libvlc 3 reports no "first sample out" event there, so ``first_audio_time``
+  is estimated from the first ``MediaPlayerTimeChanged`` event: ``now - new_time`` (resolution ~ 100-300 ms).
+
+VLC events arrive on libvlc's event thread and reach the loop only through ``call_soon_threadsafe``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ctypes
+import logging
+import threading
+import time
+from typing import Any
+
+from avsd.errors import PlaybackError
+from avsd.playback.base import Media, MediaKind, PlaybackOutcome, PlaybackSettings, check_volume
+from avsd.playback.decode import PcmFormat
+from avsd.playback.item import PlaybackItem
+from avsd.playback.outputs import PcmOutput, PyAudioOutput
+from avsd.playback.stream import StreamBuffer
+
+log = logging.getLogger(__name__)
+
+INSTALL_HINT = "sudo apt install vlc-plugin-base libvlc5"
+BASE_OPTIONS = ("--no-video", "--quiet", "--no-xlib")
+
+
+class VlcUnavailableError(PlaybackError):
+    """libvlc (or python-vlc) cannot be loaded."""
+
+    code = "playback-vlc-missing"
+
+
+def _load_vlc() -> Any:
+    try:
+        import vlc
+    except (ImportError, OSError) as exc:  # python-vlc raises OSError when libvlc.so is missing
+        raise VlcUnavailableError(f"libvlc cannot be loaded ({exc}); install it: {INSTALL_HINT}") from exc
+    return vlc
+
+
+class VlcItem(PlaybackItem):
+    def __init__(self, player: VlcPlayer, media: Media, offset_ms: int) -> None:
+        super().__init__(asyncio.get_running_loop(), player.label, offset_ms)
+        self._player = player
+        self.media = media
+        self.buffer: StreamBuffer | None = None
+        self._pump: asyncio.Task[None] | None = None
+        # Written by VLC's decoder thread only (audio callbacks mode).
+        self.frames = 0
+        self.begun = False
+        self.ended = False
+
+    async def run(self, previous: PlaybackItem | None) -> None:
+        if previous is not None:
+            await previous.stop()
+        if self.stop_requested:
+            self.mark_done(PlaybackOutcome.STOPPED)
+            return
+        log.info("%s: playing %s from %d ms (vlc)", self.name, self.media.describe(), self.start_offset_ms)
+        if self.media.kind is MediaKind.STREAM and self.media.chunks is not None:
+            self.buffer = StreamBuffer(self._loop)
+            self._pump = asyncio.create_task(self.buffer.pump(self.media.chunks), name=f"{self.name}-pump")
+        try:
+            await asyncio.to_thread(self._player.start_item, self)
+        except PlaybackError as exc:
+            self.mark_done(PlaybackOutcome.FAILED, exc)
+        try:
+            await self.finished()
+        finally:
+            if self._pump is not None and not self._pump.done():
+                self._pump.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await self._pump
+
+    async def _stop(self) -> None:
+        if self.buffer is not None:
+            self.buffer.abort()  # unblocks VLC's read callback, or libvlc's stop would wait forever
+        await asyncio.to_thread(self._player.stop_item, self)
+        # libvlc sends no Stopped event when stop() comes before the input started, so settle here too.
+        self.mark_done(PlaybackOutcome.STOPPED)
+
+    async def _pause(self) -> None:
+        await asyncio.to_thread(self._player.set_pause, self, True)
+
+    async def _resume(self) -> None:
+        await asyncio.to_thread(self._player.set_pause, self, False)
+
+
+class VlcPlayer:
+    """A :class:`~avsd.playback.base.Player` on libvlc. ``output`` replaces the PortAudio output in the audio
+    callbacks mode (tests pass a WAV output)."""
+
+    name = "vlc"
+
+    def __init__(
+        self,
+        settings: PlaybackSettings | None = None,
+        *,
+        label: str = "speech",
+        output: PcmOutput | None = None,
+        fmt: PcmFormat | None = None,
+    ) -> None:
+        settings = settings or PlaybackSettings()
+        self._vlc = vlc = _load_vlc()
+        self.label = label
+        self.native_output = any(opt.startswith("--aout") for opt in settings.vlc_options)
+        options = list(BASE_OPTIONS) + list(settings.vlc_options)
+        if self.native_output and settings.output_device:
+            options.append(f"--alsa-audio-device={settings.output_device}")
+        self._instance = vlc.Instance(options)
+        if self._instance is None:
+            raise VlcUnavailableError(
+                f"libvlc refused to start with options {options}; install: {INSTALL_HINT}"
+            )
+        self._mp = self._instance.media_player_new()
+        self._volume = 100
+        self._lock = threading.Lock()  # guards _active and _items (VLC threads read them)
+        self._out_lock = threading.Lock()  # one writer at a time on the output; end() never races write()
+        self._active: VlcItem | None = None
+        self._items: dict[int, VlcItem] = {}
+        self._current: VlcItem | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._closed = False
+        self.output: PcmOutput | None = None
+        # ctypes callbacks must outlive every call libvlc makes to them: they live as long as the player.
+        self._read_cb = vlc.CallbackDecorators.MediaReadCb(self._on_read)
+        if not self.native_output:
+            self.output = output or PyAudioOutput(settings.output_device, fmt or PcmFormat(48000, 2))
+            self._play_cb = vlc.CallbackDecorators.AudioPlayCb(self._on_audio)
+            self._mp.audio_set_callbacks(self._play_cb, None, None, None, None, None)
+            self._mp.audio_set_format("S16N", self.output.fmt.rate, self.output.fmt.channels)
+        events = self._mp.event_manager()
+        for name in (
+            "MediaPlayerEndReached",
+            "MediaPlayerEncounteredError",
+            "MediaPlayerStopped",
+            "MediaPlayerTimeChanged",
+        ):
+            events.event_attach(getattr(vlc.EventType, name), self._on_vlc_event, name)
+        log.debug(
+            "%s: libvlc %s, output %s",
+            label,
+            vlc.libvlc_get_version().decode(),
+            "vlc" if self.native_output else "audio callbacks",
+        )
+
+    # -- Player ---------------------------------------------------------------------------------------------
+    def play(self, media: Media, *, offset_ms: int = 0) -> VlcItem:
+        if self._closed:
+            raise PlaybackError(f"{self.label} player is closed")
+        item = VlcItem(self, media, max(0, offset_ms))
+        previous, self._current = self._current, item
+        task = asyncio.create_task(item.run(previous), name=f"{item.name}-run")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return item
+
+    def set_volume(self, volume: int) -> None:
+        self._volume = check_volume(volume)
+        self._mp.audio_set_volume(volume)
+
+    @property
+    def volume(self) -> int:
+        return self._volume
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        if self._current is not None:
+            await self._current.stop()
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+        await asyncio.to_thread(self._release)
+
+    def _release(self) -> None:
+        self._mp.stop()
+        self._mp.release()
+        self._instance.release()
+        if self.output is not None:
+            self.output.close()
+
+    # -- worker thread (asyncio.to_thread) ------------------------------------------------------------------
+    def start_item(self, item: VlcItem) -> None:
+        if item.media.kind is MediaKind.STREAM:
+            media = self._instance.media_new_callbacks(
+                None, self._read_cb, None, None, ctypes.c_void_p(item.id)
+            )
+        elif item.media.kind is MediaKind.URL and item.media.url:
+            media = self._instance.media_new(item.media.url)
+        elif item.media.kind is MediaKind.FILE and item.media.url:
+            media = self._instance.media_new_path(item.media.url)
+        else:
+            raise PlaybackError(f"cannot play {item.media.describe()}")
+        if media is None:
+            raise PlaybackError(f"libvlc cannot open {item.media.describe()}")
+        if item.media.kind is MediaKind.STREAM:
+            # VLC treats a callback stream it cannot pace as live and slaves its clock to the arrival rate;
+            # a reply that arrives faster than real time then ends early (EOF while ~half the audio was still
+            # queued got dropped: 3 s of a 6.9 s reply). An attachment is a file arriving, not a live feed.
+            media.add_option(":clock-synchro=0")
+        if item.start_offset_ms:
+            media.add_option(f":start-time={item.start_offset_ms / 1000:.3f}")
+        # After EndReached libvlc still sends Stopped for the ended input; stopping here, while the previous
+        # (already settled) item is active, keeps that late event away from the new item.
+        self._mp.stop()
+        with self._lock:
+            self._items = {item.id: item}
+            self._active = item
+        self._mp.set_media(media)
+        media.release()
+        if self._mp.play() != 0:
+            raise PlaybackError(f"libvlc cannot play {item.media.describe()}")
+        self._mp.audio_set_volume(self._volume)  # the player's volume applies to every item
+
+    def stop_item(self, item: VlcItem) -> None:
+        with self._lock:
+            if self._active is not item:
+                return
+        self._mp.stop()
+        with self._lock:
+            self._active = None
+
+    def set_pause(self, item: VlcItem, paused: bool) -> None:
+        with self._lock:
+            if self._active is not item:
+                return
+        self._mp.set_pause(1 if paused else 0)
+
+    # -- libvlc threads: never raise (ctypes would only print it), reach the loop via call_soon_threadsafe -------
+    def _on_read(self, opaque: int | None, buf: Any, length: int) -> int:
+        try:
+            with self._lock:
+                item = self._items.get(opaque or 0)
+            if item is None or item.buffer is None:
+                return -1
+            data = item.buffer.read(length)
+            if data is None:
+                return -1  # aborted: lets libvlc's stop() return
+            ctypes.memmove(buf, data, len(data))
+            return len(data)
+        except Exception:
+            log.exception("%s: VLC read callback failed", self.label)
+            return -1
+
+    def _on_audio(self, _data: Any, samples: Any, count: int, _pts: int) -> None:
+        try:
+            with self._lock:
+                item = self._active
+            output = self.output
+            if item is None or output is None or item.stop_requested or count <= 0:
+                return
+            pcm = ctypes.string_at(samples, count * output.fmt.frame_bytes)
+            with self._out_lock:
+                if item.ended:
+                    return
+                if not item.begun:
+                    item.begun = True
+                    item.post_path(output.begin(item.name))
+                output.write(pcm)  # blocks on a device: paces VLC's decoder
+            if item.frames == 0:
+                item.post_started(time.perf_counter())
+            item.frames += count
+            item.post_offset(output.fmt.ms(item.frames))
+        except Exception:
+            log.exception("%s: VLC audio callback failed", self.label)
+
+    def _on_vlc_event(self, event: Any, name: str) -> None:
+        try:
+            with self._lock:
+                item = self._active
+            if item is None:
+                return
+            if name == "MediaPlayerTimeChanged":
+                if self.native_output:
+                    new_time = int(event.u.new_time)
+                    if new_time > 0:
+                        item.frames = 1  # some audio was played
+                        item.post_started(time.perf_counter() - new_time / 1000)
+                        item.post_offset(max(0, new_time - item.start_offset_ms))
+                return
+            log.debug("%s: VLC event %s", item.name, name)
+            outcome, error = self._judge(item, name)
+            with self._out_lock:
+                if item.begun and not item.ended and self.output is not None:
+                    self.output.end(drain=outcome is PlaybackOutcome.FINISHED)
+                item.ended = True
+            item.post_done(outcome, error)
+        except Exception:
+            log.exception("%s: VLC event callback failed", self.label)
+
+    def _judge(self, item: VlcItem, name: str) -> tuple[PlaybackOutcome, PlaybackError | None]:
+        if name == "MediaPlayerStopped" or item.stop_requested:
+            return PlaybackOutcome.STOPPED, None
+        if name == "MediaPlayerEncounteredError":
+            return PlaybackOutcome.FAILED, PlaybackError(f"VLC could not play {item.media.describe()}")
+        if item.buffer is not None and item.buffer.error is not None:
+            return PlaybackOutcome.FAILED, PlaybackError(f"audio stream broke off: {item.buffer.error}")
+        if item.frames == 0:
+            return PlaybackOutcome.FAILED, PlaybackError(f"VLC decoded no audio from {item.media.describe()}")
+        return PlaybackOutcome.FINISHED, None

@@ -1,0 +1,148 @@
+"""Wake-word engines behind one small protocol, their settings, and the factory that picks one.
+
+Engines: ``micro`` (microWakeWord, pymicro-wakeword), ``openwakeword`` (pyopen-wakeword), ``porcupine``
+(pvporcupine, optional, needs a Picovoice AccessKey), ``none`` (never fires; push-to-talk only). Each engine
+module is imported lazily, so a missing optional package only matters when it is chosen; import failures
+become :class:`~avsd.errors.WakeWordError` with the command that fixes them.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Protocol, runtime_checkable
+
+from avsd.errors import WakeWordError
+
+
+class EngineName(StrEnum):
+    MICRO = "micro"
+    OPENWAKEWORD = "openwakeword"
+    PORCUPINE = "porcupine"
+    NONE = "none"
+
+
+class DuringPlayback(StrEnum):
+    """What the wake word does while the device itself is speaking (its own voice must not wake it)."""
+
+    RAISE = "raise"  # use playback_threshold instead of threshold
+    IGNORE = "ignore"  # no wake word while speaking; the button still barges in
+    NORMAL = "normal"  # no change (only with acoustic echo cancellation upstream)
+
+
+@dataclass(frozen=True, slots=True)
+class Detection:
+    engine: str
+    keyword: str
+    score: float
+    end_index: int  # absolute sample index where the wake word ended (the detection point)
+    start_index: int  # absolute sample index where the wake word began (estimated from the speech onset)
+
+
+@runtime_checkable
+class WakeEngine(Protocol):
+    name: str
+
+    def process(self, frame: bytes, end_index: int) -> Detection | None:
+        """Feed one 10 ms frame; ``end_index`` is the absolute sample index just after it."""
+        ...
+
+    def reset(self) -> None: ...
+
+    def set_sensitivity_boost(self, boosted: bool) -> None:
+        """True while the device plays its own speech: the policy in WakeSettings.during_playback applies."""
+        ...
+
+    def close(self) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class WakeSettings:
+    """Wake-word engine choice and thresholds."""
+
+    engine: str = field(
+        default=EngineName.MICRO,
+        metadata={"help": "Wake-word engine", "choices": tuple(EngineName)},
+    )
+    keyword: str = field(default="alexa", metadata={"help": "Wake word (built-in model name)"})
+    threshold: float | None = field(
+        default=None,
+        metadata={"help": "Detection threshold 0..1 (engine default when unset)", "min": 0.0, "max": 1.0},
+    )
+    refractory_s: float = field(
+        default=2.0,
+        metadata={"help": "Ignore further detections for this long after one", "min": 0.0, "max": 10.0},
+    )
+    during_playback: str = field(
+        default=DuringPlayback.RAISE,
+        metadata={
+            "help": "Wake word while the device speaks: raise threshold, ignore, or normal",
+            "choices": tuple(DuringPlayback),
+        },
+    )
+    playback_threshold: float | None = field(
+        default=None,
+        metadata={
+            "help": "Threshold while the device speaks, with during_playback = raise (engine default "
+            "when unset)",
+            "min": 0.0,
+            "max": 1.0,
+        },
+    )
+    playback_margin_db: float = field(
+        default=6.0,
+        metadata={
+            "help": "While the device speaks, the wake word must be this much louder than the device's "
+            "own echo (dB)",
+            "min": 0.0,
+            "max": 30.0,
+        },
+    )
+    porcupine_access_key: str = field(
+        default="",
+        metadata={"help": "Picovoice AccessKey for porcupine (or env PORCUPINE_ACCESS_KEY)", "secret": True},
+    )
+
+    def __post_init__(self) -> None:
+        if self.engine not in tuple(EngineName):
+            raise ValueError(f"engine must be one of {', '.join(EngineName)}, not {self.engine!r}")
+        if self.during_playback not in tuple(DuringPlayback):
+            raise ValueError(f"during_playback must be one of {', '.join(DuringPlayback)}")
+        for name in ("threshold", "playback_threshold"):
+            value = getattr(self, name)
+            if value is not None and not 0.0 <= value <= 1.0:
+                raise ValueError(f"{name} must be within 0..1")
+
+    def access_key(self) -> str:
+        return self.porcupine_access_key or os.environ.get("PORCUPINE_ACCESS_KEY", "")
+
+
+def create_engine(settings: WakeSettings) -> WakeEngine:
+    """Build the configured engine. Raises WakeWordError with an actionable message when it cannot start."""
+    name = EngineName(settings.engine)
+    if name is EngineName.NONE:
+        from avsd.wake.null import NullEngine
+
+        return NullEngine()
+    if name is EngineName.MICRO:
+        from avsd.wake.micro import MicroEngine
+
+        return MicroEngine(settings)
+    if name is EngineName.OPENWAKEWORD:
+        from avsd.wake.oww import OpenWakeWordEngine
+
+        return OpenWakeWordEngine(settings)
+    from avsd.wake.porcupine import PorcupineEngine
+
+    return PorcupineEngine(settings)
+
+
+def require(module: str, package: str) -> None:
+    """Raise WakeWordError naming the pip package when ``module`` cannot be imported."""
+    import importlib
+
+    try:
+        importlib.import_module(module)
+    except ImportError as exc:
+        raise WakeWordError(f"{module} is not installed: run `pip install {package}` in avsd's venv") from exc

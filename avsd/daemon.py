@@ -177,7 +177,7 @@ class Daemon:
         await self._lwa_http.aclose()
 
 
-class _Finished(Exception):  # noqa: N818 - control flow inside run()
+class _Finished(Exception):
     pass
 
 

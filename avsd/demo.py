@@ -25,7 +25,7 @@ from avsd.daemon import Daemon, Parts
 from avsd.emulator.scenario import load_scenario
 from avsd.emulator.server import Emulator
 from avsd.hw.patterns import LedInputs, pattern_for
-from avsd.playback.base import PlaybackSettings, create_player
+from avsd.playback.base import create_player
 from avsd.state import Transition
 from avsd.wake.base import create_engine
 

@@ -14,10 +14,11 @@ import asyncio
 import importlib
 import logging
 import os
+import signal
 import socket
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 logger = logging.getLogger(__name__)
@@ -177,6 +178,50 @@ async def run_watchdog(notifier: SystemdNotifier, is_alive: Callable[[], bool], 
             logger.error("audio pipeline stalled; no longer petting the systemd watchdog (expect a restart)")
             petting = False
         await asyncio.sleep(interval_s)
+
+
+def handle_reload(
+    loop: asyncio.AbstractEventLoop, notifier: SystemdNotifier, reload: Callable[[], Awaitable[None]]
+) -> Callable[[], None]:
+    """``systemctl reload avsd`` (ExecReload sends SIGHUP): RELOADING=1, ``await reload()``, READY=1.
+
+    A reload that raises (say a ConfigError in the edited file) is logged and reported in STATUS; the daemon keeps
+    running on the config it had. SIGHUPs arriving during a reload are coalesced into one more reload. Returns a
+    function that removes the handler. Call on the loop thread.
+    """
+    state = {"running": False, "again": False}
+    tasks: set[asyncio.Task[None]] = set()
+
+    async def _reload() -> None:
+        while True:
+            state["again"] = False
+            notifier.reloading()
+            try:
+                await reload()
+            except Exception as exc:
+                logger.error("reload failed, keeping the previous configuration: %s", exc)
+                notifier.status(f"reload failed: {exc}")
+            else:
+                logger.info("configuration reloaded")
+            notifier.ready()
+            if not state["again"]:
+                state["running"] = False
+                return
+
+    def _on_sighup() -> None:
+        if state["running"]:
+            state["again"] = True
+            return
+        state["running"] = True
+        task = loop.create_task(_reload(), name="reload")
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
+
+    def _remove() -> None:
+        loop.remove_signal_handler(signal.SIGHUP)
+
+    loop.add_signal_handler(signal.SIGHUP, _on_sighup)
+    return _remove
 
 
 def journal_handler(env: Mapping[str, str] | None = None) -> logging.Handler | None:

@@ -1,8 +1,9 @@
-"""Benchmarks for the appliance layer: LED pattern sampling and APA102 encoding (run 25x a second while an
-animation shows), sd_notify datagrams (every watchdog interval), and button edge -> action latency on MockFactory.
+"""Benchmarks for the appliance layer: LED pattern sampling and APA102 encoding (25 times a second while an
+animation shows), sd_notify datagrams (every watchdog interval), and button edge -> action latency on
+MockFactory.
 
-Targets are for the development machine; a Raspberry Pi core is roughly 10-20x slower. At 25 fps a 12-pixel frame
-costing 20 us here is about 0.5-1 % of a Pi Zero 2 W core.
+Targets are for the development machine; a Raspberry Pi core is roughly 10-20x slower. At 25 fps a 12-pixel
+frame costing 20 us here is about 0.5-1 % of a Pi Zero 2 W core.
 """
 
 from __future__ import annotations

@@ -168,7 +168,7 @@ else
     [[ -e "$STAGE/README.md" ]] || echo "avsd" >"$STAGE/README.md"
 fi
 REQ="$STAGE"
-[[ -n "$EXTRAS" ]] && REQ="$STAGE[$EXTRAS]"
+[[ -n "$EXTRAS" ]] && REQ="${STAGE}[${EXTRAS}]"
 # shellcheck disable=SC2086  # PIP_ARGS is a list of words on purpose
 run "$VENV/bin/python" -m pip install --upgrade --disable-pip-version-check --quiet $PIP_ARGS "$REQ"
 if [[ -e "$SRC/README.md" ]]; then

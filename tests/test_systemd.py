@@ -7,6 +7,7 @@ import logging
 import os
 import re
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -18,7 +19,15 @@ from pathlib import Path
 
 import pytest
 
-from avsd.systemd import AudioHeartbeat, SystemdNotifier, audio_alive, journal_handler, run_watchdog
+from avsd.errors import ConfigError
+from avsd.systemd import (
+    AudioHeartbeat,
+    SystemdNotifier,
+    audio_alive,
+    handle_reload,
+    journal_handler,
+    run_watchdog,
+)
 
 UNIT = Path(__file__).resolve().parent.parent / "systemd" / "avsd.service"
 
@@ -300,9 +309,7 @@ def test_unit_verifies(tmp_path: Path) -> None:
     # verify checks that ExecStart exists; point it at a real executable (install.sh does the same rewrite).
     unit = tmp_path / "avsd.service"
     unit.write_text(UNIT.read_text().replace("/opt/avsd/venv/bin/avsd", sys.executable))
-    result = subprocess.run(
-        [tool, "verify", str(unit)], capture_output=True, text=True, cwd=tmp_path, timeout=30
-    )
+    result = subprocess.run([tool, "verify", str(unit)], capture_output=True, text=True, cwd=tmp_path, timeout=30)
     assert result.returncode == 0, result.stderr
     assert "avsd.service" not in result.stderr  # no warnings about our unit
 
@@ -320,3 +327,40 @@ def test_unit_security_exposure(tmp_path: Path) -> None:
     if match is None:
         pytest.skip(f"this systemd-analyze has no offline security mode: {result.stderr.strip()[:200]}")
     assert float(match.group(1)) <= 2.5
+
+
+async def test_sighup_reloads_between_reloading_and_ready(notify_socket: NotifySocket) -> None:
+    notifier = SystemdNotifier({"NOTIFY_SOCKET": notify_socket.address})
+    reloads: list[int] = []
+    gate = asyncio.Event()
+
+    async def reload() -> None:
+        reloads.append(len(reloads))
+        if len(reloads) == 2:
+            raise ConfigError("leds.kind", "must be one of none, single")
+        await gate.wait()
+
+    remove = handle_reload(asyncio.get_running_loop(), notifier, reload)
+    try:
+        async with asyncio.timeout(5):
+            os.kill(os.getpid(), signal.SIGHUP)
+            while not reloads:
+                await asyncio.sleep(0.01)
+            os.kill(os.getpid(), signal.SIGHUP)  # during the reload: coalesced into one more
+            os.kill(os.getpid(), signal.SIGHUP)
+            await asyncio.sleep(0.05)
+            gate.set()
+            while len(reloads) < 2:
+                await asyncio.sleep(0.01)
+            await asyncio.sleep(0.05)
+            messages = notify_socket.drain()
+    finally:
+        remove()
+    assert reloads == [0, 1]
+    assert [m.split("\n")[0] for m in messages] == [
+        "RELOADING=1",
+        "READY=1",
+        "RELOADING=1",
+        "STATUS=reload failed: leds.kind: must be one of none, single",
+        "READY=1",  # a bad edit keeps the daemon running on its old config
+    ]

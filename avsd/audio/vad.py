@@ -8,6 +8,9 @@ reading a Recognize upload, the daemon reading the microphone).
 from __future__ import annotations
 
 import logging
+import math
+
+import numpy as np
 
 from avsd.audio.endpointer import Endpointer, EndpointerSettings, EndpointResult
 from avsd.audio.frames import FRAME_BYTES, FRAME_SECONDS, SAMPLE_RATE
@@ -36,9 +39,41 @@ class WebRtcVad:
         return bool(self._vad.is_speech(frame, SAMPLE_RATE))
 
 
+def frame_level_db(frame: bytes) -> float:
+    """RMS level of one frame in dB relative to one LSB (digital silence -> 0)."""
+    samples = np.frombuffer(frame, dtype="<i2").astype(np.float32)
+    power = float(np.dot(samples, samples)) / max(len(samples), 1)
+    return 10.0 * math.log10(power + 1.0)
+
+
+class NoiseGate:
+    """Tracks the noise floor and says whether a frame stands clearly above it.
+
+    webrtcvad keeps saying "speech" for 50-70 ms after a word ends (its internal hang-over); gating it with
+    the frame level puts the end of speech where the voice actually stops, so trailing silence is counted from
+    there. The floor follows quiet frames at once and drifts up slowly, so speech never becomes the floor.
+    """
+
+    def __init__(self, margin_db: float = 9.0, rise_per_frame: float = 0.002) -> None:
+        self.margin_db = margin_db
+        self.rise_per_frame = rise_per_frame
+        self.floor_db: float | None = None
+
+    def above_floor(self, frame: bytes) -> bool:
+        level = frame_level_db(frame)
+        floor = self.floor_db
+        if floor is None or level < floor:
+            floor = level
+        else:
+            floor += (level - floor) * self.rise_per_frame
+        self.floor_db = floor
+        return level > floor + self.margin_db
+
+
 class VadEndpointer:
     """Endpointing over raw audio: ``process_audio(chunk)`` accepts any number of bytes.
 
+    A frame counts as speech when webrtcvad says so and its level stands above the noise floor (NoiseGate).
     Bytes that do not fill a whole 10 ms frame are kept for the next call. Once a final result is reached,
     further audio is ignored and the result is returned again.
     """
@@ -46,6 +81,7 @@ class VadEndpointer:
     def __init__(self, settings: EndpointerSettings | None = None) -> None:
         self.settings = settings or EndpointerSettings()
         self.vad = WebRtcVad(self.settings.aggressiveness)
+        self.gate = NoiseGate()
         self.endpointer = Endpointer(self.settings)
         self._tail = b""
 
@@ -59,11 +95,13 @@ class VadEndpointer:
 
     def reset(self) -> None:
         self.endpointer.reset()
+        self.gate = NoiseGate()
         self._tail = b""
 
     def process_frame(self, frame: bytes) -> EndpointResult:
         """Classify and account for one 320-byte frame."""
-        return self.endpointer.process(FRAME_SECONDS, self.vad.is_speech(frame))
+        loud = self.gate.above_floor(frame)  # always, so the floor keeps tracking
+        return self.endpointer.process(FRAME_SECONDS, loud and self.vad.is_speech(frame))
 
     def process_audio(self, chunk: bytes) -> EndpointResult:
         """Feed any amount of audio; return the decision after the last whole frame."""

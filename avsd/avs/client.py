@@ -126,7 +126,7 @@ class EventResult:
     directives: tuple[Directive, ...] = ()
 
 
-class _Reconnect(Exception):  # noqa: N818 - control flow, never escapes the supervisor
+class _Reconnect(Exception):
     """Raised inside a connection to make the supervisor open a new one."""
 
 

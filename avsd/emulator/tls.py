@@ -7,10 +7,10 @@ The certificate has ``CA:true`` so a client can pass the certificate file itself
 from __future__ import annotations
 
 import datetime
-import secrets
 import ipaddress
 import logging
 import os
+import secrets
 import ssl
 from collections.abc import Sequence
 from pathlib import Path

@@ -126,13 +126,13 @@ def open_source(media: Media, buffer: StreamBuffer | None) -> miniaudio.Streamab
         raise PlaybackError(f"{media.kind.value} media without a url")
     try:
         if media.kind is MediaKind.FILE:
-            return _FileSource(open(media.url, "rb"), seekable=True)  # noqa: SIM115 - closed by the source
+            return _FileSource(open(media.url, "rb"), seekable=True)
         parsed = urllib.parse.urlparse(media.url)
         if parsed.scheme == "file":
-            return _FileSource(open(urllib.request.url2pathname(parsed.path), "rb"), seekable=True)  # noqa: SIM115
+            return _FileSource(open(urllib.request.url2pathname(parsed.path), "rb"), seekable=True)
         if parsed.scheme in ("http", "https"):
             # Playlists (M3U/PLS) are the vlc backend's job; this fallback plays direct audio URLs only.
-            response = urllib.request.urlopen(media.url, timeout=HTTP_TIMEOUT_S)  # noqa: S310 - scheme checked
+            response = urllib.request.urlopen(media.url, timeout=HTTP_TIMEOUT_S)
             return _FileSource(response, seekable=False)
     except OSError as exc:
         raise PlaybackError(f"cannot open {media.describe()}: {exc}") from exc

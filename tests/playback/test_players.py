@@ -96,14 +96,14 @@ async def test_pause_and_resume(player: AnyPlayer, speech: Speech) -> None:
     attachment = Attachment("speak-3")
     async with asyncio.timeout(20):
         playback = _item(player.play(Media.stream(attachment)))
-        attachment.feed(speech.data[:2000])  # the rest arrives after the pause
+        attachment.feed(speech.data[:6000])  # the rest arrives after the pause
         await playback.started()
         await playback.pause()
         await asyncio.sleep(0.3)
         paused_at = playback.offset_ms
         await asyncio.sleep(0.4)
         assert playback.offset_ms - paused_at < 60, "no audio goes out while paused"
-        attachment.feed(speech.data[2000:])
+        attachment.feed(speech.data[6000:])
         attachment.finish()
         await playback.resume()
         assert await playback.finished() is PlaybackOutcome.FINISHED

@@ -54,6 +54,7 @@ from avsd.errors import (
     AvsConnectionError,
     AvsError,
     AvsServerError,
+    CredentialsError,
     MultipartError,
     NotConnectedError,
 )
@@ -261,6 +262,10 @@ class AvsClient:
                     _LOGGER.error(
                         "AVS login refused (%s); run `avsd login` to link the device again", exc.error
                     )
+                    self._set_state(ConnectionState.AUTH_FAILED)
+                except CredentialsError as exc:
+                    self.last_error = str(exc)
+                    _LOGGER.error("%s", exc)
                     self._set_state(ConnectionState.AUTH_FAILED)
                 except AvsError as exc:
                     self.last_error = str(exc)
@@ -548,7 +553,7 @@ def _unwrap(group: BaseExceptionGroup[BaseException]) -> BaseException:
         if isinstance(exc, _Reconnect):
             return exc
         if not isinstance(exc, asyncio.CancelledError):
-            if isinstance(exc, AvsError | AuthError):
+            if isinstance(exc, AvsError | AuthError | CredentialsError):
                 return exc
             if isinstance(exc, Exception):
                 _LOGGER.exception("unexpected error in the AVS connection", exc_info=exc)

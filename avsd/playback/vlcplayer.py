@@ -33,7 +33,7 @@ from typing import Any
 
 from avsd.errors import PlaybackError
 from avsd.playback.base import Media, MediaKind, PlaybackOutcome, PlaybackSettings, check_volume
-from avsd.playback.decode import PcmFormat
+from avsd.playback.decode import PcmFormat, scale_s16, volume_gain
 from avsd.playback.item import PlaybackItem
 from avsd.playback.outputs import PcmOutput, PyAudioOutput
 from avsd.playback.stream import StreamBuffer
@@ -69,6 +69,10 @@ class VlcItem(PlaybackItem):
         self.frames = 0
         self.begun = False
         self.ended = False
+        # Cleared while paused: the audio callback blocks VLC's decoder thread on it, so blocks VLC already
+        # queued do not go out after pause() (libvlc's own pause only stops its clock and input).
+        self.running = threading.Event()
+        self.running.set()
 
     async def run(self, previous: PlaybackItem | None) -> None:
         if previous is not None:
@@ -95,15 +99,18 @@ class VlcItem(PlaybackItem):
     async def _stop(self) -> None:
         if self.buffer is not None:
             self.buffer.abort()  # unblocks VLC's read callback, or libvlc's stop would wait forever
+        self.running.set()  # the same for a decoder thread parked in the audio callback
         await asyncio.to_thread(self._player.stop_item, self)
         # libvlc sends no Stopped event when stop() comes before the input started, so settle here too.
         self.mark_done(PlaybackOutcome.STOPPED)
 
     async def _pause(self) -> None:
+        self.running.clear()
         await asyncio.to_thread(self._player.set_pause, self, True)
 
     async def _resume(self) -> None:
         await asyncio.to_thread(self._player.set_pause, self, False)
+        self.running.set()
 
 
 class VlcPlayer:
@@ -134,6 +141,7 @@ class VlcPlayer:
             )
         self._mp = self._instance.media_player_new()
         self._volume = 100
+        self.gain = 1.0  # applied by us in the audio callbacks mode; read by VLC's decoder thread
         self._lock = threading.Lock()  # guards _active and _items (VLC threads read them)
         self._out_lock = threading.Lock()  # one writer at a time on the output; end() never races write()
         self._active: VlcItem | None = None
@@ -177,7 +185,9 @@ class VlcPlayer:
 
     def set_volume(self, volume: int) -> None:
         self._volume = check_volume(volume)
-        self._mp.audio_set_volume(volume)
+        self.gain = volume_gain(volume)
+        if self.native_output:
+            self._mp.audio_set_volume(volume)
 
     @property
     def volume(self) -> int:
@@ -199,6 +209,11 @@ class VlcPlayer:
         self._instance.release()
         if self.output is not None:
             self.output.close()
+
+    def _reapply_volume(self) -> None:
+        # On the loop (native output): the audio output exists now, so the volume sticks.
+        if not self._closed:
+            self._mp.audio_set_volume(self._volume)
 
     # -- worker thread (asyncio.to_thread) ------------------------------------------------------------------
     def start_item(self, item: VlcItem) -> None:
@@ -231,7 +246,9 @@ class VlcPlayer:
         media.release()
         if self._mp.play() != 0:
             raise PlaybackError(f"libvlc cannot play {item.media.describe()}")
-        self._mp.audio_set_volume(self._volume)  # the player's volume applies to every item
+        if self.native_output:
+            # libvlc 3 forgets a volume set before the audio output exists; it is set again at first audio.
+            self._mp.audio_set_volume(self._volume)
 
     def stop_item(self, item: VlcItem) -> None:
         with self._lock:
@@ -271,13 +288,16 @@ class VlcPlayer:
             if item is None or output is None or item.stop_requested or count <= 0:
                 return
             pcm = ctypes.string_at(samples, count * output.fmt.frame_bytes)
+            item.running.wait()
+            if item.stop_requested:
+                return
             with self._out_lock:
                 if item.ended:
                     return
                 if not item.begun:
                     item.begun = True
                     item.post_path(output.begin(item.name))
-                output.write(pcm)  # blocks on a device: paces VLC's decoder
+                output.write(scale_s16(pcm, self.gain))  # blocks on a device: paces VLC's decoder
             if item.frames == 0:
                 item.post_started(time.perf_counter())
             item.frames += count
@@ -294,8 +314,10 @@ class VlcPlayer:
             if name == "MediaPlayerTimeChanged":
                 if self.native_output:
                     new_time = int(event.u.new_time)
-                    if new_time > 0:
+                    if new_time > 0 and item.frames == 0:
                         item.frames = 1  # some audio was played
+                        item._post(self._reapply_volume)
+                    if new_time > 0:
                         item.post_started(time.perf_counter() - new_time / 1000)
                         item.post_offset(max(0, new_time - item.start_offset_ms))
                 return

@@ -96,17 +96,17 @@ async def test_pause_and_resume(player: AnyPlayer, speech: Speech) -> None:
     attachment = Attachment("speak-3")
     async with asyncio.timeout(20):
         playback = _item(player.play(Media.stream(attachment)))
-        attachment.feed(speech.data[:6000])  # the rest arrives after the pause
+        feeding = asyncio.create_task(feed(attachment, speech.data, chunk=1000, delay=0.03))
         await playback.started()
         await playback.pause()
         await asyncio.sleep(0.3)
         paused_at = playback.offset_ms
         await asyncio.sleep(0.4)
         assert playback.offset_ms - paused_at < 60, "no audio goes out while paused"
-        attachment.feed(speech.data[6000:])
-        attachment.finish()
+        assert paused_at < speech.duration_s * 1000 - 100
         await playback.resume()
         assert await playback.finished() is PlaybackOutcome.FINISHED
+        await feeding
     assert playback.path is not None
     duration, _ = wav_stats(playback.path)
     assert abs(duration - speech.duration_s) < 0.15

@@ -15,13 +15,30 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 import httpx
 
+from avsd.agents.alert_store import AlertStore
+from avsd.agents.alerts import ACTIVITY_ID as ALERTS_ACTIVITY
+from avsd.agents.alerts import AlertsAgent, AlertsSettings, event_from_json
+from avsd.agents.audio_player import AudioPlayerAgent, AudioPlayerSettings
+from avsd.agents.capabilities import (
+    CapabilitiesPublisher,
+    HttpCapabilitiesApi,
+    capabilities_body,
+    capabilities_url,
+    interfaces_from_context,
+)
 from avsd.agents.events import EventQueue
+from avsd.agents.focus_agent import DIALOG_ACTIVITY, DialogFocus, FocusArbiter
+from avsd.agents.notifications import NotificationsAgent, NotificationsSettings
+from avsd.agents.outbox import Outbox
+from avsd.agents.playback_controller import PlaybackControllerAgent
 from avsd.agents.sequencer import DirectiveSequencer
+from avsd.agents.speaker import SpeakerAgent, SpeakerSettings
 from avsd.agents.speech_recognizer import SpeechRecognizerAgent
 from avsd.agents.speech_synthesizer import SpeechSynthesizer
 from avsd.agents.system import SystemAgent
@@ -34,11 +51,19 @@ from avsd.avs.messages import Event
 from avsd.config import Config
 from avsd.dialog import DialogController
 from avsd.errors import AvsConnectionError
-from avsd.playback.base import Player
+from avsd.focus import FocusSettings
+from avsd.playback.base import Player, create_player
 from avsd.state import Transition
 from avsd.wake.base import WakeEngine
 
 _LOGGER = logging.getLogger(__name__)
+_S = TypeVar("_S")
+
+
+def agent_settings(config: Config, section: str, default: _S) -> _S:
+    """The config section ``section`` once Config has it (the lead adds the sections), else ``default``."""
+    value = getattr(config, section, None)
+    return value if isinstance(value, type(default)) else default
 
 
 @dataclass(slots=True)
@@ -50,6 +75,9 @@ class Parts:
     engine: WakeEngine
     transition_observers: list[Callable[[Transition], None]] = field(default_factory=list)
     connection_observers: list[Callable[[ConnectionState], None]] = field(default_factory=list)
+    alert_player: Player | None = None  # None: one is made from config.playback (name "alert")
+    content_player: Player | None = None  # AudioPlayer; None: made from config.playback (name "content")
+    notification_player: Player | None = None  # None: made from config.playback (name "notification")
 
 
 class Daemon:
@@ -105,6 +133,96 @@ class Daemon:
         for connection_observer in parts.connection_observers:
             self.client.add_state_observer(connection_observer)
         self.dialog.machine.add_observer(self._on_transition)
+        self._init_media()
+        self._init_alerts()  # after _init_media: alerts take the ALERTS channel of its focus arbiter
+
+    # ----- alerts, certified events, capabilities ------------------------------------------------------------
+
+    def _init_alerts(self) -> None:
+        state_dir = self.config.state_dir
+        # Certified sender (§6.6, §9.2): alert events are stored and delivered in order once connected.
+        self.outbox = Outbox(state_dir / "outbox.sqlite", self._send_certified, connected=False)
+        self.alert_store = AlertStore(state_dir / "alerts.sqlite")
+        self.alert_player = self.parts.alert_player or create_player(self.config.playback, name="alert")
+        self.alerts = AlertsAgent(
+            store=self.alert_store,
+            certified=self.outbox,
+            events=self.events,
+            player=self.alert_player,
+            settings=agent_settings(self.config, "alerts", AlertsSettings()),
+            focus=self.focus,
+        )
+        self.focus.register(ALERTS_ACTIVITY, self.alerts)
+        self.sequencer.register(self.alerts)
+        self.context.register(self.alerts.context)
+        self.client.add_state_observer(self._on_connection_for_alerts)
+        self.capabilities = CapabilitiesPublisher(
+            put=HttpCapabilitiesApi(self._lwa_http, self.tokens).put, state_dir=state_dir
+        )
+
+    # ----- focus, speaker, music, notifications --------------------------------------------------------------
+
+    def _init_media(self) -> None:
+        config, state_dir = self.config, self.config.state_dir
+        focus_settings = agent_settings(config, "focus", FocusSettings())
+        # Dialog > Alerts > Content (§7): the dialog holds DIALOG while listening/thinking/speaking.
+        self.focus = FocusArbiter(focus_settings)
+        self.dialog_focus = DialogFocus(self.focus)
+        self.focus.register(DIALOG_ACTIVITY, self.dialog_focus)
+        self.dialog.machine.add_observer(self.dialog_focus.on_transition)
+        self.speech.focus = self.dialog_focus
+        self.content_player = self.parts.content_player or create_player(config.playback, name="content")
+        self.notification_player = self.parts.notification_player or create_player(
+            config.playback, name="notification"
+        )
+        # One device volume (speech, music, notification sounds); alarms keep their own so they ring when muted.
+        self.speaker = SpeakerAgent(
+            events=self.events,
+            players=[self.parts.speech_player, self.notification_player],
+            content_players=[self.content_player],
+            state_dir=state_dir,
+            settings=agent_settings(config, "speaker", SpeakerSettings()),
+            duck_level=focus_settings.duck_level,
+        )
+        self.audio_player = AudioPlayerAgent(
+            player=self.content_player,
+            attachments=self.attachments,
+            events=self.events,
+            focus=self.focus,
+            ducker=self.speaker,
+            settings=agent_settings(config, "audio_player", AudioPlayerSettings()),
+        )
+        self.playback_controller = PlaybackControllerAgent(events=self.events, context=self.context.gather)
+        self.notifications = NotificationsAgent(
+            player=self.notification_player,
+            state_dir=state_dir,
+            settings=agent_settings(config, "notifications", NotificationsSettings()),
+        )
+        for agent in (self.speaker, self.audio_player, self.notifications):
+            self.sequencer.register(agent)
+        self.context.register(self.audio_player.context)
+        self.context.register(self.speaker.context)
+        self.context.register(self.notifications.context)
+
+    async def _close_media(self) -> None:
+        for closer in (self.audio_player.close, self.notifications.close, self.speaker.close,
+                       self.content_player.close, self.notification_player.close):
+            try:
+                await closer()
+            except Exception:
+                _LOGGER.exception("closing %r failed", closer)
+
+    async def _send_certified(self, body: bytes) -> None:
+        await self.client.send_event(event_from_json(body))
+
+    def _on_connection_for_alerts(self, state: ConnectionState) -> None:
+        self.outbox.set_connected(state is ConnectionState.CONNECTED)
+
+    async def _publish_capabilities(self) -> None:
+        """Once connected (every agent registered, a token at hand): PUT the capabilities if they changed."""
+        await self.client.wait_connected()
+        body = capabilities_body(interfaces_from_context(self.context.gather()))
+        await self.capabilities.publish(capabilities_url(self.client.base_url), body)
 
     async def _send_exception(self, event: Event) -> None:
         self.events.send(event)
@@ -121,14 +239,21 @@ class Daemon:
         stop_when_audio_ends: bool = False,
         wait_for_connection_s: float | None = None,
         ready: Callable[[], None] | None = None,
+        linger: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
-        """Run every service until cancelled (or, for a file input, until its audio has been handled).
+        """Run every service until cancelled (or, for a file input, until its audio has been handled and then
+        ``linger`` has returned: ``avsd demo`` waits there for a timer the scenario set).
 
         The microphone starts at once, online or not (alarms ring offline); ``wait_for_connection_s`` holds a
         file input back until AVS is connected, so the demo's one utterance is not spoken into the void.
         """
         try:
+            # Alerts are loaded before connecting: the first SynchronizeState must carry them (§6.6).
+            await self.alerts.load()
             async with asyncio.TaskGroup() as group:
+                group.create_task(self.alerts.run(), name="alerts")
+                group.create_task(self.outbox.run(), name="outbox")
+                group.create_task(self._publish_capabilities(), name="capabilities")
                 group.create_task(self.client.run(), name="avs-client")
                 group.create_task(self.sequencer.run(), name="directives")
                 group.create_task(self.events.run(), name="events")
@@ -146,6 +271,8 @@ class Daemon:
                 if stop_when_audio_ends:
                     await audio
                     await self.settle()
+                    if linger is not None:
+                        await linger()
                     raise _Finished
                 await asyncio.Event().wait()
         except* _Finished:
@@ -174,6 +301,11 @@ class Daemon:
         with contextlib.suppress(Exception):
             await self.parts.speech_player.close()
         self.parts.engine.close()
+        with contextlib.suppress(Exception):
+            await self.alert_player.close()
+        await self._close_media()
+        self.outbox.close()
+        self.alert_store.close()
         await self._lwa_http.aclose()
 
 

@@ -8,6 +8,8 @@ a WAV by the WAV-sink player. Every state transition is printed with its time an
 from __future__ import annotations
 
 import argparse
+import asyncio
+import contextlib
 import dataclasses
 import json
 import sys
@@ -30,6 +32,8 @@ from avsd.state import Transition
 from avsd.wake.base import create_engine
 
 DEMO_WAV = Path(__file__).parent / "audio" / "assets" / "alexa-what-time-is-it.wav"
+DEMO_RING_S = 2.0  # the demo "presses stop" this long after an alert starts sounding
+DEMO_LINGER_S = 90.0  # at most this long waiting for the scenario's alerts after the input ended
 
 
 class EventLog:
@@ -124,8 +128,22 @@ async def run_demo(args: argparse.Namespace) -> int:
                 log = EventLog(events_file, started)
                 daemon.client.event_observers.append(log.event)
                 daemon.client.directive_observers.append(log.directive)
-            await daemon.run(stop_when_audio_ends=True, wait_for_connection_s=15.0)
-            replies = sorted(p for p in out_dir.glob("*.wav"))
+
+            def on_ring(token: str) -> None:
+                print(f"{time.monotonic() - started:7.2f} s  alert {token} sounding; "
+                      f"the demo stops it in {DEMO_RING_S:.0f} s", flush=True)
+
+            async def linger() -> None:
+                # A scenario that set a timer: let it ring, stop it, and deliver its events (maybe after an outage).
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(DEMO_LINGER_S):
+                        await daemon.alerts.ring_out(stop_after_s=DEMO_RING_S, on_ring=on_ring)
+                        await daemon.outbox.drained()
+
+            await daemon.run(stop_when_audio_ends=True, wait_for_connection_s=15.0, linger=linger)
+            replies = sorted(p for p in out_dir.glob("*.wav") if not p.name.startswith("alert-"))
+            names = [r.qualified_name or "" for r in emulator.records]
+            alert_events = [name for name in names if name.startswith("Alerts.")]
             recognizes = [r for r in emulator.records if r.qualified_name == "SpeechRecognizer.Recognize"]
     finally:
         if events_file is not None:
@@ -138,6 +156,8 @@ async def run_demo(args: argparse.Namespace) -> int:
         return 1
     print(f"avsd demo: sent {len(recognizes)} Recognize ({sum(len(r.audio) for r in recognizes)} audio bytes); "
           f"Alexa's reply: {', '.join(str(p) for p in replies)}", flush=True)
+    if alert_events:
+        print(f"avsd demo: alert events AVS received: {', '.join(alert_events)}", flush=True)
     if args.events_json:
         print(f"avsd demo: events and directives in {args.events_json}", flush=True)
     return 0

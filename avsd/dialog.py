@@ -28,7 +28,7 @@ from enum import StrEnum
 from typing import Any, Protocol
 
 from avsd.audio.endpointer import EndpointerSettings, EndpointResult
-from avsd.audio.frames import FRAME_BYTES, SAMPLE_RATE
+from avsd.audio.frames import ACTIVE_BLOCK_FRAMES, FRAME_BYTES, IDLE_BLOCK_FRAMES, SAMPLE_RATE
 from avsd.audio.ring import RingBuffer
 from avsd.audio.source import AudioSource
 from avsd.audio.vad import VadEndpointer
@@ -197,6 +197,7 @@ class DialogController:
         self._unmuted = asyncio.Event()
         self._unmuted.set()
         self.last_frame_time: float | None = None
+        self._source: AudioSource | None = None
         self.wake_detections: list[Detection] = []
         self.dialog_started: list[tuple[float, str, int]] = []  # (loop time, dialogRequestId, upload start index)
 
@@ -233,6 +234,8 @@ class DialogController:
                 continue
             delay = 1.0
             ended = True
+            self._source = source
+            self._set_block_size()
             try:
                 async for frame in source.frames():
                     self.on_frame(frame)
@@ -244,34 +247,44 @@ class DialogController:
                 _LOGGER.error("%s; reopening in %.0f s", exc, retry_s)
                 await asyncio.sleep(retry_s)
             finally:
+                self._source = None
                 await source.close()
             if ended:
                 return
 
-    def on_frame(self, frame: bytes) -> None:
-        """One 10 ms frame from the microphone. The hot path: keep it cheap."""
+    def on_frame(self, block: bytes) -> None:
+        """A block of whole 10 ms frames from the microphone. The hot path: keep it cheap.
+
+        The wake-word engine takes the block at once; the capture and the endpointer work frame by frame, so the
+        upload goes out as 320-byte frames and end of speech is found to the frame.
+        """
         self.last_frame_time = self._loop.time()
-        self.ring.append(frame)
-        end_index = self.ring.end_index
+        self.ring.append(block)
         state = self.machine.state
-        dialog = self._dialog
-        if state is S.LISTENING and dialog is not None:
-            dialog.capture.push(frame)
-            if dialog.endpointer is not None:
-                result = dialog.endpointer.process_frame(frame)
-                if result is not EndpointResult.CONTINUE:
-                    self._end_capture(dialog, result)
-            return
-        if state is S.EXPECTING and self._expect_vad is not None:
-            self._expect_vad.process_frame(frame)
-            if self._expect_vad.speech_detected:
-                self._answer_expect_speech()
-            return
         if state in (S.IDLE, S.THINKING, S.SPEAKING, S.OFFLINE):
-            detection = self.engine.process(frame, end_index)
+            detection = self.engine.process(block, self.ring.end_index)
             if detection is not None:
                 self.wake_detections.append(detection)
                 self._on_wake_word(detection)
+            return
+        for offset in range(0, len(block), FRAME_BYTES):
+            frame = block[offset : offset + FRAME_BYTES]
+            state = self.machine.state
+            dialog = self._dialog
+            if state is S.LISTENING and dialog is not None:
+                dialog.capture.push(frame)
+                if dialog.endpointer is not None:
+                    result = dialog.endpointer.process_frame(frame)
+                    if result is not EndpointResult.CONTINUE:
+                        self._end_capture(dialog, result)
+            elif state is S.EXPECTING and self._expect_vad is not None:
+                self._expect_vad.process_frame(frame)
+                if self._expect_vad.speech_detected:
+                    # Frames after this one in the block are in the ring, which the new capture starts from.
+                    self._answer_expect_speech(self.ring.end_index - (len(block) - offset - FRAME_BYTES) // 2)
+                    return
+            else:
+                return
 
     # ----- triggers from the outside ------------------------------------------------------------------------
 
@@ -392,9 +405,9 @@ class DialogController:
         self._dialogs.add(dialog.task)
         dialog.task.add_done_callback(self._dialogs.discard)
 
-    def _answer_expect_speech(self) -> None:
+    def _answer_expect_speech(self, heard_index: int) -> None:
         back = int((self.endpointing.speech_start_s + self.settings.expect_preroll_s) * SAMPLE_RATE)
-        self._begin(Initiator.EXPECT_SPEECH, T.SPEECH_HEARD, self.ring.end_index - back)
+        self._begin(Initiator.EXPECT_SPEECH, T.SPEECH_HEARD, heard_index - back)
 
     async def _run_dialog(self, dialog: _Dialog, event: Event, old_task: asyncio.Task[None] | None) -> None:
         # A new dialog cancels the old one and waits for it to finish cancelling.
@@ -452,8 +465,15 @@ class DialogController:
     def _fire(self, trigger: Trigger, *, timeout_s: float | None = None) -> Transition | None:
         return self.machine.fire(trigger, self._loop.time(), timeout_s=timeout_s)
 
+    def _set_block_size(self) -> None:
+        """Small blocks while listening (end of speech acted on at once), large ones otherwise (fewer wake-ups)."""
+        if self._source is not None:
+            low_latency = self.machine.state in (S.LISTENING, S.EXPECTING)
+            self._source.block_frames = ACTIVE_BLOCK_FRAMES if low_latency else IDLE_BLOCK_FRAMES
+
     def _on_transition(self, transition: Transition) -> None:
         _LOGGER.info("state %s -> %s (%s)", transition.previous, transition.state, transition.trigger)
+        self._set_block_size()
         if (transition.previous is S.SPEAKING) != (transition.state is S.SPEAKING):
             self.engine.set_sensitivity_boost(transition.state is S.SPEAKING)
         if transition.previous is S.LISTENING and transition.state is not S.LISTENING:

@@ -57,6 +57,7 @@ class FeedSource:
     """An AudioSource whose frames the test supplies. Ends when :meth:`end` is called."""
 
     def __init__(self) -> None:
+        self.block_frames = 1  # the test decides how audio is split; recorded for assertions only
         self._queue: asyncio.Queue[bytes | None] = asyncio.Queue()
         self.fed_samples = 0  # absolute sample index of the next frame fed
         self.opened = 0
@@ -160,6 +161,7 @@ async def running_device(
         config = override(config, "avs.backoff_s", [0.05, 0.1, 0.2])
         config = override(config, "daemon.state_dir", str(state_dir))
         config = dataclasses.replace(config, playback=PlaybackSettings(backend="wav", wav_dir=str(out_dir)))
+        # (settings below may override playback keys, e.g. ("playback.wav_realtime", True))
         if wake is not None:
             config = dataclasses.replace(config, wake=wake)
         for key, value in settings:

@@ -103,7 +103,7 @@ async def test_silence_after_the_wake_word_returns_to_idle_after_the_no_speech_t
 
 async def test_barge_in_stops_the_speech_and_starts_a_new_dialog(tmp_path: Path) -> None:
     long_reply = " ".join(["This is a very long answer that goes on and on."] * 6)
-    async with running_device(tmp_path, stop_capture=False) as device:
+    async with running_device(tmp_path, settings=[("playback.wav_realtime", True)], stop_capture=False) as device:
         device.emulator.add_rule(
             Rule(
                 match="SpeechRecognizer.Recognize",
@@ -111,8 +111,6 @@ async def test_barge_in_stops_the_speech_and_starts_a_new_dialog(tmp_path: Path)
                 directives=(DirectiveSpec("SpeechSynthesizer", "Speak", speech=long_reply),),
             )
         )
-        # The WAV sink plays as fast as it decodes; make it real time so the speech lasts long enough.
-        device.daemon.parts.speech_player.realtime = True  # type: ignore[attr-defined]
         await device.source.feed(bytes(SAMPLE_RATE) + fixture_pcm(WAKE) + bytes(SAMPLE_RATE))
         await device.wait_state(S.SPEAKING)
         await device.source.feed(fixture_pcm(WAKE) + bytes(SAMPLE_RATE * 2), realtime=True)

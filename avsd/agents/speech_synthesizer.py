@@ -33,6 +33,15 @@ class SpeechObserver(Protocol):
     def speech_finished(self) -> None: ...
 
 
+class SpeechFocus(Protocol):
+    """Holds the DIALOG channel around a Speak (:class:`avsd.agents.focus_agent.DialogFocus`), so music pauses
+    before the speech starts, also for a cloud-initiated Speak that arrives while the dialog is IDLE (§7.2)."""
+
+    def speech_starting(self) -> None: ...
+
+    def speech_ended(self) -> None: ...
+
+
 class SpeechSynthesizer:
     def __init__(
         self,
@@ -42,12 +51,14 @@ class SpeechSynthesizer:
         events: EventSender,
         observer: SpeechObserver,
         start_timeout_s: float = 10.0,
+        focus: SpeechFocus | None = None,
     ) -> None:
         self._player = player
         self._attachments = attachments
         self._events = events
         self._observer = observer
         self._start_timeout_s = start_timeout_s
+        self.focus = focus
         self._playback: Playback | None = None
         self._token = ""
         self._playing = False
@@ -71,7 +82,14 @@ class SpeechSynthesizer:
             raise DirectiveParseError(f"Speak url must be a cid: attachment, got {url[:60]!r}", directive.raw)
         self._token = token
         self._last_offset_ms = 0
-        playback = self._player.play(Media.stream(self._attachments.get(content_id)))
+        if self.focus is not None:
+            self.focus.speech_starting()
+        try:
+            playback = self._player.play(Media.stream(self._attachments.get(content_id)))
+        except BaseException:
+            if self.focus is not None:
+                self.focus.speech_ended()
+            raise
         self._playback = playback
         try:
             try:
@@ -91,6 +109,8 @@ class SpeechSynthesizer:
             was_playing, self._playing, self._playback = self._playing, False, None
             if was_playing:
                 self._observer.speech_finished()
+            if self.focus is not None:
+                self.focus.speech_ended()
         if outcome is PlaybackOutcome.FINISHED:
             self._events.send(Event.new(NAMESPACE, "SpeechFinished", {"token": token}))
         elif outcome is PlaybackOutcome.FAILED:

@@ -16,6 +16,14 @@ FRAME_SECONDS = FRAME_MS / 1000
 
 SILENCE_FRAME = bytes(FRAME_BYTES)
 
+# Sources hand audio over in blocks of whole frames, not frame by frame: every hand-over wakes the event loop,
+# and on a small CPU 100 wake-ups a second cost more than the wake-word model (bench/bench_pipeline.py). While
+# the device only waits for its wake word, blocks are IDLE_BLOCK_FRAMES long (60 ms: a wake word heard at most
+# that much later); while it listens, ACTIVE_BLOCK_FRAMES (10 ms), so end of speech is acted on at once.
+# Everything downstream takes any number of whole frames; the Recognize upload still goes out frame by frame.
+IDLE_BLOCK_FRAMES = 6
+ACTIVE_BLOCK_FRAMES = 1
+
 
 def samples_to_seconds(samples: int) -> float:
     """Convert a sample count (or an absolute sample index) to seconds of stream time."""

@@ -20,7 +20,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
-from avsd.audio.frames import FRAME_BYTES, FRAME_SAMPLES, SAMPLE_RATE
+from avsd.audio.frames import FRAME_BYTES, FRAME_SAMPLES, IDLE_BLOCK_FRAMES, SAMPLE_RATE
 from avsd.audio.wav_source import convert
 from avsd.errors import AudioDeviceError
 
@@ -103,7 +103,12 @@ class MicrophoneSource:
         self.overruns = 0
         self.dropped = 0
         self.last_frame_time: float | None = None
-        self._queue: asyncio.Queue[bytes | None] = asyncio.Queue(maxsize=queue_frames)
+        # Items are blocks of frames; bound the queue so it holds about queue_frames frames of idle-size blocks.
+        self._queue: asyncio.Queue[bytes | None] = asyncio.Queue(maxsize=max(2, queue_frames // IDLE_BLOCK_FRAMES))
+        self.block_frames = IDLE_BLOCK_FRAMES
+        self._pending: list[bytes] = []  # PortAudio thread only: buffers not yet handed to the loop
+        self._pending_bytes = 0
+        self._pending_status = 0
         self._pa: Any = None
         self._stream: Any = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -171,8 +176,17 @@ class MicrophoneSource:
         loop = self._loop
         if loop is None or in_data is None or self._closed:
             return None, 0
+        # PortAudio delivers 10 ms buffers; hand them to the loop a block at a time (one wake-up per block).
+        self._pending.append(in_data)
+        self._pending_bytes += len(in_data)
+        self._pending_status |= status
+        block_bytes = self.block_frames * FRAME_BYTES * self._rate // SAMPLE_RATE * self._channels
+        if self._pending_bytes < block_bytes:
+            return None, 0  # paContinue
+        data, status = b"".join(self._pending), self._pending_status
+        self._pending, self._pending_bytes, self._pending_status = [], 0, 0
         try:
-            loop.call_soon_threadsafe(self._enqueue, in_data, status)
+            loop.call_soon_threadsafe(self._enqueue, data, status)
         except RuntimeError:  # loop closed: stop the stream (paComplete = 1)
             return None, 1
         return None, 0  # paContinue
@@ -185,11 +199,12 @@ class MicrophoneSource:
         data = self._tail + data if self._tail else data
         usable = len(data) - len(data) % FRAME_BYTES
         self._tail = data[usable:]
-        for offset in range(0, usable, FRAME_BYTES):
+        if usable:
+            # One queue item per PortAudio buffer (a block of whole frames): one loop wake-up per block.
             if self._queue.full():
-                self._queue.get_nowait()
-                self.dropped += 1
-            self._queue.put_nowait(data[offset : offset + FRAME_BYTES])
+                dropped = self._queue.get_nowait()
+                self.dropped += len(dropped) // FRAME_BYTES if dropped else 0
+            self._queue.put_nowait(data[:usable])
         self.last_frame_time = time.monotonic()
         if (self.overruns or self.dropped) and self.last_frame_time - self._last_log >= _LOG_INTERVAL_S:
             self._last_log = self.last_frame_time

@@ -8,8 +8,11 @@ from typing import Protocol
 
 
 class AudioSource(Protocol):
+    block_frames: int
+    """How many 10 ms frames to hand over at once; the dialog changes it (see avsd.audio.frames)."""
+
     def frames(self) -> AsyncIterator[bytes]:
-        """Yield 320-byte frames until closed or the input ends."""
+        """Yield blocks of ``block_frames`` whole 320-byte frames until closed or the input ends."""
         ...
 
     async def close(self) -> None: ...

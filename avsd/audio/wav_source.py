@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
-from avsd.audio.frames import FRAME_BYTES, FRAME_SECONDS, SAMPLE_RATE
+from avsd.audio.frames import IDLE_BLOCK_FRAMES, FRAME_BYTES, FRAME_SECONDS, SAMPLE_RATE
 from avsd.errors import AudioDeviceError
 
 
@@ -64,6 +64,7 @@ class WavFileSource:
         self.path = Path(path)
         self.realtime = realtime
         self.pad_silence_s = pad_silence_s
+        self.block_frames = IDLE_BLOCK_FRAMES
         self._closed = False
         self._pcm = load_wav(self.path)  # fail at construction, not on first read
 
@@ -72,21 +73,27 @@ class WavFileSource:
         return len(self._pcm) / 2 / SAMPLE_RATE + self.pad_silence_s
 
     async def frames(self) -> AsyncIterator[bytes]:
+        """Blocks of ``block_frames`` whole frames (the last one padded with silence)."""
         pcm = self._pcm + bytes(round(self.pad_silence_s * SAMPLE_RATE) * 2)
         if len(pcm) % FRAME_BYTES:  # the last partial frame is padded with silence
             pcm += bytes(FRAME_BYTES - len(pcm) % FRAME_BYTES)
         start = time.monotonic()
-        for n, offset in enumerate(range(0, len(pcm), FRAME_BYTES)):
-            if self._closed:
-                return
+        offset = 0
+        handed = 0
+        while offset < len(pcm) and not self._closed:
+            block = pcm[offset : offset + self.block_frames * FRAME_BYTES]
+            offset += len(block)
             if self.realtime:
-                # Pace against the start time, not per frame, so sleep jitter does not accumulate.
-                delay = start + n * FRAME_SECONDS - time.monotonic()
+                # A block is handed over when its last sample has been "spoken", like a microphone's buffer.
+                # Pace against the start time, not per block, so sleep jitter does not accumulate.
+                delay = start + offset / (2 * SAMPLE_RATE) - time.monotonic()
                 if delay > 0:
                     await asyncio.sleep(delay)
-            elif n % 100 == 0:
-                await asyncio.sleep(0)  # let other tasks run during a fast replay
-            yield pcm[offset : offset + FRAME_BYTES]
+            else:
+                handed += 1
+                if handed % 30 == 0:
+                    await asyncio.sleep(0)  # let other tasks run during a fast replay
+            yield block
 
     async def close(self) -> None:
         self._closed = True

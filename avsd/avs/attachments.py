@@ -12,6 +12,7 @@ Everything here runs on the event loop; nothing blocks.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator
 
@@ -33,7 +34,7 @@ def normalize_content_id(header_value: str) -> str:
 class Attachment:
     """One binary part. Feed side: :meth:`feed`, :meth:`finish`, :meth:`fail`. Read side: ``async for``."""
 
-    __slots__ = ("_changed", "_chunks", "_done", "_error", "content_id", "size")
+    __slots__ = ("_changed", "_chunks", "_done", "_error", "content_id", "first_byte_at", "size")
 
     def __init__(self, content_id: str) -> None:
         self.content_id = content_id
@@ -42,6 +43,7 @@ class Attachment:
         self._error: BaseException | None = None
         self._changed = asyncio.Event()
         self.size = 0
+        self.first_byte_at: float | None = None  # time.monotonic() of the first byte (latency measurements)
 
     @property
     def done(self) -> bool:
@@ -54,6 +56,8 @@ class Attachment:
     def feed(self, data: bytes) -> None:
         if self._done or not data:
             return
+        if self.first_byte_at is None:
+            self.first_byte_at = time.monotonic()
         self._chunks.append(bytes(data))
         self.size += len(data)
         self._changed.set()

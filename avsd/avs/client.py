@@ -49,6 +49,7 @@ from avsd.avs.messages import (
 )
 from avsd.avs.multipart import boundary_from_content_type, closing_delimiter, new_boundary, part_header
 from avsd.avs.response import DirectiveStreamReader
+from avsd.avs.transport import Http2Transport
 from avsd.errors import (
     AuthError,
     AvsConnectionError,
@@ -148,10 +149,7 @@ class _Connection:
     def __init__(self, base_url: str, ssl_context: ssl.SSLContext, settings: ConnectionSettings) -> None:
         self.base_url = base_url
         self.http = httpx.AsyncClient(
-            http1=False,
-            http2=True,
-            verify=ssl_context,
-            limits=httpx.Limits(max_connections=1, max_keepalive_connections=1, keepalive_expiry=None),
+            transport=Http2Transport(ssl_context),
             timeout=httpx.Timeout(settings.event_timeout_s, connect=settings.connect_timeout_s),
         )
         self.last_activity = time.monotonic()

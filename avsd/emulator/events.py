@@ -269,7 +269,7 @@ class EventHandler:
         json_parts: list[bytes] = []
         attachments: dict[str, bytes] = {}
         for spec in specs:
-            raw, extra = await self.render(spec, drid)
+            raw, extra = await self.render(spec, drid, event)
             json_parts.append(raw)
             attachments.update(extra)
         if not plan.headers_sent:
@@ -291,11 +291,11 @@ class EventHandler:
             await conn.send_data(stream.stream_id, body, end_stream=True)
         if rule is not None:
             for spec in rule.push:
-                conn.spawn(self._push_later(conn, spec), f"push-{spec.name}")
+                conn.spawn(self._push_later(conn, spec, event), f"push-{spec.name}")
 
-    async def _push_later(self, conn: ServerConnection, spec: DirectiveSpec) -> None:
+    async def _push_later(self, conn: ServerConnection, spec: DirectiveSpec, event: dict[str, Any]) -> None:
         await asyncio.sleep(spec.after_s)
-        raw, attachments = await self.render(spec, None)
+        raw, attachments = await self.render(spec, None, event)
         downchannel = self.emu.downchannel_of(conn)
         if downchannel is None:
             _log.warning("connection %d: no downchannel for scenario push %s", conn.id, spec.qualified_name)
@@ -306,10 +306,13 @@ class EventHandler:
         return self.emu.reply_text or default_reply_text(datetime.datetime.now().astimezone())
 
     async def render(
-        self, spec: DirectiveSpec, dialog_request_id: str | None
+        self, spec: DirectiveSpec, dialog_request_id: str | None, event: dict[str, Any] | None = None
     ) -> tuple[bytes, dict[str, bytes]]:
-        """A directive's JSON part and its attachments; ``speech`` becomes an MP3 referenced by ``cid:``."""
-        payload: dict[str, Any] = render_payload(dict(spec.payload), datetime.datetime.now(datetime.UTC))
+        """A directive's JSON part and its attachments; ``speech`` becomes an MP3 referenced by ``cid:``.
+        ``event`` (the one being answered) fills ``$active_alert`` placeholders."""
+        payload: dict[str, Any] = render_payload(
+            dict(spec.payload), datetime.datetime.now(datetime.UTC), event
+        )
         attachments: dict[str, bytes] = {}
         if spec.speech is not None:
             cid = f"AvsdEmulator.{uuid.uuid4()}_{len(spec.speech)}"

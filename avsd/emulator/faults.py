@@ -26,6 +26,7 @@ class FaultKind(StrEnum):
     MALFORMED_JSON = "malformed_json"  # next directive JSON (event response or downchannel) is not JSON
     EXPIRE_TOKENS = "expire_tokens"  # every access token issued so far becomes invalid
     NO_PING_ANSWER = "no_ping_answer"  # the next /ping never gets an answer
+    OFFLINE = "offline"  # drop every connection and refuse new ones for ``seconds`` (the network is gone)
 
 
 class FaultTarget(StrEnum):
@@ -35,7 +36,9 @@ class FaultTarget(StrEnum):
 
 
 # Faults that act immediately when injected instead of waiting for a request.
-IMMEDIATE_KINDS = frozenset({FaultKind.CLOSE_DOWNCHANNEL, FaultKind.GOAWAY, FaultKind.EXPIRE_TOKENS})
+IMMEDIATE_KINDS = frozenset(
+    {FaultKind.CLOSE_DOWNCHANNEL, FaultKind.GOAWAY, FaultKind.EXPIRE_TOKENS, FaultKind.OFFLINE}
+)
 
 # AVS exception codes per status (protocol reference §9.1).
 EXCEPTION_CODES: Mapping[int, str] = {

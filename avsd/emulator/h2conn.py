@@ -187,6 +187,11 @@ class ServerConnection:
             async with asyncio.timeout(_CLOSE_TIMEOUT_S):
                 await self._writer.wait_closed()
 
+    def abort(self) -> None:
+        """Drop the TCP connection at once, as a network outage does (no GOAWAY, no TLS close_notify); the
+        reader then ends and :meth:`run` closes the rest."""
+        self._writer.transport.abort()
+
     def spawn(self, coro: Awaitable[None], name: str) -> asyncio.Task[None]:
         """A task owned by this connection (cancelled and awaited by :meth:`close`)."""
         task: asyncio.Task[None] = asyncio.ensure_future(coro)

@@ -19,6 +19,7 @@ A scenario file (TOML or JSON, same shape)::
     namespace = "Alerts"
     name = "SetAlert"
     payload = { token = "t1", type = "TIMER", scheduledTime = "+2s" }   # "+Ns" -> now + N s, ISO-8601
+    # payload = { token = "$active_alert" }  -> the sounding alert's token from the event's AlertsState context
     [[timeline]]                           # relative to the first downchannel
     at_s = 3.0
     fault = "goaway"
@@ -111,13 +112,30 @@ class RuleBook:
         return None
 
 
-def render_payload(payload: Any, now: datetime.datetime) -> Any:
-    """Copy ``payload`` replacing strings ``"+Ns"`` with ``now + N s`` as AVS writes times (``...+0000``)."""
+ACTIVE_ALERT = "$active_alert"
+
+
+def active_alert_token(event: Mapping[str, Any] | None) -> str | None:
+    """The token of the sounding alert in an event's ``Alerts.AlertsState`` context, if any."""
+    for entry in (event or {}).get("context") or ():
+        header = entry.get("header", {}) if isinstance(entry, Mapping) else {}
+        if header.get("namespace") == "Alerts" and header.get("name") == "AlertsState":
+            active = entry.get("payload", {}).get("activeAlerts") or []
+            if active and isinstance(active[0], Mapping) and isinstance(active[0].get("token"), str):
+                return str(active[0]["token"])
+    return None
+
+
+def render_payload(payload: Any, now: datetime.datetime, event: Mapping[str, Any] | None = None) -> Any:
+    """Copy ``payload`` replacing strings ``"+Ns"`` with ``now + N s`` as AVS writes times (``...+0000``), and
+    ``"$active_alert"`` with the sounding alert's token from the event's context (what "Alexa, stop" deletes)."""
     if isinstance(payload, Mapping):
-        return {k: render_payload(v, now) for k, v in payload.items()}
+        return {k: render_payload(v, now, event) for k, v in payload.items()}
     if isinstance(payload, list):
-        return [render_payload(v, now) for v in payload]
+        return [render_payload(v, now, event) for v in payload]
     if isinstance(payload, str):
+        if payload == ACTIVE_ALERT:
+            return active_alert_token(event) or ""
         m = _RELATIVE_TIME.match(payload)
         if m:
             when = now.astimezone(datetime.UTC) + datetime.timedelta(seconds=float(m.group(1)))

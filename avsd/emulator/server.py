@@ -148,6 +148,7 @@ class Emulator:
         self._changed = asyncio.Event()
         self._server: asyncio.Server | None = None
         self._events = EventHandler(self)
+        self._offline_until = 0.0  # clock() before which new connections are dropped (OFFLINE fault)
 
     # ------------------------------------------------------------------------------------------ lifecycle
 
@@ -221,6 +222,12 @@ class Emulator:
         self._conn_tasks.add(task)
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if self.clock() < self._offline_until:
+            # "No network": the TCP/TLS connection is dropped before a single HTTP/2 frame.
+            writer.close()
+            if (current := asyncio.current_task()) is not None:
+                self._conn_tasks.discard(current)
+            return
         conn = ServerConnection(reader, writer, self._handle, self.clock)
         task = asyncio.current_task()
         self._connections[conn.id] = conn
@@ -279,6 +286,10 @@ class Emulator:
         _log.info("fault injected: %s", fault)
         if fault.kind is FaultKind.EXPIRE_TOKENS:
             self.lwa.expire_access_tokens()
+        elif fault.kind is FaultKind.OFFLINE:
+            self._offline_until = self.clock() + fault.seconds
+            for conn in list(self._connections.values()):
+                conn.abort()
         elif fault.kind is FaultKind.GOAWAY:
             for conn in list(self._connections.values()):
                 self.spawn(conn.goaway(self.goaway_grace_s), f"goaway-c{conn.id}")

@@ -90,7 +90,7 @@ class _UrlDescriptor:
         self._slot.__set__(obj, value)  # type: ignore[attr-defined]
 
 
-Media.url = _UrlDescriptor(Media.__dict__["url"])  # type: ignore[assignment,method-assign]
+setattr(Media, "url", _UrlDescriptor(Media.__dict__["url"]))  # noqa: B010 - mypy must keep the field type
 
 
 class PlaybackOutcome(StrEnum):
@@ -145,6 +145,10 @@ class PlaybackSettings:
     wav_dir: str = field(
         default="", metadata={"help": "directory the wav backend writes one WAV per item into"}
     )
+    wav_realtime: bool = field(
+        default=False,
+        metadata={"help": "the wav backend takes as long as the audio lasts (as a speaker would), not as fast as it decodes"},
+    )
     vlc_options: tuple[str, ...] = field(
         default=(),
         metadata={"help": "extra libvlc options; an --aout option makes VLC play through its own output"},
@@ -167,7 +171,7 @@ def create_player(settings: PlaybackSettings, *, name: str = "speech") -> Player
         raise PlaybackError(f"unknown playback backend {backend!r} (choose one of {', '.join(BACKENDS)})")
     player: Player
     if backend == "wav":
-        player = WavSinkPlayer(Path(settings.wav_dir or "."), label=name)
+        player = WavSinkPlayer(Path(settings.wav_dir or "."), label=name, realtime=settings.wav_realtime)
     elif backend == "pcm":
         player = PcmPlayer(settings.output_device, label=name)
     else:

@@ -75,7 +75,7 @@ def scale_s16(pcm: bytes, gain: float) -> bytes:
     return (samples * gain).astype("<i2").tobytes()
 
 
-class _BufferSource(miniaudio.StreamableSource):
+class _BufferSource(miniaudio.StreamableSource):  # type: ignore[misc]
     def __init__(self, buffer: StreamBuffer) -> None:
         self._buffer = buffer
 
@@ -86,7 +86,7 @@ class _BufferSource(miniaudio.StreamableSource):
         return data
 
 
-class _FileSource(miniaudio.StreamableSource):
+class _FileSource(miniaudio.StreamableSource):  # type: ignore[misc]
     """A local file or an HTTP response, read in pieces (seekable only for files)."""
 
     def __init__(self, handle: IO[bytes], seekable: bool) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 import wave
 from pathlib import Path
 from typing import Any, Protocol
@@ -36,10 +37,13 @@ class PcmOutput(Protocol):
 class WavFileOutput:
     """One WAV file per item in ``directory``, written as fast as the decoder goes."""
 
-    def __init__(self, directory: Path, fmt: PcmFormat | None = None) -> None:
+    def __init__(self, directory: Path, fmt: PcmFormat | None = None, *, realtime: bool = False) -> None:
         self.fmt = fmt or PcmFormat()
         self._directory = directory
         self._wav: wave.Wave_write | None = None
+        self._realtime = realtime
+        self._started = 0.0
+        self._written_s = 0.0
 
     def begin(self, item_name: str) -> str | None:
         try:
@@ -52,12 +56,18 @@ class WavFileOutput:
         wav.setsampwidth(2)
         wav.setframerate(self.fmt.rate)
         self._wav = wav
+        self._started, self._written_s = time.monotonic(), 0.0
         return str(path)
 
     def write(self, pcm: bytes) -> None:
         if self._wav is not None:
             # writeframes patches the header each time, so the file is a valid WAV at every moment.
             self._wav.writeframes(pcm)
+            if self._realtime:  # on the decoder's worker thread: blocking is what a sound card would do
+                self._written_s += len(pcm) / (2 * self.fmt.channels * self.fmt.rate)
+                delay = self._started + self._written_s - time.monotonic()
+                if delay > 0:
+                    time.sleep(delay)
 
     def end(self, *, drain: bool) -> None:
         if self._wav is not None:

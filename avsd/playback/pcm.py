@@ -173,9 +173,12 @@ class PcmPlayer(DecodingPlayer):
 
 
 class WavSinkPlayer(DecodingPlayer):
-    """Writes what it plays to ``<directory>/<label>-<n>.wav`` (the item's ``path``), as fast as it decodes."""
+    """Writes what it plays to ``<directory>/<label>-<n>.wav`` (the item's ``path``), as fast as it decodes or,
+    with ``realtime``, at the pace a speaker would play it."""
 
     name = "wav"
 
-    def __init__(self, directory: Path, *, label: str = "speech", fmt: PcmFormat | None = None) -> None:
-        super().__init__(WavFileOutput(directory, fmt), label=label)
+    def __init__(
+        self, directory: Path, *, label: str = "speech", fmt: PcmFormat | None = None, realtime: bool = False
+    ) -> None:
+        super().__init__(WavFileOutput(directory, fmt, realtime=realtime), label=label)

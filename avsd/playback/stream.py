@@ -8,6 +8,7 @@ waiting writer through ``loop.call_soon_threadsafe`` only: the asyncio.Event is 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import threading
 import time
@@ -120,7 +121,5 @@ class StreamBuffer:
         return bytes(out)
 
     def _wake_writer(self) -> None:
-        try:
+        with contextlib.suppress(RuntimeError):  # the loop is closed: nobody is waiting any more
             self._loop.call_soon_threadsafe(self._space.set)
-        except RuntimeError:  # the loop is closed: nobody is waiting any more
-            pass

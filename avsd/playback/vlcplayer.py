@@ -42,6 +42,7 @@ log = logging.getLogger(__name__)
 
 INSTALL_HINT = "sudo apt install vlc-plugin-base libvlc5"
 BASE_OPTIONS = ("--no-video", "--quiet", "--no-xlib")
+DRAIN_TIMEOUT_S = 2.0
 
 
 class VlcUnavailableError(PlaybackError):
@@ -69,6 +70,8 @@ class VlcItem(PlaybackItem):
         self.frames = 0
         self.begun = False
         self.ended = False
+        self.drained = False  # VLC's drain callback: the decoder has handed over its last block
+        self.end_result: tuple[PlaybackOutcome, PlaybackError | None] | None = None  # EndReached seen
         # Cleared while paused: the audio callback blocks VLC's decoder thread on it, so blocks VLC already
         # queued do not go out after pause() (libvlc's own pause only stops its clock and input).
         self.running = threading.Event()
@@ -155,7 +158,8 @@ class VlcPlayer:
         if not self.native_output:
             self.output = output or PyAudioOutput(settings.output_device, fmt or PcmFormat(48000, 2))
             self._play_cb = vlc.CallbackDecorators.AudioPlayCb(self._on_audio)
-            self._mp.audio_set_callbacks(self._play_cb, None, None, None, None, None)
+            self._drain_cb = vlc.CallbackDecorators.AudioDrainCb(self._on_drain)
+            self._mp.audio_set_callbacks(self._play_cb, None, None, None, self._drain_cb, None)
             self._mp.audio_set_format("S16N", self.output.fmt.rate, self.output.fmt.channels)
         events = self._mp.event_manager()
         for name in (
@@ -324,12 +328,56 @@ class VlcPlayer:
             log.debug("%s: VLC event %s", item.name, name)
             outcome, error = self._judge(item, name)
             with self._out_lock:
-                if item.begun and not item.ended and self.output is not None:
-                    self.output.end(drain=outcome is PlaybackOutcome.FINISHED)
-                item.ended = True
-            item.post_done(outcome, error)
+                if name == "MediaPlayerEndReached" and item.begun and not item.drained and not self.native_output:
+                    # EndReached can overtake the decoder's last blocks (they are still on their way to the
+                    # audio callback, e.g. after a pause); the drain callback settles the item then.
+                    item.end_result = (outcome, error)
+                    item._post(self._drain_deadline, item, DRAIN_TIMEOUT_S)
+                    return
+            self._settle(item, outcome, error)
         except Exception:
             log.exception("%s: VLC event callback failed", self.label)
+
+    def _on_drain(self, _data: Any) -> None:
+        try:
+            with self._lock:
+                item = self._active
+            if item is None:
+                return
+            with self._out_lock:
+                item.drained = True
+                result = item.end_result
+            if result is not None:
+                self._settle(item, *result)
+        except Exception:
+            log.exception("%s: VLC drain callback failed", self.label)
+
+    def _drain_deadline(self, item: VlcItem, delay: float) -> None:
+        """On the loop: settle an ended item whose drain never came (libvlc "may" call drain, not must)."""
+
+        def check() -> None:
+            if item.done or item.end_result is None:
+                return
+            if not item.running.is_set():  # paused: the tail is parked in the audio callback; wait
+                self._drain_deadline(item, delay)
+                return
+            log.debug("%s: no drain from VLC; ending", item.name)
+            self._settle(item, *item.end_result)
+
+        self._loop_call_later(delay, check)
+
+    def _loop_call_later(self, delay: float, fn: Any) -> None:
+        asyncio.get_running_loop().call_later(delay, fn)
+
+    def _settle(self, item: VlcItem, outcome: PlaybackOutcome, error: PlaybackError | None) -> None:
+        """Any thread: close the item's output (once) and report the outcome."""
+        with self._out_lock:
+            if item.ended:
+                return
+            item.ended = True
+            if item.begun and self.output is not None:
+                self.output.end(drain=outcome is PlaybackOutcome.FINISHED)
+        item.post_done(outcome, error)
 
     def _judge(self, item: VlcItem, name: str) -> tuple[PlaybackOutcome, PlaybackError | None]:
         if name == "MediaPlayerStopped" or item.stop_requested:

@@ -70,8 +70,7 @@ class ScoredEngine(ABC):
         return self.playback_threshold
 
     def process(self, frame: bytes, end_index: int) -> Detection | None:
-        self.onsets.process(frame, end_index)
-        self._levels.append(self.onsets.last_db)
+        self._levels.extend(self.onsets.process(frame, end_index))
         score = self._score(frame)
         if score is None:
             return None

@@ -129,7 +129,7 @@ async def test_delivery_waits_for_connection_and_resumes_on_reconnect(tmp_path: 
         box.set_connected(False)
         await box.put(ev(1))
         box.set_connected(True)
-        while len(sender.attempts) < 2:  # noqa: ASYNC110 - polling the fake in a test
+        while len(sender.attempts) < 2:
             await asyncio.sleep(0.001)
         await asyncio.sleep(0.02)
         assert len(box) == 1
@@ -146,7 +146,7 @@ async def test_undelivered_entries_survive_a_reopen(tmp_path: Path) -> None:
         async with running(box):
             for i in range(5):
                 await box.put(ev(i))
-            while len(down.attempts) < 3:  # noqa: ASYNC110 - polling the fake in a test
+            while len(down.attempts) < 3:
                 await asyncio.sleep(0.001)
         box.close()
         up = FakeSender()
@@ -165,7 +165,7 @@ async def test_cancel_during_send_keeps_the_entry(tmp_path: Path) -> None:
     async with asyncio.timeout(LIMIT):
         async with running(box):
             await box.put(ev(0))
-            while not hanging.attempts:  # noqa: ASYNC110 - polling the fake in a test
+            while not hanging.attempts:
                 await asyncio.sleep(0.001)
         box.close()
     assert Outbox(path, FakeSender()).pending() == [ev(0)]

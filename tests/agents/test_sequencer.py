@@ -83,7 +83,7 @@ class Rig:
         self.reports.append(event)
 
     async def wait_for(self, entry: str) -> None:
-        while entry not in self.journal:  # noqa: ASYNC110 - polling a plain list in a test
+        while entry not in self.journal:
             await asyncio.sleep(0.001)
 
 

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from avsd.audio.endpointer import EndpointerSettings, EndpointResult
-from avsd.audio.frames import FRAME_BYTES, SILENCE_FRAME, split_frames
+from avsd.audio.frames import FRAME_BYTES, IDLE_BLOCK_FRAMES, SILENCE_FRAME, split_frames
 from avsd.audio.ring import RingBuffer
 from avsd.audio.vad import VadEndpointer, WebRtcVad
 from avsd.audio.wav_source import WavFileSource, convert
@@ -121,10 +121,11 @@ async def test_wav_source_converts_any_layout(tmp_path: Path, rate: int, channel
     path = tmp_path / "tone.wav"
     _write(path, data, rate, channels, width)
     src = WavFileSource(path, realtime=False, pad_silence_s=0.5)
-    frames = [f async for f in src.frames()]
-    assert all(len(f) == FRAME_BYTES for f in frames)
-    assert len(frames) == 150  # 1 s tone + 0.5 s padding
-    pcm = np.frombuffer(b"".join(frames), dtype="<i2").astype(np.float64)
+    blocks = [f async for f in src.frames()]
+    assert all(len(f) == IDLE_BLOCK_FRAMES * FRAME_BYTES for f in blocks)  # whole blocks of whole frames
+    pcm_bytes = b"".join(blocks)
+    assert len(pcm_bytes) // FRAME_BYTES == 150  # 1 s tone + 0.5 s padding
+    pcm = np.frombuffer(pcm_bytes, dtype="<i2").astype(np.float64)
     assert np.sqrt(np.mean(pcm[1000:15000] ** 2)) == pytest.approx(0.5 * 32768 / np.sqrt(2), rel=0.03)
     assert not pcm[16100:].any()
     spectrum = np.abs(np.fft.rfft(pcm[:16000]))
@@ -136,12 +137,12 @@ async def test_wav_source_realtime_paces_and_closes() -> None:
     start = time.monotonic()
     got = 0
     async with asyncio.timeout(5):
-        async for _ in src.frames():
-            got += 1
-            if got == 20:
+        async for block in src.frames():
+            got += len(block) // FRAME_BYTES
+            if got >= 18:
                 await src.close()
-    assert got == 20
-    assert time.monotonic() - start >= 0.18  # 20 frames paced at 10 ms
+    assert got == 18
+    assert time.monotonic() - start >= 0.17  # 18 frames (3 idle-size blocks) paced in real time
 
 
 def test_wav_source_missing_file(tmp_path: Path) -> None:

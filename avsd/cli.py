@@ -65,6 +65,41 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--config", type=Path, default=None, help="TOML config for the device side")
     _add_common(demo)
 
+    login = sub.add_parser("login", help="link this device to an Amazon account (Code-Based Linking)")
+    login.add_argument("--config", type=Path, default=None, help="TOML config file (default /etc/avsd/avsd.toml)")
+    login.add_argument("--client-id", default=None, help="LWA client id (default: auth.client_id)")
+    login.add_argument(
+        "--browser", action="store_true",
+        help="authorization-code flow through a local page on http://localhost:PORT/ (needs the client secret "
+        "in $AVSD_CLIENT_SECRET or typed in)",
+    )
+    login.add_argument("--port", type=int, default=9000, help="port of the local page for --browser (9000)")
+    login.add_argument("--no-qr", action="store_true", help="do not draw the QR code")
+    login.add_argument(
+        "--min-interval", type=float, default=5.0, help=argparse.SUPPRESS  # tests poll faster than the SDK's 5 s
+    )
+    _add_common(login)
+
+    doctor = sub.add_parser("doctor", help="check config, login, network, microphone, speaker, GPIO, wake word")
+    doctor.add_argument("--config", type=Path, default=None, help="TOML config file (default /etc/avsd/avsd.toml)")
+    doctor.add_argument("--hardware", choices=("auto", "mock", "none"), default="auto", help="GPIO to check")
+    _add_common(doctor)
+
+    devices = sub.add_parser("devices", help="list audio input and output devices")
+    _add_common(devices)
+
+    for name, text in (("stop", "stop the ringing alert (or Alexa speaking)"),
+                       ("mute", "toggle privacy mute (closes the microphone)"),
+                       ("status", "show the dialog state and the AVS connection")):
+        control = sub.add_parser(name, help=text)
+        control.add_argument("--config", type=Path, default=None, help="TOML config (to find the state dir)")
+        _add_common(control)
+
+    config = sub.add_parser("config", help="print the configuration file with every key and its default")
+    config.add_argument("--defaults", action="store_true", help="print the documented defaults (config/avsd.toml)")
+    config.add_argument("--check", type=Path, default=None, metavar="FILE", help="validate FILE; exit 78 if bad")
+    _add_common(config)
+
     emulator = sub.add_parser("emulator", help="run the local AVS server (emulator)")
     from avsd.emulator.cli import add_arguments as add_emulator_arguments
 
@@ -107,16 +142,103 @@ def _dispatch(args: argparse.Namespace) -> int:
         setup_logging("warning", debug=args.debug)
         return asyncio.run(run_demo(args))
     if args.command == "run":
-        from avsd.config import DEFAULT_CONFIG_PATH, load_config
+        from avsd.config import load_config
         from avsd.main import run_daemon
 
-        path = args.config
-        if path is None and DEFAULT_CONFIG_PATH.exists():
-            path = DEFAULT_CONFIG_PATH
+        path = _config_path(args)
         config = load_config(path)
         setup_logging(config.daemon.log_level, debug=args.debug)
-        return asyncio.run(run_daemon(config, args))
+        return asyncio.run(run_daemon(config, args, config_path=path))
+    if args.command == "login":
+        return _login(args)
+    if args.command == "doctor":
+        from avsd.doctor import doctor
+
+        setup_logging("error", debug=args.debug)
+        return asyncio.run(doctor(_config_path(args), sys.stdout, hardware=args.hardware))
+    if args.command == "devices":
+        return _devices()
+    if args.command in ("stop", "mute", "status"):
+        from avsd.config import load_config
+        from avsd.control import send_command, socket_path
+
+        reply = send_command(socket_path(load_config(_config_path(args)).state_dir), args.command)
+        print(reply)
+        return EXIT_OK if reply.startswith(("ok", "none")) else EXIT_FAILURE
+    if args.command == "config":
+        from avsd.config import defaults_toml, load_config
+
+        if args.check is not None:
+            load_config(args.check)
+            print(f"{args.check}: ok")
+            return EXIT_OK
+        sys.stdout.write(defaults_toml())
+        return EXIT_OK
     raise AssertionError(args.command)  # pragma: no cover - argparse restricts the choices
+
+
+def _config_path(args: argparse.Namespace) -> Path | None:
+    from avsd.config import DEFAULT_CONFIG_PATH
+
+    path: Path | None = getattr(args, "config", None)
+    if path is None and DEFAULT_CONFIG_PATH.exists():
+        path = DEFAULT_CONFIG_PATH
+    return path
+
+
+def _login(args: argparse.Namespace) -> int:
+    import getpass
+
+    import httpx
+
+    from avsd.avs.client import make_ssl_context
+    from avsd.config import load_config
+    from avsd.login import LoginTarget, login_browser, login_cbl
+
+    config = load_config(_config_path(args))
+    setup_logging("warning", debug=args.debug)
+    target = LoginTarget(
+        client_id=args.client_id or config.auth.client_id,
+        product_id=config.auth.product_id,
+        serial=config.device_serial_number(),
+        credentials_path=config.credentials_path,
+        token_url=config.token_url(),
+        codepair_url=config.codepair_url(),
+        authorize_url=config.authorize_url(),
+    )
+    secret = ""
+    if args.browser:
+        # Never a command-line argument: it would show up in `ps` and the shell history.
+        secret = os.environ.get("AVSD_CLIENT_SECRET", "")
+        if not secret and sys.stdin.isatty():
+            secret = getpass.getpass("client secret of the security profile: ")
+
+    async def go() -> None:
+        async with httpx.AsyncClient(http2=True, verify=make_ssl_context(config.avs.ca_file)) as http:
+            if args.browser:
+                await login_browser(target, http, sys.stdout, client_secret=secret, port=args.port)
+            else:
+                await login_cbl(target, http, sys.stdout, min_interval_s=args.min_interval, qr=not args.no_qr)
+
+    asyncio.run(go())
+    print(f"Linked. Credentials saved to {target.credentials_path} (mode 0600).")
+    return EXIT_OK
+
+
+def _devices() -> int:
+    from avsd.audio.mic import list_devices
+
+    devices = list_devices()
+    inputs = [(d, d.max_input_channels) for d in devices if d.max_input_channels > 0]
+    outputs = [(d, d.max_output_channels) for d in devices if d.max_output_channels > 0]
+    for title, chosen in (("Input devices (audio.device):", inputs),
+                          ("Output devices (playback.output_device):", outputs)):
+        print(title)
+        for d, channels in chosen:
+            print(f"  {d.index:>3}  {d.name}  ({channels} ch, {d.default_sample_rate:.0f} Hz)")
+        if not chosen:
+            print("  none")
+    return EXIT_OK
 
 
 if __name__ == "__main__":  # pragma: no cover

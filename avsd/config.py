@@ -10,6 +10,8 @@ Secrets (tokens, client secret) are never here: they live in the credentials fil
 from __future__ import annotations
 
 import dataclasses
+import enum
+import json
 import os
 import tomllib
 import types
@@ -19,12 +21,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
+from avsd.agents.alerts import AlertsSettings
+from avsd.agents.audio_player import AudioPlayerSettings
+from avsd.agents.capabilities import CapabilitiesSettings
+from avsd.agents.notifications import NotificationsSettings
+from avsd.agents.sequencer import SequencerSettings
+from avsd.agents.speaker import SpeakerSettings
 from avsd.audio.endpointer import EndpointerSettings
 from avsd.audio.source import AudioSettings
 from avsd.avs.auth import DEFAULT_CODEPAIR_URL, DEFAULT_TOKEN_URL
 from avsd.avs.client import ConnectionSettings
 from avsd.dialog import DialogSettings
 from avsd.errors import ConfigError
+from avsd.focus import FocusSettings
 from avsd.hw.button import ButtonSettings
 from avsd.hw.leds import LedSettings
 from avsd.playback.base import PlaybackSettings
@@ -33,6 +42,8 @@ from avsd.wake.base import WakeSettings
 T = TypeVar("T")
 
 DEFAULT_CONFIG_PATH = Path("/etc/avsd/avsd.toml")
+DEFAULT_AUTHORIZE_URL = "https://www.amazon.com/ap/oa"
+MACHINE_ID = Path("/etc/machine-id")
 
 
 def default_state_dir() -> str:
@@ -58,6 +69,12 @@ class AuthSettings:
     )
     codepair_url: str = field(
         default="", metadata={"help": f"LWA code-pair URL; empty = {DEFAULT_CODEPAIR_URL}, or the emulator's"}
+    )
+    authorize_url: str = field(
+        default="",
+        metadata={
+            "help": f"LWA consent page for `avsd login --browser`; empty = {DEFAULT_AUTHORIZE_URL}, or the emulator's"
+        },
     )
     credentials_file: str = field(
         default="",
@@ -90,6 +107,13 @@ class Config:
     playback: PlaybackSettings = field(default_factory=PlaybackSettings)
     button: ButtonSettings = field(default_factory=ButtonSettings)
     led: LedSettings = field(default_factory=LedSettings)
+    focus: FocusSettings = field(default_factory=FocusSettings)
+    speaker: SpeakerSettings = field(default_factory=SpeakerSettings)
+    audio_player: AudioPlayerSettings = field(default_factory=AudioPlayerSettings)
+    notifications: NotificationsSettings = field(default_factory=NotificationsSettings)
+    alerts: AlertsSettings = field(default_factory=AlertsSettings)
+    capabilities: CapabilitiesSettings = field(default_factory=CapabilitiesSettings)
+    sequencer: SequencerSettings = field(default_factory=SequencerSettings)
 
     @property
     def state_dir(self) -> Path:
@@ -110,6 +134,26 @@ class Config:
         return self.auth.codepair_url or _lwa_url(
             self.avs.endpoint, "/auth/o2/create/codepair", DEFAULT_CODEPAIR_URL
         )
+
+
+    def authorize_url(self) -> str:
+        return self.auth.authorize_url or _lwa_url(self.avs.endpoint, "/ap/oa", DEFAULT_AUTHORIZE_URL)
+
+    def device_serial_number(self, machine_id: Path = MACHINE_ID) -> str:
+        """The configured DSN, else one derived from the machine id (stable across reinstalls of avsd)."""
+        if self.auth.device_serial_number:
+            return self.auth.device_serial_number
+        try:
+            seed = machine_id.read_text(encoding="ascii").strip()
+        except OSError:
+            seed = ""
+        if not seed:
+            import socket
+
+            seed = socket.gethostname()
+        import hashlib
+
+        return "avsd-" + hashlib.sha256(("avsd:" + seed).encode()).hexdigest()[:16]
 
 
 def _lwa_url(endpoint: str, path: str, amazon: str) -> str:
@@ -182,14 +226,25 @@ def _type_name(hint: Any) -> str:
     if origin is tuple:
         return f"list of {_type_name(typing.get_args(hint)[0])}"
     if hint is type(None):
-        return "nothing"
+        return '"none"'
+    if isinstance(hint, type) and issubclass(hint, enum.Enum):
+        return "one of " + ", ".join(str(m.value) for m in hint)
     return {str: "string", int: "integer", float: "number", bool: "true/false"}.get(hint, str(hint))
 
 
 def _coerce(value: Any, hint: Any) -> tuple[bool, Any]:
     origin = typing.get_origin(hint)
     if origin in (types.UnionType, typing.Union):
-        for arg in typing.get_args(hint):
+        args = typing.get_args(hint)
+        # TOML has no null: an optional key takes the string "none" (and an optional integer, such as a pin,
+        # also -1) to mean "unset".
+        if type(None) in args and (
+            value is None  # only from override(): TOML itself cannot say None
+            or (isinstance(value, str) and value.strip().lower() == "none")
+            or (int in args and value == -1 and not isinstance(value, bool))
+        ):
+            return True, None
+        for arg in args:
             ok, coerced = _coerce(value, arg)
             if ok:
                 return True, coerced
@@ -215,6 +270,11 @@ def _coerce(value: Any, hint: Any) -> tuple[bool, Any]:
         ) and isinstance(value, int | float) else None
     if hint is str:
         return isinstance(value, str), value
+    if isinstance(hint, type) and issubclass(hint, enum.Enum):
+        try:
+            return True, hint(value)
+        except ValueError:
+            return False, None
     if hint is type(None):
         return False, None  # TOML has no null; None is only ever a default
     return False, None
@@ -244,3 +304,104 @@ def _check_value(key: str, value: Any, hint: Any, meta: Mapping[str, Any]) -> An
                     + (f" (allowed {low}..{high})" if low is not None else ""),
                 )
     return coerced
+
+
+# ----- the documented defaults file (config/avsd.toml is generated from the dataclasses, so it cannot drift) -----
+
+SECTION_HELP: dict[str, str] = {
+    "daemon": "the daemon itself",
+    "avs": "the connection to Alexa Voice Service",
+    "auth": "Login with Amazon (the refresh token lives in the credentials file, never here)",
+    "audio": "the microphone",
+    "wake": "the wake-word engine",
+    "endpointing": "end of speech (webrtcvad)",
+    "dialog": "the dialog: profiles, pre-roll and time limits",
+    "dialog.timeouts": "longest time in each dialog state (seconds)",
+    "playback": "the speaker: player backend and output device",
+    "button": "the talk button (gpiozero, BCM pin numbers)",
+    "led": "the status LEDs",
+    "focus": "audio focus: what music does while Alexa speaks or an alert sounds",
+    "speaker": "volume",
+    "audio_player": "music and other AudioPlayer content",
+    "notifications": "notification indicator and sounds",
+    "alerts": "timers, alarms and reminders",
+    "capabilities": "the capabilities published to AVS",
+    "sequencer": "the directive sequencer",
+}
+
+_HEADER = """\
+# avsd configuration (/etc/avsd/avsd.toml). Every key is listed with its default value; delete or comment out
+# what you do not change. Secrets (refresh token, client secret, access keys) do not belong here: `avsd login`
+# stores them in the credentials file (mode 0600). TOML has no null: optional keys take "none" (pins also -1).
+# After editing: `systemctl reload avsd` (or restart) and check with `avsd doctor`.
+# Generated by `avsd config --defaults`.
+"""
+
+
+def toml_value(value: Any) -> str:
+    """A Python default as TOML. ``None`` is written ``"none"``, which :func:`parse_config` reads back as None."""
+    if value is None:
+        return '"none"'
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, enum.Enum):
+        return toml_value(value.value)
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, str):
+        return json.dumps(value)  # a JSON string is a valid TOML basic string
+    if isinstance(value, tuple | list):
+        return "[" + ", ".join(toml_value(v) for v in value) + "]"
+    raise TypeError(f"no TOML form for {value!r}")
+
+
+def _describe(meta: Mapping[str, Any]) -> str:
+    parts = [str(meta.get("help", "")).strip()]
+    choices = meta.get("choices")
+    if choices is not None:
+        parts.append("one of: " + ", ".join(str(getattr(c, "value", c)) for c in choices))
+    low, high = meta.get("min"), meta.get("max")
+    if low is not None and high is not None:
+        parts.append(f"range {low}..{high}")
+    elif low is not None:
+        parts.append(f">= {low}")
+    elif high is not None:
+        parts.append(f"<= {high}")
+    return "; ".join(p for p in parts if p)
+
+
+def _section_toml(name: str, value: Any, out: list[str]) -> None:
+    out.append("")
+    if name in SECTION_HELP:
+        out.append(f"# {SECTION_HELP[name]}")
+    out.append(f"[{name}]")
+    nested: list[tuple[str, Any]] = []
+    for f in dataclasses.fields(value):
+        current = getattr(value, f.name)
+        if dataclasses.is_dataclass(current):
+            nested.append((f"{name}.{f.name}", current))
+            continue
+        description = _describe(f.metadata)
+        if description:
+            out.append(f"# {description}")
+        if f.metadata.get("secret"):
+            out.append("# secret: leave empty here and set it in the environment of the service instead")
+            out.append(f"{f.name} = {toml_value(type(current)())}")
+        else:
+            out.append(f"{f.name} = {toml_value(current)}")
+    for child_name, child in nested:
+        _section_toml(child_name, child, out)
+
+
+def defaults_toml(config: Config | None = None) -> str:
+    """The documented configuration file: every section and key with its help, allowed values and default."""
+    config = config or Config()
+    out: list[str] = [_HEADER.rstrip("\n")]
+    for f in dataclasses.fields(config):
+        _section_toml(f.name, getattr(config, f.name), out)
+    return "\n".join(out) + "\n"
+
+
+def changed_sections(old: Config, new: Config) -> list[str]:
+    """Names of the top-level sections whose values differ (for a reload)."""
+    return [f.name for f in dataclasses.fields(old) if getattr(old, f.name) != getattr(new, f.name)]

@@ -27,6 +27,7 @@ from avsd.agents.alerts import AlertsAgent, AlertsSettings, event_from_json
 from avsd.agents.audio_player import AudioPlayerAgent, AudioPlayerSettings
 from avsd.agents.capabilities import (
     CapabilitiesPublisher,
+    CapabilitiesSettings,
     HttpCapabilitiesApi,
     capabilities_body,
     capabilities_url,
@@ -37,7 +38,7 @@ from avsd.agents.focus_agent import DIALOG_ACTIVITY, DialogFocus, FocusArbiter
 from avsd.agents.notifications import NotificationsAgent, NotificationsSettings
 from avsd.agents.outbox import Outbox
 from avsd.agents.playback_controller import PlaybackControllerAgent
-from avsd.agents.sequencer import DirectiveSequencer
+from avsd.agents.sequencer import DirectiveSequencer, SequencerSettings
 from avsd.agents.speaker import SpeakerAgent, SpeakerSettings
 from avsd.agents.speech_recognizer import SpeechRecognizerAgent
 from avsd.agents.speech_synthesizer import SpeechSynthesizer
@@ -94,7 +95,9 @@ class Daemon:
         )
         self.context = ContextRegistry()
         self.attachments = AttachmentStore()
-        self.sequencer = DirectiveSequencer(self._send_exception)
+        self.sequencer = DirectiveSequencer(
+            self._send_exception, agent_settings(config, "sequencer", SequencerSettings())
+        )
         self.client = AvsClient(
             config.avs,
             self.tokens,
@@ -157,7 +160,9 @@ class Daemon:
         self.context.register(self.alerts.context)
         self.client.add_state_observer(self._on_connection_for_alerts)
         self.capabilities = CapabilitiesPublisher(
-            put=HttpCapabilitiesApi(self._lwa_http, self.tokens).put, state_dir=state_dir
+            put=HttpCapabilitiesApi(self._lwa_http, self.tokens).put,
+            state_dir=state_dir,
+            settings=agent_settings(self.config, "capabilities", CapabilitiesSettings()),
         )
 
     # ----- focus, speaker, music, notifications --------------------------------------------------------------

@@ -18,13 +18,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import statistics
+import sys
 import tempfile
-import threading
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import httpx
 
@@ -34,41 +33,12 @@ from avsd.avs.client import AvsClient, ConnectionSettings, make_ssl_context
 from avsd.avs.context import ContextRegistry
 from avsd.avs.credentials import Credentials, save_credentials
 from avsd.avs.messages import Directive, Event
-from avsd.emulator.scenario import Rule
 from avsd.emulator.server import Emulator
 
-T = TypeVar("T")
+sys.path.insert(0, str(Path(__file__).parent))
+from _common import EmulatorThread, p95  # noqa: E402
+
 FRAME = 320
-
-
-def p95(values: list[float]) -> float:
-    return statistics.quantiles(values, n=20)[18]
-
-
-class EmulatorThread:
-    """An Emulator on its own loop in a daemon thread."""
-
-    def __init__(self, cert_dir: Path) -> None:
-        self.loop = asyncio.new_event_loop()
-        self.emulator = Emulator(cert_dir=cert_dir, stop_capture=False)
-        self._thread = threading.Thread(target=self.loop.run_forever, name="emulator", daemon=True)
-
-    def __enter__(self) -> Emulator:
-        self._thread.start()
-        self.call(self.emulator.start)
-        self.emulator.add_rule(Rule(match="SpeechRecognizer.Recognize", status=204))
-        return self.emulator
-
-    def call(self, fn: Callable[[], Awaitable[T]]) -> T:
-        async def wrapper() -> T:
-            return await fn()
-
-        return asyncio.run_coroutine_threadsafe(wrapper(), self.loop).result(30)
-
-    def __exit__(self, *exc: object) -> None:
-        self.call(self.emulator.stop)
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self._thread.join(5)
 
 
 @contextlib.asynccontextmanager

@@ -37,8 +37,9 @@ async def test_expect_speech_reopens_the_mic_after_the_speech_and_the_answer_car
         emulator.add_rule(question_rule(8000))
         await device.source.feed(room_noise(1.0) + fixture_pcm(WAKE) + room_noise(1.5, seed=4))
         expecting = await device.wait_state(S.EXPECTING, timeout=15)
-        names = [r.qualified_name for r in emulator.records if r.qualified_name]
-        assert "SpeechSynthesizer.SpeechFinished" in names, "the mic reopened before the question was spoken"
+        # The question was spoken to the end (SpeechFinished is sent from the event queue, so it may still be on
+        # its way when the mic reopens; the state order below shows the mic reopened only after the speech).
+        await emulator.wait_for_event("SpeechSynthesizer.SpeechFinished", timeout=5)
         await device.source.feed(room_noise(0.3, seed=5) + fixture_pcm("no-wake-word") + room_noise(2.0, seed=6),
                                  realtime=True)
         second = await emulator.wait_for_event("SpeechRecognizer.Recognize", timeout=10, count=2)

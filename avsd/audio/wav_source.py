@@ -65,6 +65,7 @@ class WavFileSource:
         self.realtime = realtime
         self.pad_silence_s = pad_silence_s
         self.block_frames = IDLE_BLOCK_FRAMES
+        self.started_at: float | None = None  # time.monotonic() when the first sample was "spoken" (realtime)
         self._closed = False
         self._pcm = load_wav(self.path)  # fail at construction, not on first read
 
@@ -78,6 +79,7 @@ class WavFileSource:
         if len(pcm) % FRAME_BYTES:  # the last partial frame is padded with silence
             pcm += bytes(FRAME_BYTES - len(pcm) % FRAME_BYTES)
         start = time.monotonic()
+        self.started_at = start
         offset = 0
         handed = 0
         while offset < len(pcm) and not self._closed:

@@ -76,7 +76,7 @@ LONG_PRESS_CHOICES = ("privacy_toggle", "stop", "talk", "none")
 class ButtonSettings:
     pin: int | None = field(
         default=17,
-        metadata={"help": "BCM pin of the talk button (17 on the ReSpeaker 2-mic HAT); none = no button"},
+        metadata={"help": "BCM pin of the talk button (17 on the ReSpeaker 2-mic HAT); -1 or \"none\" = no button"},
     )
     pull_up: bool = field(
         default=True, metadata={"help": "button connects the pin to ground (internal pull-up)"}

@@ -65,7 +65,7 @@ class LedSettings:
         default=1, metadata={"help": "APA102 SPI chip select (ReSpeaker: 1)", "min": 0, "max": 2}
     )
     power_pin: int | None = field(
-        default=None, metadata={"help": "pin that powers the LEDs (ReSpeaker 4-mic HAT: 5)"}
+        default=None, metadata={"help": "pin that powers the LEDs (ReSpeaker 4-mic HAT: 5); -1 or \"none\" = none"}
     )
     fps: float = field(default=25.0, metadata={"help": "animation frame rate", "min": 1.0, "max": 60.0})
 

@@ -139,10 +139,10 @@ async def test_wav_source_realtime_paces_and_closes() -> None:
     async with asyncio.timeout(5):
         async for block in src.frames():
             got += len(block) // FRAME_BYTES
-            if got >= 18:
+            if got >= 2 * IDLE_BLOCK_FRAMES:
                 await src.close()
-    assert got == 18
-    assert time.monotonic() - start >= 0.17  # 18 frames (3 idle-size blocks) paced in real time
+    assert got == 2 * IDLE_BLOCK_FRAMES
+    assert time.monotonic() - start >= 2 * IDLE_BLOCK_FRAMES * 0.01 - 0.01  # two blocks, paced in real time
 
 
 def test_wav_source_missing_file(tmp_path: Path) -> None:

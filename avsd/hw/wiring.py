@@ -1,0 +1,243 @@
+"""The button and the LEDs wired to a running daemon (``avsd run --hardware auto|mock|none``).
+
+    GpioButton --gesture--> commands_for() --command--> apply_command() --> dialog.tap()/hold_start()/...
+                                                                            alerts.stop_active()
+    dialog transitions, connection, ringing alert, notification indicator --> LedInputs --> LedPresenter --> Led
+
+``mock`` runs anywhere: gpiozero's MockFactory pins (tests press the button through ``factory.pin(n)``) and a
+TerminalLed drawing the pattern on stderr. The mock factory also becomes gpiozero's default (the
+``GPIOZERO_PIN_FACTORY=mock`` semantics), because gpiozero's software SPI builds devices without passing the
+factory on (gpiozero 2.0.1, pins/spi.py) and would otherwise look for real pins.
+
+Everything here runs on the loop thread: GpioButton already hops from gpiozero's thread with
+``call_soon_threadsafe``; the agents' observers are called on the loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from avsd.avs.client import ConnectionState
+from avsd.hw.button import ButtonAction, ButtonCommand, ButtonSettings, GpioButton, commands_for
+from avsd.hw.factory import HardwareError, pin_factory_for
+from avsd.hw.leds import Led, LedPresenter, LedSettings, NullLed, TerminalLed, create_led
+from avsd.hw.patterns import LedInputs, Pattern
+from avsd.state import DialogState, Transition
+
+_LOGGER = logging.getLogger(__name__)
+
+HARDWARE_KINDS = ("auto", "mock", "none")
+
+
+class ButtonTarget(Protocol):
+    """What a button command acts on (the daemon's dialog controller and alerts agent)."""
+
+    def tap(self) -> None: ...
+
+    def hold_start(self) -> None: ...
+
+    def hold_end(self) -> None: ...
+
+    def stop(self) -> None: ...
+
+    def toggle_mute(self) -> None: ...
+
+    def stop_alert(self) -> bool:
+        """Stop a ringing alert; False when none rings."""
+        ...
+
+
+def apply_command(command: ButtonCommand, target: ButtonTarget) -> None:
+    """One button command. A stop silences a ringing alert first (it is the loudest thing the user hears)."""
+    match command:
+        case ButtonCommand.TALK:
+            target.tap()
+        case ButtonCommand.HOLD_TO_TALK:
+            target.hold_start()
+        case ButtonCommand.END_HOLD:
+            target.hold_end()
+        case ButtonCommand.CANCEL_HOLD:
+            target.stop()  # the hold became a long press: abandon the capture, answer nothing
+        case ButtonCommand.STOP:
+            if not target.stop_alert():
+                target.stop()
+        case ButtonCommand.PRIVACY_TOGGLE:
+            target.toggle_mute()
+        case ButtonCommand.NONE:
+            pass
+
+
+class DaemonTarget:
+    """:class:`ButtonTarget` over a :class:`~avsd.daemon.Daemon` (duck-typed to keep hw free of the daemon)."""
+
+    def __init__(self, daemon: Any) -> None:
+        self._daemon = daemon
+        self._tasks: set[asyncio.Task[Any]] = set()
+
+    def tap(self) -> None:
+        self._daemon.dialog.tap()
+
+    def hold_start(self) -> None:
+        self._daemon.dialog.hold_start()
+
+    def hold_end(self) -> None:
+        self._daemon.dialog.hold_end()
+
+    def stop(self) -> None:
+        self._daemon.dialog.stop()
+
+    def toggle_mute(self) -> None:
+        self._daemon.dialog.toggle_mute()
+
+    def stop_alert(self) -> bool:
+        if self._daemon.alerts.active_token is None:
+            return False
+        task = asyncio.get_running_loop().create_task(self._daemon.alerts.stop_active(), name="stop-alert")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return True
+
+    @property
+    def busy(self) -> bool:
+        """Alexa is speaking or an alert rings: a tap stops rather than talks."""
+        return self._daemon.dialog.state is DialogState.SPEAKING or self._daemon.alerts.active_token is not None
+
+    @property
+    def muted(self) -> bool:
+        return bool(self._daemon.dialog.machine.muted)
+
+
+class Hardware:
+    """The button (optional) and the LEDs of one daemon. :meth:`close` turns the LEDs off and frees the pins."""
+
+    def __init__(
+        self,
+        daemon: Any,
+        *,
+        kind: str,
+        button: ButtonSettings,
+        led: LedSettings,
+        loop: asyncio.AbstractEventLoop,
+        led_override: Led | None = None,
+    ) -> None:
+        if kind not in HARDWARE_KINDS:
+            raise HardwareError(f"unknown --hardware {kind!r}; choose one of {', '.join(HARDWARE_KINDS)}")
+        self.kind = kind
+        self.target = DaemonTarget(daemon)
+        self._daemon = daemon
+        self._settings = button
+        self.pin_factory: object | None = None
+        self.button: GpioButton | None = None
+        self.actions: list[ButtonAction] = []
+        self.commands: list[ButtonCommand] = []
+        self._state = DialogState.OFFLINE
+        self._connected = False
+        self._ringing = False
+        self._notification = False
+        uses_gpio = kind != "none" and (
+            button.pin is not None or led.kind in ("single", "rgb", "apa102")
+        )
+        if kind == "mock":
+            self.pin_factory = pin_factory_for("mock")
+            from gpiozero import Device
+
+            Device.pin_factory = self.pin_factory
+        elif uses_gpio:
+            try:
+                self.pin_factory = pin_factory_for("auto")
+            except HardwareError as exc:
+                _LOGGER.error("GPIO unavailable, running without button and LEDs: %s", exc)
+                kind = self.kind = "none"
+        self.led: Led = led_override or self._make_led(kind, led)
+        self.presenter = LedPresenter(self.led)
+        if kind != "none" and button.pin is not None:
+            try:
+                self.button = GpioButton(button, self._on_action, loop=loop, pin_factory=self.pin_factory)
+            except HardwareError as exc:
+                # Voice still works without the button: say so once and go on.
+                _LOGGER.error("no button: %s", exc)
+        daemon.dialog.machine.add_observer(self._on_transition)
+        daemon.client.add_state_observer(self._on_connection)
+        daemon.alerts.ringing_observers.append(self._on_ringing)
+        daemon.notifications.add_observer(self._on_notification)
+        self._state = daemon.dialog.state
+        self._connected = daemon.client.state is ConnectionState.CONNECTED
+        self._ringing = daemon.alerts.active_token is not None
+        self._notification = bool(daemon.notifications.indicator_on)
+        self._update()
+
+    def _make_led(self, kind: str, settings: LedSettings) -> Led:
+        if kind == "mock":
+            return TerminalLed(settings.pixels)
+        if kind == "none" and settings.kind != "terminal":
+            return NullLed()
+        try:
+            return create_led(settings, pin_factory=self.pin_factory)
+        except HardwareError as exc:
+            _LOGGER.error("no LEDs: %s", exc)
+            return NullLed()
+
+    @property
+    def pattern(self) -> Pattern | None:
+        return getattr(self.led, "pattern", None)
+
+    def inputs(self) -> LedInputs:
+        return LedInputs(self._state, self._connected, self._ringing, self._notification)
+
+    def _update(self) -> None:
+        self.presenter.update(self.inputs())
+
+    def _on_transition(self, transition: Transition) -> None:
+        self._state = transition.state
+        self._update()
+
+    def _on_connection(self, state: ConnectionState) -> None:
+        self._connected = state is ConnectionState.CONNECTED
+        self._update()
+
+    def _on_ringing(self, token: str | None) -> None:
+        self._ringing = token is not None
+        self._update()
+
+    def _on_notification(self, on: bool) -> None:
+        self._notification = on
+        self._update()
+
+    def _on_action(self, action: ButtonAction) -> None:
+        self.actions.append(action)
+        for command in commands_for(
+            action, self._settings, busy=self.target.busy, muted=self.target.muted
+        ):
+            _LOGGER.info("button %s -> %s", action, command)
+            self.commands.append(command)
+            apply_command(command, self.target)
+
+    def reconfigure(self, button: ButtonSettings, loop: asyncio.AbstractEventLoop) -> None:
+        """A reload changed the button settings: recreate the button (the pins stay with the same factory)."""
+        if button == self._settings:
+            return
+        if self.button is not None:
+            self.button.close()
+            self.button = None
+        self._settings = button
+        if self.kind != "none" and button.pin is not None:
+            try:
+                self.button = GpioButton(button, self._on_action, loop=loop, pin_factory=self.pin_factory)
+            except HardwareError as exc:
+                _LOGGER.error("no button: %s", exc)
+
+    def close(self) -> None:
+        if self.button is not None:
+            self.button.close()
+            self.button = None
+        self.led.close()
+        close: Callable[[], None] | None = getattr(self.pin_factory, "close", None)
+        if self.kind == "mock" and close is not None:
+            close()
+            from gpiozero import Device
+
+            if Device.pin_factory is self.pin_factory:
+                Device.pin_factory = None

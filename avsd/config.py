@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import hashlib
 import json
 import os
+import socket
 import tomllib
 import types
 import typing
@@ -148,11 +150,7 @@ class Config:
         except OSError:
             seed = ""
         if not seed:
-            import socket
-
             seed = socket.gethostname()
-        import hashlib
-
         return "avsd-" + hashlib.sha256(("avsd:" + seed).encode()).hexdigest()[:16]
 
 

@@ -92,11 +92,11 @@ def demo_config(base: Config, emulator: Emulator, state_dir: Path, out_dir: Path
 
 async def run_demo(args: argparse.Namespace) -> int:
     input_wav: Path = args.input or DEMO_WAV
-    if not input_wav.exists():
+    if not input_wav.exists():  # noqa: ASYNC240 - start-up checks, before the loop has anything else to do
         print(f"avsd demo: no such WAV: {input_wav}", file=sys.stderr)
         return 2
     out_dir: Path = args.out or Path(tempfile.mkdtemp(prefix="avsd-demo-"))
-    out_dir.mkdir(parents=True, exist_ok=True)
+    out_dir.mkdir(parents=True, exist_ok=True)  # noqa: ASYNC240
     base = load_config(args.config) if args.config else Config()
     scenario = load_scenario(args.scenario) if args.scenario else None
     events_file = args.events_json.open("w", encoding="utf-8") if args.events_json else None
@@ -141,7 +141,7 @@ async def run_demo(args: argparse.Namespace) -> int:
                         await daemon.outbox.drained()
 
             await daemon.run(stop_when_audio_ends=True, wait_for_connection_s=15.0, linger=linger)
-            replies = sorted(p for p in out_dir.glob("*.wav") if not p.name.startswith("alert-"))
+            replies = sorted(p for p in out_dir.glob("*.wav") if not p.name.startswith("alert-"))  # noqa: ASYNC240
             names = [r.qualified_name or "" for r in emulator.records]
             alert_events = [name for name in names if name.startswith("Alerts.")]
             recognizes = [r for r in emulator.records if r.qualified_name == "SpeechRecognizer.Recognize"]

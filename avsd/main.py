@@ -207,6 +207,8 @@ class Reloader:
         restart: list[str] = [s for s in changed if s not in RELOADABLE]
         if "avs" in changed and _avs_needs_restart(old, new):
             restart.append("avs (only avs.endpoint applies without a restart)")
+        if new.daemon.state_dir != old.daemon.state_dir:
+            restart.append("daemon.state_dir")
         self._apply(old, new)
         self._daemon.config = new
         self.reloads += 1

@@ -38,7 +38,7 @@ from avsd.playback.base import PlaybackSettings, create_player
 from avsd.wake.base import WakeSettings, create_engine
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import EmulatorThread, p95  # noqa: E402
+from _common import EmulatorThread, p95
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = ROOT / "tests" / "fixtures"

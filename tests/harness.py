@@ -102,7 +102,7 @@ class FeedSource:
         return await self.feed(bytes(round(seconds * SAMPLE_RATE) * 2), realtime=realtime)
 
     async def drained(self) -> None:
-        while not self._queue.empty():  # noqa: ASYNC110 - test helper
+        while not self._queue.empty():
             await asyncio.sleep(0.005)
 
 

@@ -352,3 +352,59 @@ async def test_missing_microphone_is_retried_with_backoff(caplog: pytest.LogCapt
     assert len(attempts) == 4 and gaps[0] >= 0.05 and gaps[1] >= 0.1 and gaps[2] <= 0.2  # doubling, capped
     errors = [r.getMessage() for r in caplog.records if "microphone unavailable" in r.getMessage()]
     assert len(errors) == 3 and "retrying in" in errors[0] and all("Traceback" not in e for e in errors)
+
+
+async def test_ringing_alert_stopped_by_control_socket_and_button(tmp_path: Path) -> None:
+    """`avsd stop` (the control socket) and a tap both stop a ringing alarm; the LEDs blink white meanwhile."""
+    from datetime import UTC, datetime, timedelta
+
+    from avsd.avs.messages import Directive
+    from avsd.control import ControlServer, send_command
+    from avsd.hw.button import ButtonCommand, ButtonSettings
+    from avsd.hw.leds import LedSettings, RecordingLed
+    from avsd.hw.patterns import LedPattern
+    from avsd.hw.wiring import Hardware
+    from avsd.main import StatusReporter, control_handlers
+    from avsd.systemd import SystemdNotifier
+    from tests.harness import running_device
+
+    async with asyncio.timeout(30), running_device(tmp_path) as device:
+        daemon = device.daemon
+        led = RecordingLed()
+        hw = Hardware(
+            daemon, kind="mock", button=ButtonSettings(pin=17, bounce_s=0.01, hold_s=0.3, long_press_s=1.0),
+            led=LedSettings(), loop=asyncio.get_running_loop(), led_override=led,
+        )
+        sock = Path(tempfile.mkdtemp(prefix="avsd-ctl-")) / "control.sock"
+        server = ControlServer(sock, control_handlers(daemon, StatusReporter(SystemdNotifier({}))))
+        await server.start()
+        try:
+            when = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=2)
+            stamp = when.strftime("%Y-%m-%dT%H:%M:%S+0000")
+            for token in ("alarm-1", "alarm-2"):
+                await device.emulator.push_directive(
+                    Directive.new("Alerts", "SetAlert", {"token": token, "type": "ALARM", "scheduledTime": stamp})
+                )
+            while daemon.alerts.active_token is None:
+                await asyncio.sleep(0.02)
+            assert led.current is not None and led.current.name is LedPattern.ALERT
+            first = daemon.alerts.active_token
+            assert await asyncio.to_thread(send_command, sock, "stop") == f"ok {first}"
+            while daemon.alerts.active_token in (None, first):
+                await asyncio.sleep(0.02)
+            second = daemon.alerts.active_token
+            pin = hw.pin_factory.pin(17)  # type: ignore[attr-defined]
+            pin.drive_low()
+            await asyncio.sleep(0.05)
+            pin.drive_high()
+            while daemon.alerts.active_token == second:
+                await asyncio.sleep(0.02)
+            assert hw.commands == [ButtonCommand.STOP]  # a tap while ringing stops, it does not talk
+            assert {first, second} == {"alarm-1", "alarm-2"}
+            await asyncio.sleep(0.05)
+            assert led.current.name is not LedPattern.ALERT
+            assert await asyncio.to_thread(send_command, sock, "stop") == "none"
+            assert (await asyncio.to_thread(send_command, sock, "bogus")).startswith("error unknown command")
+        finally:
+            await server.close()
+            hw.close()

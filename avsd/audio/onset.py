@@ -89,7 +89,7 @@ class OnsetTracker:
         samples = raw - self.settings.preemphasis * shifted
         self._last = float(raw[-1])
         frames = samples.reshape(n_frames, FRAME_SAMPLES)
-        levels = (10.0 * np.log10(np.einsum("ij,ij->i", frames, frames) / FRAME_SAMPLES + 1.0)).tolist()
+        levels: list[float] = (10.0 * np.log10(np.einsum("ij,ij->i", frames, frames) / FRAME_SAMPLES + 1.0)).tolist()
         first_index = end_index - n_frames * FRAME_SAMPLES
         for i, db in enumerate(levels):
             self._account(db, frames[i], first_index + (i + 1) * FRAME_SAMPLES)

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
-from avsd.audio.frames import IDLE_BLOCK_FRAMES, FRAME_BYTES, FRAME_SECONDS, SAMPLE_RATE
+from avsd.audio.frames import FRAME_BYTES, IDLE_BLOCK_FRAMES, SAMPLE_RATE
 from avsd.errors import AudioDeviceError
 
 

@@ -16,13 +16,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
+import logging
 import socket
 import ssl
 import typing
 from collections.abc import Iterable
-
-import contextvars
-import logging
 
 import httpcore
 import httpx
@@ -87,8 +86,8 @@ class AsyncioStream(httpcore.AsyncNetworkStream):
             return self._writer.get_extra_info("peername")
         if info == "socket":
             return self._writer.get_extra_info("socket")
-        if info == "is_readable":
-            return self._reader.at_eof() or bool(self._reader._buffer)  # noqa: SLF001 - EOF or data waiting
+        if info == "is_readable":  # httpcore asks this of idle HTTP/1.1 connections only
+            return self._reader.at_eof()
         return None
 
 
@@ -99,7 +98,7 @@ class AsyncioBackend(httpcore.AsyncNetworkBackend):
         port: int,
         timeout: float | None = None,
         local_address: str | None = None,
-        socket_options: Iterable[tuple[int, int, int | bytes] | tuple[int, int, None, int]] | None = None,
+        socket_options: Iterable[typing.Any] | None = None,
     ) -> httpcore.AsyncNetworkStream:
         try:
             async with asyncio.timeout(timeout):
@@ -115,14 +114,14 @@ class AsyncioBackend(httpcore.AsyncNetworkBackend):
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)  # as the SDK does (§1.3)
             for option in socket_options or ():
-                sock.setsockopt(*option)  # type: ignore[arg-type]
+                sock.setsockopt(*option)
         return AsyncioStream(reader, writer)
 
     async def connect_unix_socket(
         self,
         path: str,
         timeout: float | None = None,
-        socket_options: Iterable[tuple[int, int, int | bytes] | tuple[int, int, None, int]] | None = None,
+        socket_options: Iterable[typing.Any] | None = None,
     ) -> httpcore.AsyncNetworkStream:
         raise httpcore.ConnectError("unix sockets are not used by avsd")
 
@@ -152,18 +151,17 @@ _WAITING_FOR_FLOW: contextvars.ContextVar[int | None] = contextvars.ContextVar("
 _ORIGINAL_HTTP2 = _httpcore_http2.AsyncHTTP2Connection
 
 
-class FlowSafeHTTP2Connection(_ORIGINAL_HTTP2):  # type: ignore[misc, valid-type]
+class FlowSafeHTTP2Connection(_ORIGINAL_HTTP2):
     """httpcore's HTTP/2 connection, minus the flow-control stall described in the module docstring."""
 
     def _send_window(self, stream_id: int) -> int:
         h2_state: typing.Any = self._h2_state
-        return min(h2_state.local_flow_control_window(stream_id), h2_state.max_outbound_frame_size)
+        return int(min(h2_state.local_flow_control_window(stream_id), h2_state.max_outbound_frame_size))
 
     async def _wait_for_outgoing_flow(self, request: httpcore.Request, stream_id: int) -> int:
         token = _WAITING_FOR_FLOW.set(stream_id)
         try:
-            result: int = await super()._wait_for_outgoing_flow(request, stream_id)
-            return result
+            return int(await super()._wait_for_outgoing_flow(request, stream_id))
         finally:
             _WAITING_FOR_FLOW.reset(token)
 

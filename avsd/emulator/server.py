@@ -252,7 +252,7 @@ class Emulator:
         self._changed = asyncio.Event()
 
     # The ``timeout`` keyword is the agreed test API (tests read better with it than with asyncio.timeout).
-    async def _wait_until(self, predicate: Callable[[], Any], timeout: float) -> Any:  # noqa: ASYNC109
+    async def _wait_until(self, predicate: Callable[[], Any], timeout: float) -> Any:
         async with asyncio.timeout(timeout):
             while (result := predicate()) is None:
                 await self._changed.wait()
@@ -262,7 +262,7 @@ class Emulator:
         self,
         qualified_name: str,
         *,
-        timeout: float = 5.0,  # noqa: ASYNC109
+        timeout: float = 5.0,
         count: int = 1,
     ) -> RecordedRequest:
         """The ``count``-th request with event ``qualified_name`` (as soon as its JSON part was parsed)."""
@@ -274,7 +274,7 @@ class Emulator:
         result: RecordedRequest = await self._wait_until(found, timeout)
         return result
 
-    async def wait_for_downchannel(self, *, timeout: float = 5.0, count: int = 1) -> None:  # noqa: ASYNC109
+    async def wait_for_downchannel(self, *, timeout: float = 5.0, count: int = 1) -> None:
         """Return once the ``count``-th downchannel (over all connections) has been answered 200."""
         await self._wait_until(lambda: True if self.downchannel_count >= count else None, timeout)
 

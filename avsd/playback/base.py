@@ -147,7 +147,7 @@ class PlaybackSettings:
     )
     wav_realtime: bool = field(
         default=False,
-        metadata={"help": "the wav backend takes as long as the audio lasts (as a speaker would), not as fast as it decodes"},
+        metadata={"help": "the wav backend plays in real time (as a speaker would), not as fast as it decodes"},
     )
     vlc_options: tuple[str, ...] = field(
         default=(),

@@ -85,7 +85,8 @@ def test_microphone_delivers_wav_audio_and_wake_word(tmp_path: Path) -> None:
     frames = len(pcm) // 320
     got, result = run_child(tmp_path, pcm, frames)
     assert result["dropped"] == 0
-    assert got[: frames * 320] == pcm[: frames * 320]  # bit-exact through PortAudio + ALSA (whole blocks may add a tail)
+    # Bit-exact through PortAudio + ALSA (the last whole block may add a tail).
+    assert got[: frames * 320] == pcm[: frames * 320]
     (start, end), *_ = result["det"]
     assert abs(start - meta["alexa_start"]) <= 320
     assert meta["alexa_end"] <= end

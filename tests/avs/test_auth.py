@@ -63,6 +63,11 @@ def _response(status: int, body: object) -> httpx.Response:
     return httpx.Response(status, json=body)
 
 
+def _grant(**changes: object) -> dict[str, object]:
+    grant: dict[str, object] = {"access_token": "a", "refresh_token": "r", "token_type": "bearer", "expires_in": 5}
+    return {**grant, **changes}
+
+
 @pytest.mark.parametrize(
     ("status", "body", "error", "code"),
     [
@@ -70,9 +75,9 @@ def _response(status: int, body: object) -> httpx.Response:
         (400, {"error": "unauthorized_client"}, AuthError, "unauthorized_client"),
         (400, {"error": "authorization_pending"}, AuthUnavailableError, "authorization_pending"),
         (500, {"error": "servererror"}, AuthUnavailableError, "servererror"),
-        (200, {"access_token": "a", "refresh_token": "r", "token_type": "mac", "expires_in": 5}, AuthUnavailableError, "servererror"),
-        (200, {"access_token": "", "refresh_token": "r", "token_type": "bearer", "expires_in": 5}, AuthUnavailableError, "servererror"),
-        (200, {"access_token": "a", "refresh_token": "r", "token_type": "bearer", "expires_in": 0}, AuthUnavailableError, "servererror"),
+        (200, _grant(token_type="mac"), AuthUnavailableError, "servererror"),
+        (200, _grant(access_token=""), AuthUnavailableError, "servererror"),
+        (200, _grant(expires_in=0), AuthUnavailableError, "servererror"),
     ],
 )
 def test_token_response_validation(status: int, body: object, error: type[Exception], code: str) -> None:
@@ -179,9 +184,8 @@ async def test_unreachable_lwa_is_retryable_and_says_nothing_secret(tmp_path: Pa
 
     path = tmp_path / "credentials.json"
     save_credentials(path, Credentials("client-1", "Atzr|original"))
-    provider = TokenProvider(
-        token_url="https://lwa.test/t", credentials_path=path, http=httpx.AsyncClient(transport=httpx.MockTransport(refuse))
-    )
+    http = httpx.AsyncClient(transport=httpx.MockTransport(refuse))
+    provider = TokenProvider(token_url="https://lwa.test/t", credentials_path=path, http=http)
     with pytest.raises(AuthUnavailableError) as info:
         await provider.get_token()
     assert "Atzr" not in str(info.value)

@@ -49,7 +49,9 @@ async def test_connect_opens_downchannel_then_synchronizes_state_with_context(
         assert all("Atza" not in str(r.headers) for r in emulator.records)
 
 
-async def test_recognize_audio_arrives_byte_exact_while_still_being_produced(tmp_path: Path, emulator: Emulator) -> None:
+async def test_recognize_audio_arrives_byte_exact_while_still_being_produced(
+    tmp_path: Path, emulator: Emulator
+) -> None:
     emulator.add_rule(Rule(match="SpeechRecognizer.Recognize", status=204))
     frames = [bytes([i % 256]) * FRAME for i in range(60)]
     seen_while_producing: list[int] = []
@@ -165,7 +167,12 @@ async def test_403_refreshes_the_token_and_reconnects(tmp_path: Path, emulator: 
 
 @pytest.mark.parametrize(
     ("status", "code"),
-    [(400, "INVALID_REQUEST_EXCEPTION"), (429, "THROTTLING_EXCEPTION"), (500, "INTERNAL_SERVICE_EXCEPTION"), (503, "N/A")],
+    [
+        (400, "INVALID_REQUEST_EXCEPTION"),
+        (429, "THROTTLING_EXCEPTION"),
+        (500, "INTERNAL_SERVICE_EXCEPTION"),
+        (503, "N/A"),
+    ],
 )
 async def test_error_status_becomes_a_typed_error(tmp_path: Path, emulator: Emulator, status: int, code: str) -> None:
     async with connected_device(tmp_path, emulator) as device:
@@ -228,7 +235,9 @@ FAULTS_ON_ONE_EVENT = [
 
 
 @pytest.mark.parametrize("fault", FAULTS_ON_ONE_EVENT, ids=lambda f: str(f.kind))
-async def test_faults_on_one_event_leave_the_connection_usable(tmp_path: Path, emulator: Emulator, fault: Fault) -> None:
+async def test_faults_on_one_event_leave_the_connection_usable(
+    tmp_path: Path, emulator: Emulator, fault: Fault
+) -> None:
     settings = ConnectionSettings(event_timeout_s=0.5)
     async with connected_device(tmp_path, emulator, settings) as device:
         emulator.inject(fault)
@@ -250,14 +259,16 @@ async def _one_frame() -> AsyncIterator[bytes]:
 
 
 async def test_set_endpoint_switches_and_reconnects(tmp_path: Path, emulator: Emulator) -> None:
-    async with Emulator(cert_dir=tmp_path / "other", accept_any_token=True) as other:
-        async with connected_device(tmp_path, emulator) as device:
-            device.client._ssl_context.load_verify_locations(cafile=str(other.ca_file))  # trust its certificate too
-            device.client.set_endpoint(other.base_url)
-            await device.connected_times(2)
-            assert device.client.base_url == other.base_url
-            assert other.downchannel_count == 1
-            assert any(r.qualified_name == "System.SynchronizeState" for r in other.records)
+    async with (
+        Emulator(cert_dir=tmp_path / "other", accept_any_token=True) as other,
+        connected_device(tmp_path, emulator) as device,
+    ):
+        device.client._ssl_context.load_verify_locations(cafile=str(other.ca_file))  # trust its certificate too
+        device.client.set_endpoint(other.base_url)
+        await device.connected_times(2)
+        assert device.client.base_url == other.base_url
+        assert other.downchannel_count == 1
+        assert any(r.qualified_name == "System.SynchronizeState" for r in other.records)
 
 
 async def test_stopping_leaves_no_task_behind(tmp_path: Path, emulator: Emulator) -> None:

@@ -115,7 +115,7 @@ async def test_goaway_closes_connection(
             await dc.ended.wait()
         assert dc.error is not None
     async with asyncio.timeout(5):
-        while emu.open_connections:  # noqa: ASYNC110 (polling a counter of the server under test)
+        while emu.open_connections:
             await asyncio.sleep(0.01)
     assert (await client.get("/ping", headers=auth)).status_code == 204  # on a new connection
     assert emu.connection_count == 2
@@ -184,7 +184,7 @@ async def test_malformed_on_downchannel(
         emu.inject(Fault(kind, FaultTarget.DOWNCHANNEL))
         await emu.push_directive({"header": {"namespace": "A", "name": "B", "messageId": "1"}, "payload": {}})
         async with asyncio.timeout(5):
-            while kind is FaultKind.MALFORMED_MULTIPART and dc.error is None:  # noqa: ASYNC110
+            while kind is FaultKind.MALFORMED_MULTIPART and dc.error is None:
                 await asyncio.sleep(0.01)
         if kind is FaultKind.MALFORMED_MULTIPART:
             assert isinstance(dc.error, MultipartError)

@@ -167,7 +167,7 @@ async def test_upload_recorded_while_streaming(
                 # The server must have parsed the event and the first audio before the upload ends.
                 record = await emu.wait_for_event("SpeechRecognizer.Recognize")
                 async with asyncio.timeout(5):
-                    while len(record.audio) < 5 * 320:  # noqa: ASYNC110 (polling the server's record)
+                    while len(record.audio) < 5 * 320:
                         await asyncio.sleep(0.005)
                 seen_mid_upload.append(len(record.audio))
                 assert not record.body_complete.is_set()

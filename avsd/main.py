@@ -346,7 +346,10 @@ async def run_daemon(config: Config, args: argparse.Namespace, *, config_path: P
             run_watchdog(notifier, lambda: heartbeat.alive(loop.time()), interval), name="watchdog"
         )
     try:
-        await control.start()
+        try:
+            await control.start()
+        except OSError as exc:  # `avsd stop` will not work, but the appliance does
+            _LOGGER.error("no control socket at %s: %s", control.path, exc.strerror)
         await daemon.run(stop_when_audio_ends=input_wav is not None, ready=ready)
     except asyncio.CancelledError:
         if main_task.cancelling() == 0:

@@ -39,7 +39,7 @@ from avsd.login import (
 @pytest.fixture
 async def emulator(tmp_path: Path) -> AsyncIterator[Emulator]:
     async with Emulator(cert_dir=tmp_path / "certs") as emu:
-        emu.lwa._poll_interval_s = 0.05
+        emu.lwa.poll_interval_s = 0.05
         yield emu
 
 
@@ -138,7 +138,7 @@ async def test_cbl_links_after_the_user_enters_the_code(emulator: Emulator, tmp_
 
 
 async def test_cbl_gets_a_new_code_when_one_expires(emulator: Emulator, tmp_path: Path) -> None:
-    emulator.lwa._code_pair_lifetime_s = 0.4
+    emulator.lwa.code_pair_lifetime_s = 0.4
     codes: list[CodePair] = []
 
     def on_code(pair: CodePair) -> None:
@@ -154,7 +154,7 @@ async def test_cbl_gets_a_new_code_when_one_expires(emulator: Emulator, tmp_path
 
 
 async def test_cbl_gives_up_after_three_expired_codes(emulator: Emulator, tmp_path: Path) -> None:
-    emulator.lwa._code_pair_lifetime_s = 0.2
+    emulator.lwa.code_pair_lifetime_s = 0.2
     async with asyncio.timeout(15), http_for(emulator) as http:
         with pytest.raises(AuthError, match="3 times"):
             await login_cbl(target_for(emulator, tmp_path), http, io.StringIO(), min_interval_s=0.0, qr=False)

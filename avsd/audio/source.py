@@ -39,7 +39,7 @@ class AudioSettings:
     stall_timeout_s: float = field(
         default=5.0,
         metadata={
-            "help": "Reopen the microphone when no frame arrived for this long",
+            "help": "No microphone frame for this long means the capture path is hung (the systemd watchdog stops)",
             "min": 0.5,
             "max": 60.0,
         },

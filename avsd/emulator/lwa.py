@@ -146,8 +146,8 @@ class LwaServer:
         self._client_id = client_id
         self._client_secret = client_secret
         self._access_token_lifetime_s = access_token_lifetime_s
-        self._code_pair_lifetime_s = code_pair_lifetime_s
-        self._poll_interval_s = poll_interval_s
+        self.code_pair_lifetime_s = code_pair_lifetime_s
+        self.poll_interval_s = poll_interval_s
         self._verification_uri = verification_uri
         self._auto_approve = auto_approve
         self._clock = clock
@@ -215,7 +215,7 @@ class LwaServer:
         device_code = secrets.token_urlsafe(24)
         user_code = self._new_user_code()
         pair = _CodePair(
-            device_code, user_code, now + self._code_pair_lifetime_s, approved=self._auto_approve
+            device_code, user_code, now + self.code_pair_lifetime_s, approved=self._auto_approve
         )
         self._code_pairs[device_code] = pair
         _log.info("LWA code pair created (user code %s, auto-approve %s)", user_code, self._auto_approve)
@@ -225,8 +225,8 @@ class LwaServer:
                 "device_code": device_code,
                 "user_code": user_code,
                 "verification_uri": self._verification_uri,
-                "expires_in": _seconds(self._code_pair_lifetime_s),
-                "interval": _seconds(self._poll_interval_s),
+                "expires_in": _seconds(self.code_pair_lifetime_s),
+                "interval": _seconds(self.poll_interval_s),
             },
         )
 
@@ -322,8 +322,8 @@ class LwaServer:
             del self._code_pairs[device_code]
             return _error("invalid_code_pair", "the code pair has expired")
         last_poll, pair.last_poll = pair.last_poll, now
-        if last_poll is not None and now - last_poll < self._poll_interval_s:
-            return _error("slow_down", f"poll no faster than every {self._poll_interval_s:g} s")
+        if last_poll is not None and now - last_poll < self.poll_interval_s:
+            return _error("slow_down", f"poll no faster than every {self.poll_interval_s:g} s")
         if not pair.approved:
             return _error("authorization_pending", "the user has not entered the code yet")
         del self._code_pairs[device_code]

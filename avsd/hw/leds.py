@@ -71,14 +71,14 @@ class LedSettings:
 
     def __post_init__(self) -> None:
         if self.kind not in LED_KINDS:
-            raise ConfigError("leds.kind", f"must be one of {', '.join(LED_KINDS)}, got {self.kind!r}")
+            raise ConfigError("led.kind", f"must be one of {', '.join(LED_KINDS)}, got {self.kind!r}")
         wanted = {"single": 1, "rgb": 3}.get(self.kind)
         if wanted is not None and len(self.pins) != wanted:
-            raise ConfigError("leds.pins", f"kind {self.kind!r} needs {wanted} pin(s), got {list(self.pins)}")
+            raise ConfigError("led.pins", f"kind {self.kind!r} needs {wanted} pin(s), got {list(self.pins)}")
         if not 0.0 <= self.brightness <= 1.0:
-            raise ConfigError("leds.brightness", f"must be within 0..1, got {self.brightness}")
+            raise ConfigError("led.brightness", f"must be within 0..1, got {self.brightness}")
         if self.pixels < 1:
-            raise ConfigError("leds.pixels", f"must be >= 1, got {self.pixels}")
+            raise ConfigError("led.pixels", f"must be >= 1, got {self.pixels}")
 
 
 class AnimatedLed:

@@ -56,11 +56,11 @@ def test_global_brightness(b: float, level: int) -> None:
 @pytest.mark.parametrize(
     ("kwargs", "key"),
     [
-        ({"kind": "neon"}, "leds.kind"),
-        ({"kind": "single"}, "leds.pins"),
-        ({"kind": "rgb", "pins": (1, 2)}, "leds.pins"),
-        ({"brightness": 1.5}, "leds.brightness"),
-        ({"kind": "apa102", "pixels": 0}, "leds.pixels"),
+        ({"kind": "neon"}, "led.kind"),
+        ({"kind": "single"}, "led.pins"),
+        ({"kind": "rgb", "pins": (1, 2)}, "led.pins"),
+        ({"brightness": 1.5}, "led.brightness"),
+        ({"kind": "apa102", "pixels": 0}, "led.pixels"),
     ],
 )
 def test_settings_validation(kwargs: dict[str, Any], key: str) -> None:

@@ -21,6 +21,7 @@ from typing import Any
 from avsd.audio.frames import FRAME_BYTES, SAMPLE_RATE
 from avsd.audio.wav_source import load_wav
 from avsd.avs.credentials import Credentials, save_credentials
+from avsd.avs.messages import Directive
 from avsd.config import Config, override
 from avsd.daemon import Daemon, Parts
 from avsd.emulator.server import Emulator
@@ -113,6 +114,7 @@ class Device:
     source: FeedSource
     out_dir: Path
     transitions: list[Transition] = field(default_factory=list)
+    directives: list[Directive] = field(default_factory=list)  # every directive the client received, in order
 
     @property
     def states(self) -> list[DialogState]:
@@ -175,6 +177,7 @@ async def running_device(
         daemon = Daemon(config, parts)
         device = Device(emulator, daemon, source, out_dir)
         daemon.dialog.machine.add_observer(device.transitions.append)
+        daemon.client.directive_observers.append(device.directives.append)
         task = asyncio.create_task(daemon.run(wait_for_connection_s=10.0), name="daemon-under-test")
         try:
             await daemon.client.wait_connected(10)

@@ -17,8 +17,9 @@ FRAME_SECONDS = FRAME_MS / 1000
 SILENCE_FRAME = bytes(FRAME_BYTES)
 
 # Sources hand audio over in blocks of whole frames, not frame by frame: every hand-over wakes the event loop, and
-# 100 wake-ups a second cost more CPU than the wake-word model (bench/bench_pipeline.py: idle CPU 3.7 % with 10 ms
-# hand-overs, 0.9 % with 100 ms ones). While the device only waits for its wake word, blocks are
+# 100 wake-ups a second cost more CPU than the wake-word model (bench/bench_pipeline.py, idle daemon with the same
+# wake-word code: 1.25-1.5 % of a core with 60 ms blocks, 0.75-0.9 % with 100 ms). While the device only waits
+# for its wake word, blocks are
 # IDLE_BLOCK_FRAMES long: the wake word is acted on at most 100 ms after it ends (what is uploaded does not change:
 # the ring buffer holds it). While it listens, blocks are ACTIVE_BLOCK_FRAMES long, so end of speech is acted on
 # at once. Everything downstream takes any number of whole frames; the upload still goes out frame by frame.

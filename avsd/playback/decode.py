@@ -148,7 +148,11 @@ def decode_pcm(
     block_frames: int = 1024,
 ) -> Iterator[bytes]:
     """Blocks of PCM in ``fmt``, the first ``skip_ms`` dropped. Raises PlaybackError on undecodable input and
-    DecodeAborted when the stream was aborted."""
+    DecodeAborted when the stream was aborted.
+
+    Known limit of miniaudio's streaming MP3 decoder: the last MP3 frame (~26-52 ms) is not produced, although
+    ``miniaudio.decode`` of the same bytes has it (tests/test_pipeline.py measures it). The VLC backend is not
+    affected; for a Speak the lost frame is the tail of the trailing silence."""
     try:
         blocks = miniaudio.stream_any(
             source,

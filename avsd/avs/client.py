@@ -24,7 +24,7 @@ import contextlib
 import logging
 import ssl
 import time
-from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Coroutine, Iterator
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -59,6 +59,7 @@ from avsd.errors import (
     MultipartError,
     NotConnectedError,
 )
+from avsd.tasks import TaskSet
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -197,7 +198,7 @@ class AvsClient:
         self._connected = asyncio.Event()
         self._header_lock = asyncio.Lock()  # one event awaiting response headers at a time (§1.3)
         self._streams = asyncio.Semaphore(MAX_EVENT_STREAMS)
-        self._background: set[asyncio.Task[Any]] = set()
+        self._background = TaskSet(_LOGGER, "avs-")
         self.connect_count = 0
         self.last_error: str = ""
 
@@ -276,7 +277,7 @@ class AvsClient:
                 _LOGGER.debug("next connection attempt in %.2f s", delay)
                 await asyncio.sleep(delay)
         finally:
-            await self._shutdown_background()
+            await self._background.cancel_all()
             self._set_state(ConnectionState.DISCONNECTED)
 
     async def _run_connection(self) -> str:
@@ -487,18 +488,8 @@ class AvsClient:
 
     # ----- background tasks ---------------------------------------------------------------------------------
 
-    def spawn(self, coro: Any, *, name: str) -> asyncio.Task[Any]:
-        task: asyncio.Task[Any] = asyncio.get_running_loop().create_task(coro, name=name)
-        self._background.add(task)
-        task.add_done_callback(self._background.discard)
-        return task
-
-    async def _shutdown_background(self) -> None:
-        tasks = list(self._background)
-        for task in tasks:
-            task.cancel()
-        if tasks:
-            await asyncio.gather(*tasks, return_exceptions=True)
+    def spawn(self, coro: Coroutine[Any, Any, Any], *, name: str) -> asyncio.Task[Any]:
+        return self._background.spawn(coro, name)
 
 
 async def _event_body(

@@ -17,7 +17,7 @@ import itertools
 import logging
 import ssl
 from collections import deque
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from typing import Any
 
 import h2.config
@@ -28,6 +28,7 @@ import h2.settings
 from h2.errors import ErrorCodes
 
 from avsd.errors import AvsConnectionError
+from avsd.tasks import TaskSet
 
 _log = logging.getLogger(__name__)
 
@@ -131,7 +132,7 @@ class ServerConnection:
             initial_values={h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS: MAX_CONCURRENT_STREAMS},
         )
         self.streams: dict[int, RequestStream] = {}
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks = TaskSet(_log, f"emulator-c{self.id}-")
         self._send_locks: dict[int, asyncio.Lock] = {}
         self._window_changed = asyncio.Event()
         self.closed = asyncio.Event()
@@ -177,12 +178,7 @@ class ServerConnection:
             for stream in self.streams.values():
                 stream._reset()
             self._writer.close()
-        current = asyncio.current_task()
-        tasks = [t for t in self._tasks if t is not current]
-        for task in tasks:
-            task.cancel()
-        if tasks:
-            await asyncio.gather(*tasks, return_exceptions=True)
+        await self._tasks.cancel_all()
         with contextlib.suppress(Exception):
             async with asyncio.timeout(_CLOSE_TIMEOUT_S):
                 await self._writer.wait_closed()
@@ -192,18 +188,9 @@ class ServerConnection:
         reader then ends and :meth:`run` closes the rest."""
         self._writer.transport.abort()
 
-    def spawn(self, coro: Awaitable[None], name: str) -> asyncio.Task[None]:
+    def spawn(self, coro: Coroutine[Any, Any, None], name: str) -> asyncio.Task[None]:
         """A task owned by this connection (cancelled and awaited by :meth:`close`)."""
-        task: asyncio.Task[None] = asyncio.ensure_future(coro)
-        task.set_name(f"emulator-c{self.id}-{name}")
-        self._tasks.add(task)
-        task.add_done_callback(self._task_done)
-        return task
-
-    def _task_done(self, task: asyncio.Task[None]) -> None:
-        self._tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            _log.error("emulator task %s failed", task.get_name(), exc_info=task.exception())
+        return self._tasks.spawn(coro, name)
 
     @property
     def busy_streams(self) -> int:

@@ -24,7 +24,7 @@ import secrets
 import shutil
 import tempfile
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -47,6 +47,7 @@ from avsd.emulator.replies import (
 from avsd.emulator.scenario import Rule, RuleBook, Scenario
 from avsd.emulator.tls import make_self_signed, server_ssl_context
 from avsd.errors import AvsConnectionError
+from avsd.tasks import TaskSet
 
 _log = logging.getLogger(__name__)
 
@@ -141,8 +142,8 @@ class Emulator:
         self.ca_file = Path()
         self._record_writer = RecordWriter(record_path) if record_path else None
         self._connections: dict[int, ServerConnection] = {}
-        self._conn_tasks: set[asyncio.Task[None]] = set()
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._conn_tasks = TaskSet(_log, "emulator-")
+        self._tasks = TaskSet(_log, "emulator-")
         self._downchannels: list[tuple[ServerConnection, RequestStream]] = []
         self._pushed: set[tuple[int, int]] = set()  # downchannels that already carry a part
         self._changed = asyncio.Event()
@@ -175,10 +176,10 @@ class Emulator:
         """Close every connection and await every task."""
         if self._server is not None:
             self._server.close()
-        await _cancel_all(self._tasks)
+        await self._tasks.cancel_all()
         for conn in list(self._connections.values()):
             await conn.close()
-        await _cancel_all(self._conn_tasks)
+        await self._conn_tasks.cancel_all()
         if self._server is not None:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(2.0):
@@ -203,33 +204,20 @@ class Emulator:
     def open_connections(self) -> int:
         return len(self._connections)
 
-    def spawn(self, coro: Awaitable[None], name: str) -> asyncio.Task[None]:
-        task: asyncio.Task[None] = asyncio.ensure_future(coro)
-        task.set_name(f"emulator-{name}")
-        self._tasks.add(task)
-        task.add_done_callback(self._task_done)
-        return task
-
-    def _task_done(self, task: asyncio.Task[None]) -> None:
-        self._tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            _log.error("emulator task %s failed", task.get_name(), exc_info=task.exception())
+    def spawn(self, coro: Coroutine[Any, Any, None], name: str) -> asyncio.Task[None]:
+        return self._tasks.spawn(coro, name)
 
     def _on_client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         # A plain callback that starts our own task: on Python 3.11 asyncio.streams calls task.exception() on
         # the task it made for a coroutine callback, which raises when stop() has cancelled it.
-        task = asyncio.get_running_loop().create_task(self._serve(reader, writer), name="emulator-connection")
-        self._conn_tasks.add(task)
+        self._conn_tasks.spawn(self._serve(reader, writer), "connection")
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         if self.clock() < self._offline_until:
             # "No network": the TCP/TLS connection is dropped before a single HTTP/2 frame.
             writer.close()
-            if (current := asyncio.current_task()) is not None:
-                self._conn_tasks.discard(current)
             return
         conn = ServerConnection(reader, writer, self._handle, self.clock)
-        task = asyncio.current_task()
         self._connections[conn.id] = conn
         self.connection_count += 1
         self.notify()
@@ -239,8 +227,6 @@ class Emulator:
         finally:
             self._connections.pop(conn.id, None)
             self._downchannels = [(c, s) for c, s in self._downchannels if c is not conn]
-            if task is not None:
-                self._conn_tasks.discard(task)
             self.notify()
             _log.info("connection %d closed", conn.id)
 
@@ -552,15 +538,6 @@ def _cert_hosts(host: str) -> tuple[str, ...]:
     if host not in hosts and host not in ("0.0.0.0", "::"):
         hosts.append(host)
     return tuple(hosts)
-
-
-async def _cancel_all(tasks: set[asyncio.Task[None]]) -> None:
-    pending = [t for t in tasks if t is not asyncio.current_task()]
-    for task in pending:
-        task.cancel()
-    if pending:
-        await asyncio.gather(*pending, return_exceptions=True)
-    tasks.difference_update(pending)
 
 
 def now_wall() -> datetime.datetime:

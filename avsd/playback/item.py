@@ -10,9 +10,12 @@ import asyncio
 import itertools
 import logging
 from abc import ABC, abstractmethod
+from typing import Generic, TypeVar
 
 from avsd.errors import PlaybackError
-from avsd.playback.base import PlaybackOutcome, PlaybackStoppedError
+from avsd.playback.base import Media, PlaybackOutcome, PlaybackStoppedError, check_volume
+from avsd.playback.decode import volume_gain
+from avsd.tasks import TaskSet
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +72,10 @@ class PlaybackItem(ABC):
         await self._resume()
 
     # -- backend hooks (loop) -------------------------------------------------------------------------------
+    @abstractmethod
+    async def run(self, previous: PlaybackItem | None) -> None:
+        """Play the item (after stopping ``previous``); returns when it has finished."""
+
     @abstractmethod
     async def _stop(self) -> None: ...
 
@@ -130,3 +137,50 @@ class PlaybackItem(ABC):
             self._loop.call_soon_threadsafe(fn, *args)  # type: ignore[arg-type]
         except RuntimeError:  # loop closed: the daemon is gone, nobody is listening
             log.debug("%s: loop closed, dropped a report", self.name)
+
+
+ItemT = TypeVar("ItemT", bound=PlaybackItem)
+
+
+class ItemPlayer(ABC, Generic[ItemT]):
+    """What every backend's player shares: one item at a time (a new ``play`` stops and awaits the previous one
+    inside the new item's task), the volume, and stopping everything on close."""
+
+    name = "player"
+
+    def __init__(self, label: str, volume: int = 100) -> None:
+        self.label = label
+        self._volume = check_volume(volume)
+        self.gain = volume_gain(volume)  # read by backend threads; a float swap is atomic
+        self._current: ItemT | None = None
+        self._runs = TaskSet(log, f"{label}-")
+        self._closed = False
+
+    @abstractmethod
+    def _new_item(self, media: Media, offset_ms: int) -> ItemT: ...
+
+    def play(self, media: Media, *, offset_ms: int = 0) -> ItemT:
+        if self._closed:
+            raise PlaybackError(f"{self.label} player is closed")
+        item = self._new_item(media, max(0, offset_ms))
+        previous, self._current = self._current, item
+        self._runs.spawn(item.run(previous), f"{item.id}-run")
+        return item
+
+    def set_volume(self, volume: int) -> None:
+        self._volume = check_volume(volume)
+        self.gain = volume_gain(volume)
+
+    @property
+    def volume(self) -> int:
+        return self._volume
+
+    async def _stop_items(self) -> bool:
+        """Stop what plays and wait for every item task; False if the player was already closed."""
+        if self._closed:
+            return False
+        self._closed = True
+        if self._current is not None:
+            await self._current.stop()
+        await self._runs.wait_all()
+        return True

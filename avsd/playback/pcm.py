@@ -17,9 +17,9 @@ import time
 from pathlib import Path
 
 from avsd.errors import PlaybackError
-from avsd.playback.base import Media, MediaKind, PlaybackOutcome, check_volume
-from avsd.playback.decode import DecodeAborted, PcmFormat, decode_pcm, open_source, scale_s16, volume_gain
-from avsd.playback.item import PlaybackItem
+from avsd.playback.base import Media, MediaKind, PlaybackOutcome
+from avsd.playback.decode import DecodeAborted, PcmFormat, decode_pcm, open_source, scale_s16
+from avsd.playback.item import ItemPlayer, PlaybackItem
 from avsd.playback.outputs import PcmOutput, PyAudioOutput, WavFileOutput
 from avsd.playback.stream import StreamBuffer
 
@@ -122,45 +122,21 @@ class DecodingItem(PlaybackItem):
         return PlaybackOutcome.FINISHED, None
 
 
-class DecodingPlayer:
+class DecodingPlayer(ItemPlayer[DecodingItem]):
     """A :class:`~avsd.playback.base.Player` that decodes with miniaudio into a :class:`PcmOutput`."""
 
     name = "pcm"
 
     def __init__(self, output: PcmOutput, *, label: str = "speech", volume: int = 100) -> None:
+        super().__init__(label, volume)
         self.output = output
-        self.label = label
-        self._volume = check_volume(volume)
-        self.gain = volume_gain(volume)  # read by worker threads; a float swap is atomic
-        self._current: DecodingItem | None = None
-        self._tasks: set[asyncio.Task[None]] = set()
-        self._closed = False
 
-    def play(self, media: Media, *, offset_ms: int = 0) -> DecodingItem:
-        if self._closed:
-            raise PlaybackError(f"{self.label} player is closed")
-        item = DecodingItem(self, media, max(0, offset_ms))
-        previous, self._current = self._current, item
-        task = asyncio.create_task(item.run(previous), name=f"{item.name}-run")
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-        return item
-
-    def set_volume(self, volume: int) -> None:
-        self._volume = check_volume(volume)
-        self.gain = volume_gain(volume)
-
-    @property
-    def volume(self) -> int:
-        return self._volume
+    def _new_item(self, media: Media, offset_ms: int) -> DecodingItem:
+        return DecodingItem(self, media, offset_ms)
 
     async def close(self) -> None:
-        self._closed = True
-        if self._current is not None:
-            await self._current.stop()
-        if self._tasks:
-            await asyncio.gather(*self._tasks, return_exceptions=True)
-        await asyncio.to_thread(self.output.close)
+        if await self._stop_items():
+            await asyncio.to_thread(self.output.close)
 
 
 class PcmPlayer(DecodingPlayer):

@@ -32,9 +32,9 @@ import time
 from typing import Any
 
 from avsd.errors import PlaybackError
-from avsd.playback.base import Media, MediaKind, PlaybackOutcome, PlaybackSettings, check_volume
-from avsd.playback.decode import PcmFormat, scale_s16, volume_gain
-from avsd.playback.item import PlaybackItem
+from avsd.playback.base import Media, MediaKind, PlaybackOutcome, PlaybackSettings
+from avsd.playback.decode import PcmFormat, scale_s16
+from avsd.playback.item import ItemPlayer, PlaybackItem
 from avsd.playback.outputs import PcmOutput, PyAudioOutput
 from avsd.playback.stream import StreamBuffer
 
@@ -116,7 +116,7 @@ class VlcItem(PlaybackItem):
         self.running.set()
 
 
-class VlcPlayer:
+class VlcPlayer(ItemPlayer["VlcItem"]):
     """A :class:`~avsd.playback.base.Player` on libvlc. ``output`` replaces the PortAudio output in the audio
     callbacks mode (tests pass a WAV output)."""
 
@@ -132,7 +132,7 @@ class VlcPlayer:
     ) -> None:
         settings = settings or PlaybackSettings()
         self._vlc = vlc = _load_vlc()
-        self.label = label
+        super().__init__(label)
         self.native_output = any(opt.startswith("--aout") for opt in settings.vlc_options)
         options = list(BASE_OPTIONS) + list(settings.vlc_options)
         if self.native_output and settings.output_device:
@@ -143,15 +143,10 @@ class VlcPlayer:
                 f"libvlc refused to start with options {options}; install: {INSTALL_HINT}"
             )
         self._mp = self._instance.media_player_new()
-        self._volume = 100
-        self.gain = 1.0  # applied by us in the audio callbacks mode; read by VLC's decoder thread
         self._lock = threading.Lock()  # guards _active and _items (VLC threads read them)
         self._out_lock = threading.Lock()  # one writer at a time on the output; end() never races write()
         self._active: VlcItem | None = None
         self._items: dict[int, VlcItem] = {}
-        self._current: VlcItem | None = None
-        self._tasks: set[asyncio.Task[None]] = set()
-        self._closed = False
         self.output: PcmOutput | None = None
         # ctypes callbacks must outlive every call libvlc makes to them: they live as long as the player.
         self._read_cb = vlc.CallbackDecorators.MediaReadCb(self._on_read)
@@ -177,35 +172,17 @@ class VlcPlayer:
         )
 
     # -- Player ---------------------------------------------------------------------------------------------
-    def play(self, media: Media, *, offset_ms: int = 0) -> VlcItem:
-        if self._closed:
-            raise PlaybackError(f"{self.label} player is closed")
-        item = VlcItem(self, media, max(0, offset_ms))
-        previous, self._current = self._current, item
-        task = asyncio.create_task(item.run(previous), name=f"{item.name}-run")
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-        return item
+    def _new_item(self, media: Media, offset_ms: int) -> VlcItem:
+        return VlcItem(self, media, offset_ms)
 
     def set_volume(self, volume: int) -> None:
-        self._volume = check_volume(volume)
-        self.gain = volume_gain(volume)
+        super().set_volume(volume)
         if self.native_output:
             self._mp.audio_set_volume(volume)
 
-    @property
-    def volume(self) -> int:
-        return self._volume
-
     async def close(self) -> None:
-        if self._closed:
-            return
-        self._closed = True
-        if self._current is not None:
-            await self._current.stop()
-        if self._tasks:
-            await asyncio.gather(*self._tasks, return_exceptions=True)
-        await asyncio.to_thread(self._release)
+        if await self._stop_items():
+            await asyncio.to_thread(self._release)
 
     def _release(self) -> None:
         self._mp.stop()

@@ -21,7 +21,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from avsd.audio.frames import FRAME_BYTES, FRAME_SAMPLES, IDLE_BLOCK_FRAMES, SAMPLE_RATE
-from avsd.audio.wav_source import convert
+from avsd.audio.resample import StreamResampler
+from avsd.audio.wav_source import to_mono, to_s16
 from avsd.errors import AudioDeviceError
 
 _LOGGER = logging.getLogger(__name__)
@@ -115,6 +116,7 @@ class MicrophoneSource:
         self._rate = SAMPLE_RATE
         self._channels = 1
         self._tail = b""
+        self._resampler: StreamResampler | None = None
         self._last_log = 0.0
         self._closed = False
 
@@ -195,7 +197,10 @@ class MicrophoneSource:
         if status & 0x2:  # paInputOverflow
             self.overruns += 1
         if self._rate != SAMPLE_RATE or self._channels != 1:
-            data = convert(data, rate=self._rate, channels=self._channels, width=2)
+            # A device that cannot record 16 kHz mono: mix down, then resample with state kept across buffers.
+            if self._resampler is None:
+                self._resampler = StreamResampler(self._rate)
+            data = to_s16(self._resampler.process(to_mono(data, self._channels)))
         data = self._tail + data if self._tail else data
         usable = len(data) - len(data) % FRAME_BYTES
         self._tail = data[usable:]

@@ -17,6 +17,7 @@ import numpy as np
 import numpy.typing as npt
 
 from avsd.audio.frames import FRAME_BYTES, IDLE_BLOCK_FRAMES, SAMPLE_RATE
+from avsd.audio.resample import StreamResampler
 from avsd.errors import AudioDeviceError
 
 
@@ -32,14 +33,29 @@ def load_wav(path: Path) -> bytes:
 
 
 def convert(raw: bytes, *, rate: int, channels: int, width: int) -> bytes:
-    """PCM of any common layout -> 16 kHz mono S16_LE."""
-    x = _to_float(raw, width)
-    if channels > 1:
-        x = x[: len(x) - len(x) % channels].reshape(-1, channels).mean(axis=1)
+    """PCM of any common layout -> 16 kHz mono S16_LE (band-limited resampling, see avsd.audio.resample)."""
+    x = _mix_down(_to_float(raw, width), channels)
     if rate != SAMPLE_RATE and len(x):
+        resampler = StreamResampler(rate)
         n_out = round(len(x) * SAMPLE_RATE / rate)
-        x = np.interp(np.arange(n_out) * (rate / SAMPLE_RATE), np.arange(len(x)), x)
+        # The resampler holds back what its kernel still needs; trailing silence lets the last samples out.
+        x = resampler.process(np.concatenate([x, np.zeros(resampler.latency_in, dtype=np.float64)]))[:n_out]
+    return to_s16(x)
+
+
+def to_mono(raw: bytes, channels: int) -> npt.NDArray[np.float64]:
+    """S16_LE interleaved -> float mono in -1..1."""
+    return _mix_down(_to_float(raw, 2), channels)
+
+
+def to_s16(x: npt.NDArray[np.float64]) -> bytes:
     return np.clip(np.round(x * 32768.0), -32768, 32767).astype("<i2").tobytes()
+
+
+def _mix_down(x: npt.NDArray[np.float64], channels: int) -> npt.NDArray[np.float64]:
+    if channels > 1:
+        return x[: len(x) - len(x) % channels].reshape(-1, channels).mean(axis=1)
+    return x
 
 
 def _to_float(raw: bytes, width: int) -> npt.NDArray[np.float64]:

@@ -58,7 +58,7 @@ class StreamResampler:
         distance = times[:, None] - index
         weights = self._kernel(distance)
         weights /= weights.sum(axis=1, keepdims=True)  # exact unity gain at DC, whatever the phase
-        out = np.einsum("ij,ij->i", weights, self._hist[index - self._base])
+        out: FloatArray = np.einsum("ij,ij->i", weights, self._hist[index - self._base])
         self._produced += count
         keep_from = math.floor(self._produced * self._step) - self._half + 1  # oldest sample still needed
         drop = max(0, keep_from - self._base)

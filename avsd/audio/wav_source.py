@@ -54,7 +54,8 @@ def to_s16(x: npt.NDArray[np.float64]) -> bytes:
 
 def _mix_down(x: npt.NDArray[np.float64], channels: int) -> npt.NDArray[np.float64]:
     if channels > 1:
-        return x[: len(x) - len(x) % channels].reshape(-1, channels).mean(axis=1)
+        mixed: npt.NDArray[np.float64] = x[: len(x) - len(x) % channels].reshape(-1, channels).mean(axis=1)
+        return mixed
     return x
 
 

@@ -29,6 +29,7 @@ from typing import Any, Protocol
 
 from avsd.audio.endpointer import EndpointerSettings, EndpointResult
 from avsd.audio.frames import ACTIVE_BLOCK_FRAMES, FRAME_BYTES, IDLE_BLOCK_FRAMES, SAMPLE_RATE
+from avsd.audio.opus import BITRATES, OPUS_FORMAT, OpusEncoder, encode_frames, require_opus
 from avsd.audio.ring import RingBuffer
 from avsd.audio.source import AudioSource
 from avsd.audio.vad import VadEndpointer
@@ -70,6 +71,17 @@ class DialogSettings:
     )
     expect_preroll_s: float = field(
         default=0.3, metadata={"help": "audio kept before the answer to an ExpectSpeech starts", "min": 0.0, "max": 1.0}
+    )
+    audio_format: str = field(
+        default=PCM_FORMAT,
+        metadata={
+            "help": "Recognize audio: 16 kHz PCM (256 kbps) or Opus (needs libopus0 + opuslib-next)",
+            "choices": (PCM_FORMAT, OPUS_FORMAT),
+        },
+    )
+    opus_bitrate: int = field(
+        default=32000,
+        metadata={"help": "Opus bit rate (hard CBR: 80- or 160-byte packets per 20 ms)", "choices": BITRATES},
     )
     timeouts: DialogTimeouts = field(default_factory=DialogTimeouts)
 
@@ -185,6 +197,8 @@ class DialogController:
         self._sequencer = sequencer
         self._send_event = send_event
         self.keyword = keyword.upper()
+        if settings.audio_format == OPUS_FORMAT:
+            require_opus()  # a missing libopus is a start-up error, not a failure in the middle of a dialog
         self.machine = DialogMachine(settings.timeouts, online=online)
         self.machine.add_observer(self._on_transition)
         self.ring = RingBuffer(max(2.5, settings.preroll_s + 2.0))
@@ -399,6 +413,7 @@ class DialogController:
             profile="CLOSE_TALK" if initiator is Initiator.PRESS_AND_HOLD else self.settings.wake_profile,
             wake_word_indices=kwargs.get("wake_word_indices"),
             expect_initiator=expect_initiator,
+            audio_format=self.settings.audio_format,
         )
         old_task = previous.task if previous is not None else None
         dialog.task = self._loop.create_task(self._run_dialog(dialog, event, old_task), name="dialog")
@@ -418,7 +433,10 @@ class DialogController:
             await asyncio.gather(old_task, return_exceptions=True)
         await self._sequencer.new_dialog(dialog.dialog_request_id)
         try:
-            await self._client.send_event(event, audio=dialog.capture.frames())
+            audio = dialog.capture.frames()
+            if self.settings.audio_format == OPUS_FORMAT:
+                audio = encode_frames(audio, OpusEncoder(self.settings.opus_bitrate))
+            await self._client.send_event(event, audio=audio)
         except AvsError as exc:
             _LOGGER.warning("Recognize failed: %s", exc)
             dialog.capture.close()

@@ -5,6 +5,11 @@ complete, audio is recorded chunk by chunk with its arrival time, and for a NEAR
 audio runs through webrtcvad + the endpointer so ``StopCapture`` can be pushed on the downchannel while the
 device is still uploading (§3.2, §4.3). When the outcome is already known to be a plain 200, the response
 headers go out early, as AVS does for Recognize (§11.2).
+
+An OPUS Recognize (``"format": "OPUS"``) is split into its CBR packets (80 or 160 bytes, told apart from the
+first packets) and decoded back to PCM as it streams: ``record.audio`` and the endpointer get the PCM,
+``record.encoded_audio`` keeps the bytes as sent. Its early headers wait until the first packets have decoded, so a
+stream that is not Opus is still answered 400 INVALID_REQUEST_EXCEPTION; a bad packet later resets the stream.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from avsd.audio.endpointer import EndpointResult
+from avsd.audio.opus import OPUS_FORMAT, OpusStreamDecoder, OpusStreamError, OpusUnavailableError
 from avsd.audio.vad import VadEndpointer
 from avsd.avs.multipart import (
     BodyEnd,
@@ -83,6 +89,8 @@ class _Upload:
         self.endpointer: VadEndpointer | None = None
         self.stop_after_s: float | None = None
         self.stop_sent = False
+        self.decoder: OpusStreamDecoder | None = None  # an OPUS upload
+        self.early_headers_pending = False  # OPUS: send them once the first packets decode
 
 
 class EventHandler:
@@ -137,12 +145,16 @@ class EventHandler:
                 up.json += ev.data
                 if len(up.json) > _MAX_JSON_PART:
                     raise _BadRequestError("JSON part too large")
+            elif up.mode == "audio" and up.decoder is not None:
+                await self._on_opus(conn, record, up, now, ev.data, end=False)
             elif up.mode == "audio":
                 record.add_audio(now, ev.data)
                 await self._endpoint(conn, up, ev.data, len(record.audio))
         elif isinstance(ev, PartEnd):
             if up.mode == "json":
                 await self._on_event_json(conn, record, up)
+            elif up.mode == "audio" and up.decoder is not None:
+                await self._on_opus(conn, record, up, now, b"", end=True)
             up.mode = None
         elif isinstance(ev, BodyEnd):
             up.mode = None
@@ -182,8 +194,32 @@ class EventHandler:
                 and (rule is None or rule.delay_s == 0)
                 and (fault is None or fault.kind not in _LATE_HEADER_FAULTS)
             )
+            audio_format = doc["event"].get("payload", {}).get("format")
+            record.audio_format = audio_format if isinstance(audio_format, str) else None
+            if audio_format == OPUS_FORMAT:
+                try:
+                    up.decoder = OpusStreamDecoder()
+                except OpusUnavailableError as exc:
+                    raise _BadRequestError(f"this emulator cannot decode OPUS: {exc}") from exc
+                up.early_headers_pending, early = early, False
             if early:
                 await self._send_200_headers(conn, record.stream_id, up.plan)
+
+    async def _on_opus(
+        self, conn: ServerConnection, record: RecordedRequest, up: _Upload, now: float, data: bytes, *, end: bool
+    ) -> None:
+        assert up.decoder is not None and up.plan is not None
+        try:
+            pcm = up.decoder.finish() if end else up.decoder.feed(data)
+        except OpusStreamError as exc:
+            raise _BadRequestError(f"bad OPUS audio: {exc}") from exc
+        record.add_encoded_audio(now, data, pcm)
+        record.opus_packet_bytes = up.decoder.packet_bytes
+        if up.early_headers_pending and up.decoder.packets:
+            up.early_headers_pending = False
+            await self._send_200_headers(conn, record.stream_id, up.plan)
+        if pcm:
+            await self._endpoint(conn, up, pcm, len(record.audio))
 
     async def _endpoint(self, conn: ServerConnection, up: _Upload, data: bytes, total: int) -> None:
         if up.stop_sent:

@@ -41,8 +41,13 @@ class RecordedRequest:
     status: int | None = None
     event: dict[str, Any] | None = None
     qualified_name: str | None = None
+    # ``audio`` is always 16 kHz PCM: an OPUS upload is decoded into it, its bytes as sent kept in
+    # ``encoded_audio``; ``audio_chunks`` is (arrival time, bytes) of the upload as it arrived (encoded for OPUS).
     audio: bytearray = field(default_factory=bytearray)
     audio_chunks: list[tuple[float, int]] = field(default_factory=list)
+    audio_format: str | None = None  # the Recognize payload's ``format``
+    encoded_audio: bytearray = field(default_factory=bytearray)
+    opus_packet_bytes: int | None = None  # 80 or 160 once an OPUS upload's packet size is known
     body: bytes = b""
     body_complete: asyncio.Event = field(default_factory=asyncio.Event)
     fault: str | None = None
@@ -51,6 +56,13 @@ class RecordedRequest:
         if data:
             self.audio += data
             self.audio_chunks.append((now, len(data)))
+
+    def add_encoded_audio(self, now: float, data: bytes, pcm: bytes) -> None:
+        """A chunk of an encoded upload as it arrived, and the PCM it completed (may be empty)."""
+        if data:
+            self.encoded_audio += data
+            self.audio_chunks.append((now, len(data)))
+        self.audio += pcm
 
     def to_json_obj(self) -> dict[str, Any]:
         return {
@@ -67,6 +79,9 @@ class RecordedRequest:
             "audio_length": len(self.audio),
             "audio_chunks": len(self.audio_chunks),
             "audio_b64": base64.b64encode(bytes(self.audio)).decode() if self.audio else None,
+            "audio_format": self.audio_format,
+            "encoded_audio_length": len(self.encoded_audio),
+            "opus_packet_bytes": self.opus_packet_bytes,
             "fault": self.fault,
         }
 

@@ -205,7 +205,9 @@ def _build(cls: type[T], doc: Mapping[str, Any], prefix: str) -> T:
             allowed = ", ".join(sorted(fields))
             raise ConfigError(f"{prefix}{key}", f"unknown key; allowed keys here: {allowed}")
         hint = hints[key]
-        if dataclasses.is_dataclass(hint):
+        if dataclasses.is_dataclass(hint) and isinstance(value, hint):  # type: ignore[arg-type]
+            kwargs[key] = value  # already built (``override`` rebuilds a section from its current values)
+        elif dataclasses.is_dataclass(hint):
             kwargs[key] = _build(hint, value, f"{prefix}{key}.")  # type: ignore[arg-type]
         else:
             kwargs[key] = _check_value(f"{prefix}{key}", value, hint, fields[key].metadata)

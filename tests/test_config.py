@@ -127,3 +127,11 @@ def test_device_serial_is_stable_and_derived(tmp_path: Path) -> None:
     machine_id.write_text("fedcba9876543210\n")
     assert Config().device_serial_number(machine_id) != serial
     assert override(Config(), "auth.device_serial_number", "rpi-1").device_serial_number(machine_id) == "rpi-1"
+
+
+def test_override_changes_one_key_of_a_section_with_a_nested_table() -> None:
+    changed = override(Config(), "dialog.audio_format", "OPUS")
+    assert changed.dialog.audio_format == "OPUS"
+    assert changed.dialog.timeouts == Config().dialog.timeouts
+    with pytest.raises(ConfigError, match=r"dialog\.audio_format"):
+        override(Config(), "dialog.audio_format", "MP3")

@@ -7,14 +7,16 @@ which hop onto the loop with ``call_soon_threadsafe``; everything else runs on t
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import logging
 from abc import ABC, abstractmethod
 from typing import Generic, TypeVar
 
 from avsd.errors import PlaybackError
-from avsd.playback.base import Media, PlaybackOutcome, PlaybackStoppedError, check_volume
+from avsd.playback.base import Media, MediaKind, PlaybackOutcome, PlaybackStoppedError, check_volume
 from avsd.playback.decode import volume_gain
+from avsd.playback.stream import StreamBuffer
 from avsd.tasks import TaskSet
 
 log = logging.getLogger(__name__)
@@ -23,8 +25,15 @@ _ids = itertools.count(1)
 
 
 class PlaybackItem(ABC):
-    def __init__(self, loop: asyncio.AbstractEventLoop, label: str, start_offset_ms: int = 0) -> None:
+    backend = "player"
+
+    def __init__(
+        self, loop: asyncio.AbstractEventLoop, label: str, media: Media, start_offset_ms: int = 0
+    ) -> None:
         self.id = next(_ids)
+        self.media = media
+        self.buffer: StreamBuffer | None = None  # STREAM media: the bytes between the loop and the backend
+        self._pump: asyncio.Task[None] | None = None
         self.name = f"{label}-{self.id}"
         self._loop = loop
         self._started: asyncio.Future[None] = loop.create_future()
@@ -72,9 +81,30 @@ class PlaybackItem(ABC):
         await self._resume()
 
     # -- backend hooks (loop) -------------------------------------------------------------------------------
-    @abstractmethod
     async def run(self, previous: PlaybackItem | None) -> None:
-        """Play the item (after stopping ``previous``); returns when it has finished."""
+        """Play the item (after stopping ``previous``, so one output never has two writers); returns when the
+        item has finished."""
+        if previous is not None:
+            await previous.stop()
+        if self.stop_requested:
+            self.mark_done(PlaybackOutcome.STOPPED)
+            return
+        log.info("%s: playing %s from %d ms (%s)", self.name, self.media.describe(), self.start_offset_ms, self.backend)
+        if self.media.kind is MediaKind.STREAM and self.media.chunks is not None:
+            self.buffer = StreamBuffer(self._loop)
+            self._pump = asyncio.create_task(self.buffer.pump(self.media.chunks), name=f"{self.name}-pump")
+        try:
+            await self._start()
+            await self.finished()
+        finally:
+            if self._pump is not None and not self._pump.done():
+                self._pump.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await self._pump
+
+    @abstractmethod
+    async def _start(self) -> None:
+        """Hand the item to the backend (returns once it is under way)."""
 
     @abstractmethod
     async def _stop(self) -> None: ...

@@ -10,60 +10,34 @@ first stops and awaits the previous item, so one output never has two writers.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import threading
 import time
 from pathlib import Path
 
 from avsd.errors import PlaybackError
-from avsd.playback.base import Media, MediaKind, PlaybackOutcome
+from avsd.playback.base import Media, PlaybackOutcome
 from avsd.playback.decode import DecodeAborted, PcmFormat, decode_pcm, open_source, scale_s16
 from avsd.playback.item import ItemPlayer, PlaybackItem
 from avsd.playback.outputs import PcmOutput, PyAudioOutput, WavFileOutput
-from avsd.playback.stream import StreamBuffer
 
 log = logging.getLogger(__name__)
 
 
 class DecodingItem(PlaybackItem):
     def __init__(self, player: DecodingPlayer, media: Media, offset_ms: int) -> None:
-        super().__init__(asyncio.get_running_loop(), player.label, offset_ms)
+        super().__init__(asyncio.get_running_loop(), player.label, media, offset_ms)
+        self.backend = player.name
         self._player = player
-        self._media = media
-        self._buffer: StreamBuffer | None = None
-        self._pump: asyncio.Task[None] | None = None
         self._running = threading.Event()  # cleared while paused
         self._running.set()
 
-    async def run(self, previous: PlaybackItem | None) -> None:
-        if previous is not None:
-            await previous.stop()
-        if self.stop_requested:
-            self.mark_done(PlaybackOutcome.STOPPED)
-            return
-        log.info(
-            "%s: playing %s from %d ms (%s)",
-            self.name,
-            self._media.describe(),
-            self.start_offset_ms,
-            self._player.name,
-        )
-        if self._media.kind is MediaKind.STREAM and self._media.chunks is not None:
-            self._buffer = StreamBuffer(self._loop)
-            self._pump = asyncio.create_task(self._buffer.pump(self._media.chunks), name=f"{self.name}-pump")
+    async def _start(self) -> None:
         threading.Thread(target=self._work, name=self.name, daemon=True).start()
-        try:
-            await self.finished()
-        finally:
-            if self._pump is not None and not self._pump.done():
-                self._pump.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await self._pump
 
     async def _stop(self) -> None:
-        if self._buffer is not None:
-            self._buffer.abort()
+        if self.buffer is not None:
+            self.buffer.abort()
         self._running.set()
 
     async def _pause(self) -> None:
@@ -80,8 +54,8 @@ class DecodingItem(PlaybackItem):
         begun = False
         outcome, error = PlaybackOutcome.FINISHED, None
         try:
-            source = open_source(self._media, self._buffer)
-            for pcm in decode_pcm(self._media, source, fmt, skip_ms=self.start_offset_ms):
+            source = open_source(self.media, self.buffer)
+            for pcm in decode_pcm(self.media, source, fmt, skip_ms=self.start_offset_ms):
                 self._running.wait()
                 if self.stop_requested:
                     break
@@ -113,11 +87,11 @@ class DecodingItem(PlaybackItem):
     def _judge(self, frames: int) -> tuple[PlaybackOutcome, PlaybackError | None]:
         if self.stop_requested:
             return PlaybackOutcome.STOPPED, None
-        if self._buffer is not None and self._buffer.error is not None:
-            return PlaybackOutcome.FAILED, PlaybackError(f"audio stream broke off: {self._buffer.error}")
+        if self.buffer is not None and self.buffer.error is not None:
+            return PlaybackOutcome.FAILED, PlaybackError(f"audio stream broke off: {self.buffer.error}")
         if frames == 0 and self.start_offset_ms == 0:
             return PlaybackOutcome.FAILED, PlaybackError(
-                f"no audio could be decoded from {self._media.describe()}"
+                f"no audio could be decoded from {self.media.describe()}"
             )
         return PlaybackOutcome.FINISHED, None
 

@@ -24,7 +24,6 @@ VLC events arrive on libvlc's event thread and reach the loop only through ``cal
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import ctypes
 import logging
 import threading
@@ -36,7 +35,6 @@ from avsd.playback.base import Media, MediaKind, PlaybackOutcome, PlaybackSettin
 from avsd.playback.decode import PcmFormat, scale_s16
 from avsd.playback.item import ItemPlayer, PlaybackItem
 from avsd.playback.outputs import PcmOutput, PyAudioOutput
-from avsd.playback.stream import StreamBuffer
 
 log = logging.getLogger(__name__)
 
@@ -60,12 +58,11 @@ def _load_vlc() -> Any:
 
 
 class VlcItem(PlaybackItem):
+    backend = "vlc"
+
     def __init__(self, player: VlcPlayer, media: Media, offset_ms: int) -> None:
-        super().__init__(asyncio.get_running_loop(), player.label, offset_ms)
+        super().__init__(asyncio.get_running_loop(), player.label, media, offset_ms)
         self._player = player
-        self.media = media
-        self.buffer: StreamBuffer | None = None
-        self._pump: asyncio.Task[None] | None = None
         # Written by VLC's decoder thread only (audio callbacks mode).
         self.frames = 0
         self.begun = False
@@ -77,27 +74,11 @@ class VlcItem(PlaybackItem):
         self.running = threading.Event()
         self.running.set()
 
-    async def run(self, previous: PlaybackItem | None) -> None:
-        if previous is not None:
-            await previous.stop()
-        if self.stop_requested:
-            self.mark_done(PlaybackOutcome.STOPPED)
-            return
-        log.info("%s: playing %s from %d ms (vlc)", self.name, self.media.describe(), self.start_offset_ms)
-        if self.media.kind is MediaKind.STREAM and self.media.chunks is not None:
-            self.buffer = StreamBuffer(self._loop)
-            self._pump = asyncio.create_task(self.buffer.pump(self.media.chunks), name=f"{self.name}-pump")
+    async def _start(self) -> None:
         try:
             await asyncio.to_thread(self._player.start_item, self)
         except PlaybackError as exc:
             self.mark_done(PlaybackOutcome.FAILED, exc)
-        try:
-            await self.finished()
-        finally:
-            if self._pump is not None and not self._pump.done():
-                self._pump.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await self._pump
 
     async def _stop(self) -> None:
         if self.buffer is not None:

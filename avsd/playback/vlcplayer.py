@@ -69,10 +69,12 @@ class VlcItem(PlaybackItem):
         self.ended = False
         self.drained = False  # VLC's drain callback: the decoder has handed over its last block
         self.end_result: tuple[PlaybackOutcome, PlaybackError | None] | None = None  # EndReached seen
-        # Cleared while paused: the audio callback blocks VLC's decoder thread on it, so blocks VLC already
-        # queued do not go out after pause() (libvlc's own pause only stops its clock and input).
+        # Cleared while paused. libvlc's pause stops its clock and input, but blocks already decoded still reach
+        # the audio callback: they are held here (not played, and VLC's thread is not blocked, or the blocks after
+        # them would come late and VLC would drop them) and go out first on resume.
         self.running = threading.Event()
         self.running.set()
+        self.held: list[bytes] = []  # guarded by the player's _out_lock
 
     async def _start(self) -> None:
         try:
@@ -83,7 +85,7 @@ class VlcItem(PlaybackItem):
     async def _stop(self) -> None:
         if self.buffer is not None:
             self.buffer.abort()  # unblocks VLC's read callback, or libvlc's stop would wait forever
-        self.running.set()  # the same for a decoder thread parked in the audio callback
+        self.running.set()
         await asyncio.to_thread(self._player.stop_item, self)
         # libvlc sends no Stopped event when stop() comes before the input started, so settle here too.
         self.mark_done(PlaybackOutcome.STOPPED)
@@ -93,8 +95,7 @@ class VlcItem(PlaybackItem):
         await asyncio.to_thread(self._player.set_pause, self, True)
 
     async def _resume(self) -> None:
-        await asyncio.to_thread(self._player.set_pause, self, False)
-        self.running.set()
+        await asyncio.to_thread(self._player.resume_item, self)
 
 
 class VlcPlayer(ItemPlayer["VlcItem"]):
@@ -220,6 +221,20 @@ class VlcPlayer(ItemPlayer["VlcItem"]):
         with self._lock:
             self._active = None
 
+    def resume_item(self, item: VlcItem) -> None:
+        """Play what was held back at the pause, then let VLC go on (worker thread: the output may block)."""
+        with self._out_lock:
+            held, item.held = item.held, []
+            output = self.output
+            if output is not None and item.begun and not item.ended:
+                for pcm in held:
+                    output.write(scale_s16(pcm, self.gain))
+                    item.frames += len(pcm) // output.fmt.frame_bytes
+            item.running.set()
+        if output is not None and held:
+            item.post_offset(output.fmt.ms(item.frames))
+        self.set_pause(item, False)
+
     def set_pause(self, item: VlcItem, paused: bool) -> None:
         with self._lock:
             if self._active is not item:
@@ -250,11 +265,11 @@ class VlcPlayer(ItemPlayer["VlcItem"]):
             if item is None or output is None or item.stop_requested or count <= 0:
                 return
             pcm = ctypes.string_at(samples, count * output.fmt.frame_bytes)
-            item.running.wait()
-            if item.stop_requested:
-                return
             with self._out_lock:
-                if item.ended:
+                if item.ended or item.stop_requested:
+                    return
+                if not item.running.is_set():
+                    item.held.append(pcm)  # decoded before the pause took hold: played on resume
                     return
                 if not item.begun:
                     item.begun = True
@@ -316,7 +331,7 @@ class VlcPlayer(ItemPlayer["VlcItem"]):
         def check() -> None:
             if item.done or item.end_result is None:
                 return
-            if not item.running.is_set():  # paused: the tail is parked in the audio callback; wait
+            if not item.running.is_set():  # paused: the tail is held until resume; wait
                 self._drain_deadline(item, delay)
                 return
             log.debug("%s: no drain from VLC; ending", item.name)

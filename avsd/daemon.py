@@ -17,17 +17,15 @@ import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import TypeVar
 
 import httpx
 
 from avsd.agents.alert_store import AlertStore
 from avsd.agents.alerts import ACTIVITY_ID as ALERTS_ACTIVITY
-from avsd.agents.alerts import AlertsAgent, AlertsSettings, event_from_json
-from avsd.agents.audio_player import AudioPlayerAgent, AudioPlayerSettings
+from avsd.agents.alerts import AlertsAgent, event_from_json
+from avsd.agents.audio_player import AudioPlayerAgent
 from avsd.agents.capabilities import (
     CapabilitiesPublisher,
-    CapabilitiesSettings,
     HttpCapabilitiesApi,
     capabilities_body,
     capabilities_url,
@@ -35,11 +33,11 @@ from avsd.agents.capabilities import (
 )
 from avsd.agents.events import EventQueue
 from avsd.agents.focus_agent import DIALOG_ACTIVITY, DialogFocus, FocusArbiter
-from avsd.agents.notifications import NotificationsAgent, NotificationsSettings
+from avsd.agents.notifications import NotificationsAgent
 from avsd.agents.outbox import Outbox
 from avsd.agents.playback_controller import PlaybackControllerAgent
-from avsd.agents.sequencer import DirectiveSequencer, SequencerSettings
-from avsd.agents.speaker import SpeakerAgent, SpeakerSettings
+from avsd.agents.sequencer import DirectiveSequencer
+from avsd.agents.speaker import SpeakerAgent
 from avsd.agents.speech_recognizer import SpeechRecognizerAgent
 from avsd.agents.speech_synthesizer import SpeechSynthesizer
 from avsd.agents.system import SystemAgent
@@ -52,19 +50,11 @@ from avsd.avs.messages import Event
 from avsd.config import Config
 from avsd.dialog import DialogController
 from avsd.errors import AvsConnectionError
-from avsd.focus import FocusSettings
 from avsd.playback.base import Player, create_player
 from avsd.state import Transition
 from avsd.wake.base import WakeEngine
 
 _LOGGER = logging.getLogger(__name__)
-_S = TypeVar("_S")
-
-
-def agent_settings(config: Config, section: str, default: _S) -> _S:
-    """The config section ``section`` once Config has it (the lead adds the sections), else ``default``."""
-    value = getattr(config, section, None)
-    return value if isinstance(value, type(default)) else default
 
 
 @dataclass(slots=True)
@@ -96,7 +86,7 @@ class Daemon:
         self.context = ContextRegistry()
         self.attachments = AttachmentStore()
         self.sequencer = DirectiveSequencer(
-            self._send_exception, agent_settings(config, "sequencer", SequencerSettings())
+            self._send_exception, config.sequencer
         )
         self.client = AvsClient(
             config.avs,
@@ -152,7 +142,7 @@ class Daemon:
             certified=self.outbox,
             events=self.events,
             player=self.alert_player,
-            settings=agent_settings(self.config, "alerts", AlertsSettings()),
+            settings=self.config.alerts,
             focus=self.focus,
         )
         self.focus.register(ALERTS_ACTIVITY, self.alerts)
@@ -162,14 +152,14 @@ class Daemon:
         self.capabilities = CapabilitiesPublisher(
             put=HttpCapabilitiesApi(self._lwa_http, self.tokens).put,
             state_dir=state_dir,
-            settings=agent_settings(self.config, "capabilities", CapabilitiesSettings()),
+            settings=self.config.capabilities,
         )
 
     # ----- focus, speaker, music, notifications --------------------------------------------------------------
 
     def _init_media(self) -> None:
         config, state_dir = self.config, self.config.state_dir
-        focus_settings = agent_settings(config, "focus", FocusSettings())
+        focus_settings = config.focus
         # Dialog > Alerts > Content (§7): the dialog holds DIALOG while listening/thinking/speaking.
         self.focus = FocusArbiter(focus_settings)
         self.dialog_focus = DialogFocus(self.focus)
@@ -186,7 +176,7 @@ class Daemon:
             players=[self.parts.speech_player, self.notification_player],
             content_players=[self.content_player],
             state_dir=state_dir,
-            settings=agent_settings(config, "speaker", SpeakerSettings()),
+            settings=config.speaker,
             duck_level=focus_settings.duck_level,
         )
         self.audio_player = AudioPlayerAgent(
@@ -195,13 +185,13 @@ class Daemon:
             events=self.events,
             focus=self.focus,
             ducker=self.speaker,
-            settings=agent_settings(config, "audio_player", AudioPlayerSettings()),
+            settings=config.audio_player,
         )
         self.playback_controller = PlaybackControllerAgent(events=self.events, context=self.context.gather)
         self.notifications = NotificationsAgent(
             player=self.notification_player,
             state_dir=state_dir,
-            settings=agent_settings(config, "notifications", NotificationsSettings()),
+            settings=config.notifications,
         )
         for agent in (self.speaker, self.audio_player, self.notifications):
             self.sequencer.register(agent)

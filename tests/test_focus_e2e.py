@@ -9,12 +9,9 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
-import pytest
-
-import avsd.daemon
 from avsd.avs.messages import Directive
 from avsd.emulator.scenario import DirectiveSpec, Rule
-from avsd.focus import ContentPolicy, FocusSettings
+from avsd.focus import ContentPolicy
 from avsd.playback.decode import volume_gain
 from avsd.state import DialogState
 from tests.agents.media_server import AMPLITUDE, BYTES_PER_S, MediaServer, play_payload, rms, tone_mp3, wav_samples
@@ -73,20 +70,13 @@ async def test_dialog_pauses_music_and_it_resumes_where_it_was(tmp_path: Path) -
     assert abs(len(samples) / rate - 4.0) < 0.1
 
 
-async def test_dialog_ducks_music_and_a_volume_change_while_ducked_is_kept(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    original = avsd.daemon.agent_settings
-    duck = FocusSettings(content_policy=ContentPolicy.DUCK, duck_level=20)
-    # Until Config has a [focus] section, the settings seam of the daemon is patched.
-    monkeypatch.setattr(
-        avsd.daemon, "agent_settings", lambda c, s, d: duck if s == "focus" else original(c, s, d)
-    )
+async def test_dialog_ducks_music_and_a_volume_change_while_ducked_is_kept(tmp_path: Path) -> None:
+    duck = [("focus.content_policy", str(ContentPolicy.DUCK)), ("focus.duck_level", 20)]
     server = MediaServer()
     url = server.add("/music.mp3", tone_mp3(6.0))
     before_dialog = server.gate("/music.mp3", int(1.5 * BYTES_PER_S))
     after_dialog = server.gate("/music.mp3", int(3.5 * BYTES_PER_S))
-    async with running_device(tmp_path) as device:
+    async with running_device(tmp_path, settings=duck) as device:
         # A slow cloud: the dialog stays in THINKING long enough for the ducked part to be played.
         device.emulator.add_rule(
             Rule(match="SpeechRecognizer.Recognize", times=1, delay_s=3.0,

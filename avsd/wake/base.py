@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from enum import StrEnum
-from typing import Protocol, runtime_checkable
+from enum import Enum, StrEnum
+from typing import Protocol, TypeVar, runtime_checkable
 
 from avsd.errors import WakeWordError
+
+_E = TypeVar("_E", bound=Enum)
 
 
 class EngineName(StrEnum):
@@ -136,6 +138,15 @@ def create_engine(settings: WakeSettings) -> WakeEngine:
     from avsd.wake.porcupine import PorcupineEngine
 
     return PorcupineEngine(settings)
+
+
+def builtin_model(models: type[_E], keyword: str, engine: str) -> _E:
+    """The engine's built-in model for ``keyword`` ("Hey Jarvis" -> ``hey_jarvis``), or WakeWordError listing them."""
+    try:
+        return models(keyword.lower().replace(" ", "_"))
+    except ValueError as exc:
+        choices = ", ".join(str(m.value) for m in models)
+        raise WakeWordError(f"{engine} has no built-in {keyword!r} model ({choices})") from exc
 
 
 def require(module: str, package: str) -> None:

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from avsd.errors import WakeWordError
-from avsd.wake.base import WakeSettings, require
+from avsd.wake.base import WakeSettings, builtin_model, require
 from avsd.wake.scored import ScoredEngine
 
 
@@ -29,13 +29,7 @@ class MicroEngine(ScoredEngine):
         require("pymicro_wakeword", "pymicro-wakeword")
         from pymicro_wakeword import MicroWakeWord, Model
 
-        try:
-            model = Model(settings.keyword.lower().replace(" ", "_"))
-        except ValueError as exc:
-            choices = ", ".join(m.value for m in Model)
-            raise WakeWordError(
-                f"microWakeWord has no built-in {settings.keyword!r} model ({choices})"
-            ) from exc
+        model = builtin_model(Model, settings.keyword, "microWakeWord")
         try:
             self._model: Any = MicroWakeWord.from_builtin(model)
         except (OSError, ValueError) as exc:  # missing/incompatible libtensorflowlite_c

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from avsd.errors import WakeWordError
-from avsd.wake.base import WakeSettings, require
+from avsd.wake.base import WakeSettings, builtin_model, require
 from avsd.wake.scored import ScoredEngine
 
 _CHUNK_BYTES = 1280 * 2  # 80 ms
@@ -25,13 +25,7 @@ class OpenWakeWordEngine(ScoredEngine):
         require("pyopen_wakeword", "pyopen-wakeword")
         from pyopen_wakeword import Model, OpenWakeWord, OpenWakeWordFeatures
 
-        try:
-            model = Model(settings.keyword.lower().replace(" ", "_"))
-        except ValueError as exc:
-            choices = ", ".join(m.value for m in Model)
-            raise WakeWordError(
-                f"openWakeWord has no built-in {settings.keyword!r} model ({choices})"
-            ) from exc
+        model = builtin_model(Model, settings.keyword, "openWakeWord")
         try:
             self._model: Any = OpenWakeWord.from_builtin(model)
             self._features: Any = OpenWakeWordFeatures.from_builtin()

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import io
 import struct
+import subprocess
 from collections.abc import AsyncIterable, AsyncIterator
 from typing import BinaryIO
 
@@ -153,3 +154,22 @@ def _wav_data_offset(head: bytes) -> int | None:
             fmt_ok = True
         pos += 8 + size + (size & 1)
     return None
+
+
+def text_to_pcm(text: str) -> bytes:
+    """Text-to-speech for ``ask_text``/``avsd ask --say``: espeak-ng -> 16 kHz mono S16LE. Blocking."""
+    import wave
+
+    from avsd.audio.wav_source import convert
+    from avsd.emulator.speech import _espeak_wav
+
+    try:
+        wav_bytes = _espeak_wav(text)
+    except FileNotFoundError:
+        raise AvsdError("text-to-speech needs espeak-ng: apt-get install espeak-ng") from None
+    except (OSError, subprocess.SubprocessError) as exc:
+        raise AvsdError(f"espeak-ng failed: {exc}") from exc
+    with wave.open(io.BytesIO(wav_bytes), "rb") as wav:
+        rate, channels, width = wav.getframerate(), wav.getnchannels(), wav.getsampwidth()
+        raw = wav.readframes(wav.getnframes())
+    return convert(raw, rate=rate, channels=channels, width=width)

@@ -45,9 +45,28 @@ STT_CHOICES = frozenset({"google", "witai", "pocketsphinx", "wyoming", "default"
 STT_ERROR = "stt is invalid, it could be google or witai"
 
 
+class AudioLinks:
+    """The processor's AudioUrls: keep the bytes in the store, hand out a URL signed with a per-server key."""
+
+    def __init__(self, store: ConversationStore, public_url: str, key: bytes | None = None) -> None:
+        self._store = store
+        self.public_url = public_url.rstrip("/")
+        self._key = key or secrets.token_bytes(32)
+
+    async def publish(self, content_type: str, data: bytes) -> str:
+        audio_id = new_id()
+        await self._store.put_audio(audio_id, content_type, data)
+        return f"{self.public_url}/audio/{audio_id}?sig={self._sign(audio_id)}"
+
+    def valid(self, audio_id: str, signature: str) -> bool:
+        return hmac.compare_digest(signature.encode(), self._sign(audio_id).encode())
+
+    def _sign(self, audio_id: str) -> str:
+        return hmac.new(self._key, audio_id.encode(), hashlib.sha256).hexdigest()[:32]
+
+
 @dataclass(frozen=True, slots=True)
 class ApiSettings:
-    public_url: str  # what clients use to reach this server (for the audio URLs)
     max_body_bytes: int = 16 * 1024 * 1024
     max_messages: int = 100
     max_audio_bytes: int = 8 * 1024 * 1024  # decoded request audio
@@ -63,15 +82,14 @@ class VirtualDeviceApi:
         store: ConversationStore,
         fetcher: AudioFetcher,
         settings: ApiSettings,
-        *,
-        url_key: bytes | None = None,
+        links: AudioLinks,
     ) -> None:
         self._processor = processor
         self._tokens = tokens
         self._store = store
         self._fetcher = fetcher
         self._settings = settings
-        self._url_key = url_key or secrets.token_bytes(32)
+        self._links = links
         self._jobs: dict[str, asyncio.Task[None]] = {}
 
     # -- the application ------------------------------------------------------------------------------------
@@ -86,12 +104,6 @@ class VirtualDeviceApi:
         app.on_startup.append(self._resume)
         app.on_cleanup.append(self._stop_jobs)
         return app
-
-    async def publish(self, content_type: str, data: bytes) -> str:
-        """AudioUrls for the processor: keep the bytes, hand out a signed URL."""
-        audio_id = new_id()
-        await self._store.put_audio(audio_id, content_type, data)
-        return f"{self._settings.public_url.rstrip('/')}/audio/{audio_id}?sig={self._sign(audio_id)}"
 
     # -- routes ---------------------------------------------------------------------------------------------
     async def _health(self, request: web.Request) -> web.Response:
@@ -170,7 +182,7 @@ class VirtualDeviceApi:
 
     async def _audio(self, request: web.Request) -> web.Response:
         audio_id = request.match_info["audio_id"]
-        if not hmac.compare_digest(request.query.get("sig", ""), self._sign(audio_id)):
+        if not self._links.valid(audio_id, request.query.get("sig", "")):
             raise web.HTTPForbidden(text="bad signature")
         found = await self._store.get_audio(audio_id)
         if found is None:
@@ -280,9 +292,6 @@ class VirtualDeviceApi:
         for job in jobs:
             job.cancel()
         await asyncio.gather(*jobs, return_exceptions=True)
-
-    def _sign(self, audio_id: str) -> str:
-        return hmac.new(self._url_key, audio_id.encode(), hashlib.sha256).hexdigest()[:32]
 
 
 def _check_message_shape(raw: Any) -> None:

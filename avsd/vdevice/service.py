@@ -1,0 +1,160 @@
+"""``avsd vdevice``: composition of the virtual device (back-end, sessions, speech, store, HTTP API) and its
+serve loop. The HTTP server binds to loopback unless ``--host`` says otherwise.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import os
+import secrets
+import signal
+import socket
+import sys
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from aiohttp import web
+
+from avsd.errors import ConfigError
+from avsd.vdevice.api import ApiSettings, AudioLinks, VirtualDeviceApi
+from avsd.vdevice.fetch import AudioFetcher
+from avsd.vdevice.processor import MessageProcessor
+from avsd.vdevice.sessions import HeadlessSessions, SessionOpener
+from avsd.vdevice.store import SqliteStore
+from avsd.vdevice.tokens import TokenBook
+
+_log = logging.getLogger(__name__)
+
+DEFAULT_PORT = 8734
+TOKENS_FILE = "vdevice-tokens"
+
+
+@dataclass(frozen=True, slots=True)
+class SpeechFunctions:
+    """SpeechEngines from two functions (the shared speech package supplies them)."""
+
+    synthesize_fn: Callable[[str, str | None], Awaitable[bytes]]
+    transcribe_fn: Callable[[bytes, Sequence[str]], Awaitable[str]]
+
+    async def synthesize(self, text: str, voice: str | None) -> bytes:
+        return await self.synthesize_fn(text, voice)
+
+    async def transcribe(self, pcm16k: bytes, phrases: Sequence[str]) -> str:
+        return await self.transcribe_fn(pcm16k, phrases)
+
+
+def load_or_create_tokens(path: Path | None, state_dir: Path) -> tuple[TokenBook, Path]:
+    """``--tokens FILE``, or a file of one generated token in the state dir (mode 0600; its path is printed,
+    never the token)."""
+    if path is not None:
+        return TokenBook.from_file(path), path
+    generated = state_dir / TOKENS_FILE
+    if not generated.exists():
+        state_dir.mkdir(parents=True, exist_ok=True)
+        fd = os.open(generated, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write("# avsd vdevice tokens: one per line (user_id / virtualDeviceToken)\n")
+            handle.write(f"vd-{secrets.token_urlsafe(24)}\n")
+    return TokenBook.from_file(generated), generated
+
+
+@contextlib.asynccontextmanager
+async def virtual_device_app(
+    open_session: SessionOpener,
+    speech: SpeechFunctions,
+    tokens: TokenBook,
+    state_dir: Path,
+    public_url: str,
+    *,
+    settings: ApiSettings | None = None,
+    fetcher: AudioFetcher | None = None,
+) -> AsyncIterator[tuple[web.Application, MessageProcessor]]:
+    store = SqliteStore(state_dir / "vdevice.sqlite")
+    sessions = HeadlessSessions(open_session)
+    links = AudioLinks(store, public_url, _url_key(state_dir))
+    processor = MessageProcessor(sessions, speech, links)
+    api = VirtualDeviceApi(processor, tokens, store, fetcher or AudioFetcher(), settings or ApiSettings(), links)
+    try:
+        yield api.app(), processor
+    finally:
+        await sessions.close()
+        store.close()
+
+
+def _url_key(state_dir: Path) -> bytes:
+    """A key that survives restarts, so audio URLs handed out before a restart still work."""
+    path = state_dir / "vdevice-url.key"
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        key = secrets.token_bytes(32)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(key)
+        return key
+
+
+def bind(host: str, port: int) -> socket.socket:
+    """Listen first, so the public URL (audio links) can name the real port before the app is built."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+        family, kind, proto, _name, address = infos[0]
+        sock = socket.socket(family, kind, proto)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+        sock.listen(128)
+    except OSError as exc:
+        raise ConfigError("--port", f"cannot listen on {host}:{port}: {exc.strerror or exc}") from exc
+    sock.setblocking(False)
+    return sock
+
+
+def local_url(sock: socket.socket) -> str:
+    host, port = sock.getsockname()[:2]
+    return f"http://{_url_host(host)}:{port}"
+
+
+@contextlib.asynccontextmanager
+async def serving(app: web.Application, sock: socket.socket) -> AsyncIterator[None]:
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    try:
+        await web.SockSite(runner, sock).start()
+        yield
+    finally:
+        await runner.cleanup()
+
+
+async def wait_for_signal() -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+
+
+def _url_host(host: str) -> str:
+    return f"[{host}]" if ":" in host else host
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default %(default)s: loopback)")
+    parser.add_argument("--port", type=int, default=DEFAULT_PORT, help="TCP port (default %(default)s)")
+    parser.add_argument("--tokens", type=Path, default=None,
+                        help="tokens file: one token per line (default: one generated in the state dir)")
+    parser.add_argument("--public-url", default=None, help="URL clients reach this server at (for audio URLs)")
+    parser.add_argument("--state-dir", type=Path, default=None, help="conversations, audio (default: config's)")
+
+
+def print_ready(url: str, tokens_path: Path, backend: str, out: object = sys.stdout) -> None:
+    sys.stdout.write(
+        f"avsd vdevice: {url} (back-end {backend})\n"
+        f"  tokens: {tokens_path}\n"
+        f"  VIRTUAL_DEVICE_BASE_URL={url}\n"
+    )
+    sys.stdout.flush()

@@ -111,6 +111,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_emulator_arguments(emulator)
     _add_common(emulator)
+
+    from avsd.vdevice.cli import add_test_arguments, add_vdevice_arguments
+
+    vdevice = sub.add_parser("vdevice", help="serve Bespoken's Virtual Device API (skill tests) on loopback")
+    add_vdevice_arguments(vdevice)
+    _add_common(vdevice)
+    test = sub.add_parser("test", help="run Bespoken e2e YAML test suites against a back-end")
+    add_test_arguments(test)
+    _add_common(test)
     return parser
 
 
@@ -147,6 +156,11 @@ def _dispatch(args: argparse.Namespace) -> int:
 
         setup_logging("error", debug=args.debug)
         return asyncio.run(run_ask(args))
+    if args.command in ("vdevice", "test"):
+        from avsd.vdevice.cli import run_tests, run_vdevice
+
+        setup_logging("warning" if args.command == "test" else "info", debug=args.debug)
+        return asyncio.run(run_vdevice(args) if args.command == "vdevice" else run_tests(args))
     if args.command == "demo":
         from avsd.demo import run_demo
 

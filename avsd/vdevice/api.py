@@ -117,6 +117,8 @@ class VirtualDeviceApi:
         if not text:
             raise MessageError(400, "message is required")
         phrases = [_sdk_decoded(p) for p in query.getall("phrases", [])]
+        if query.get("new_conversation", "").lower() in _TRUE:
+            await self._processor.new_conversation(entry.identity)
         result = await self._processor.process(entry.identity, Message(text=text, phrases=phrases), options)
         return web.json_response(result)
 

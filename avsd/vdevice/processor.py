@@ -106,7 +106,8 @@ class MessageProcessor:
         result["transcript"] = apply_homophones(transcript, options.homophones) if transcript else transcript
         result["utteranceURL"] = await self._urls.publish("audio/wav", audio_in.pcm_to_wav(pcm))
         mp3 = b"".join(reply.speech_mp3)
-        result["transcriptAudioURL"] = await self._urls.publish("audio/mpeg", mp3) if mp3 else None
+        if mp3:
+            result["transcriptAudioURL"] = await self._urls.publish("audio/mpeg", mp3)
         result["debug"] = {"rawTranscript": transcript}
         if options.debug:
             result["debug"].update(
@@ -120,6 +121,9 @@ class MessageProcessor:
                 }
             )
         return result
+
+    async def new_conversation(self, identity: str) -> None:
+        await self._sessions.reset(identity)
 
     async def _utterance_pcm(self, message: Message, options: Options) -> bytes:
         if message.audio:
@@ -167,15 +171,19 @@ def result_from_reply(message: str, reply: DeviceReply) -> dict[str, Any]:
             stream_url = stream.get("url") or None
         elif name == "SpeechRecognizer.ExpectSpeech":
             session_timeout = int(payload.get("timeoutInMilliseconds", 8000)) // 1000
-    return {
+    result: dict[str, Any] = {
         "message": message,
-        "caption": " ".join(captions) if captions else None,
-        "card": card,
+        "card": card,  # documented as null when there is none
         "display": display,
-        "streamURL": stream_url,
         "sessionTimeout": session_timeout,
         "raw": {"messageBody": {"directives": [dict(d) for d in reply.directives]}},
     }
+    # Absent, not null: bst's "streamURL: undefined" is JavaScript's ``=== undefined``, which null fails.
+    if captions:
+        result["caption"] = " ".join(captions)
+    if stream_url is not None:
+        result["streamURL"] = stream_url
+    return result
 
 
 def card_from_template(payload: Mapping[str, Any]) -> dict[str, Any]:

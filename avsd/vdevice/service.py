@@ -158,3 +158,30 @@ def print_ready(url: str, tokens_path: Path, backend: str, out: object = sys.std
         f"  VIRTUAL_DEVICE_BASE_URL={url}\n"
     )
     sys.stdout.flush()
+
+
+def default_speech(voice_rate_wpm: int = 165) -> SpeechFunctions:
+    """espeak-ng for the utterances (voice_id mapped by avsd.vdevice.voices), pocketsphinx free text (the
+    wheel's full language model) for the replies, with the request's phrases as hints."""
+    from avsd.speech.convert import resample
+    from avsd.speech.stt import PocketsphinxModel
+    from avsd.speech.tts import espeak_pcm
+    from avsd.vdevice.hints import apply_phrase_hints
+    from avsd.vdevice.voices import espeak_voice
+
+    model: list[PocketsphinxModel] = []  # loaded on first use: ~1 s and ~60 MB that `avsd test --help` needs not
+
+    async def synthesize(text: str, voice: str | None) -> bytes:
+        def run() -> bytes:
+            return resample(espeak_pcm(text, voice=espeak_voice(voice), rate_wpm=voice_rate_wpm), 16000).data
+
+        return await asyncio.to_thread(run)
+
+    async def transcribe(pcm16k: bytes, phrases: Sequence[str]) -> str:
+        if not model:
+            model.append(await asyncio.to_thread(PocketsphinxModel))
+        loop = asyncio.get_running_loop()
+        transcript = await loop.run_in_executor(model[0].executor, model[0].transcribe, pcm16k)
+        return apply_phrase_hints(transcript.text, phrases)
+
+    return SpeechFunctions(synthesize, transcribe)

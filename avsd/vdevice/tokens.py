@@ -59,6 +59,10 @@ class TokenBook:
                 found = entry
         return found
 
+    @property
+    def entries(self) -> tuple[TokenEntry, ...]:
+        return tuple(self._entries)
+
     def __len__(self) -> int:
         return len(self._entries)
 

@@ -27,6 +27,9 @@ from avsd.vdevice.tokens import TokenBook
 NODE_DIR = Path(__file__).resolve().parents[1] / "node"
 TOKEN = "test-token-0123456789abcdef"
 OTHER_TOKEN = "other-token-0123456789abcdef"
+# The local server's answer in these tests. pocketsphinx's free-text model hears espeak-ng's "a v s d emulator"
+# as "obviously you really": the default reply is not a sentence an STT engine can be asked to get right.
+REPLY = "Welcome to the quiz. How many players are there?"
 
 
 @dataclass
@@ -59,7 +62,7 @@ async def running_vdevice(emulator: Emulator, state_dir: Path, **kwargs: Any) ->
 
 @pytest.fixture
 async def vdevice(tmp_path: Path) -> AsyncIterator[RunningDevice]:
-    async with Emulator(cert_dir=tmp_path / "certs") as emulator:
+    async with Emulator(cert_dir=tmp_path / "certs", reply_text=REPLY) as emulator:
         async with running_vdevice(emulator, tmp_path) as url:
             yield RunningDevice(url, TOKEN, emulator, tmp_path)
 

@@ -1,0 +1,159 @@
+"""``avsd vdevice`` (serve Bespoken's Virtual Device API) and ``avsd test`` (run Bespoken YAML suites natively)."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import sys
+import tempfile
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+from avsd.avs.client import ConnectionSettings
+from avsd.avs.credentials import Credentials
+from avsd.errors import ConfigError
+from avsd.session import HeadlessSession, build_session
+from avsd.vdevice.clients import HttpVirtualDevice, LocalVirtualDevice
+from avsd.vdevice.processor import Options
+from avsd.vdevice.runner import find_suites, junit_xml, load_suite, run_suite, summary_line
+from avsd.vdevice.service import (
+    add_arguments as add_serve_arguments,
+)
+from avsd.vdevice.service import (
+    bind,
+    default_speech,
+    load_or_create_tokens,
+    local_url,
+    print_ready,
+    serving,
+    virtual_device_app,
+    wait_for_signal,
+)
+from avsd.vdevice.sessions import SessionOpener
+from avsd.vdevice.suite import SuiteError
+from avsd.vdevice.tokens import TokenBook, TokenEntry, identity_of
+
+BACKENDS = ("emulator", "assistant", "avs")
+
+
+def add_backend_arguments(parser: argparse.ArgumentParser, default: str) -> None:
+    parser.add_argument("--backend", choices=BACKENDS, default=default,
+                        help="who answers: emulator (local server + --scenario), assistant (offline), avs (Amazon)")
+    parser.add_argument("--scenario", type=Path, default=None, help="local server scenario (--backend emulator)")
+    parser.add_argument("--config", type=Path, default=None, help="TOML config (credentials for --backend avs)")
+
+
+def add_vdevice_arguments(parser: argparse.ArgumentParser) -> None:
+    add_backend_arguments(parser, "emulator")
+    add_serve_arguments(parser)
+
+
+def add_test_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("paths", nargs="+", type=Path, metavar="FILE.yml|DIR", help="YAML suites or folders")
+    add_backend_arguments(parser, "emulator")
+    parser.add_argument("--base-url", default=None, help="use this Virtual Device server instead of a back-end")
+    parser.add_argument("--token", default=None, help="user_id for --base-url (default: the suite's "
+                        "virtualDeviceToken)")
+    parser.add_argument("--junit", type=Path, default=None, help="write JUnit XML here")
+
+
+@contextlib.asynccontextmanager
+async def backend_opener(args: argparse.Namespace, tokens: TokenBook | None) -> AsyncIterator[SessionOpener]:
+    """``--backend`` -> a function that opens a headless session for a device identity."""
+    if args.scenario is not None and args.backend != "emulator":
+        raise ConfigError("--scenario", "needs --backend emulator")
+    if args.backend in ("emulator", "assistant"):
+        from avsd.emulator.scenario import load_scenario
+        from avsd.emulator.server import Emulator
+
+        if args.backend == "assistant":
+            raise ConfigError("--backend", "assistant: not in this build yet")
+        scenario = load_scenario(args.scenario) if args.scenario else None
+        async with Emulator(scenario=scenario) as emulator:
+            async def open_local(identity: str) -> HeadlessSession:
+                settings = ConnectionSettings(endpoint=emulator.base_url, ca_file=str(emulator.ca_file))
+                return build_session(settings, credentials=Credentials(identity, emulator.refresh_token),
+                                     token_url=emulator.base_url + "/auth/o2/token")
+
+            yield open_local
+        return
+    from avsd.config import load_config
+
+    config = load_config(args.config)
+    by_identity: dict[str, Path] = {}
+    for entry in _entries(tokens):
+        by_identity[entry.identity] = entry.credentials or config.credentials_path
+    if len(set(by_identity.values())) < len(by_identity):
+        raise ConfigError("vdevice.tokens", "with --backend avs every token needs its own credentials file "
+                          "(Amazon gives one refresh token per device): 'TOKEN /path/to/credentials.json'")
+
+    async def open_avs(identity: str) -> HeadlessSession:
+        path = by_identity.get(identity, config.credentials_path)
+        return build_session(config.avs, credentials_path=path, token_url=config.token_url())
+
+    yield open_avs
+
+
+def _entries(tokens: TokenBook | None) -> list[TokenEntry]:
+    return list(tokens.entries) if tokens is not None else []
+
+
+def _state_dir(args: argparse.Namespace) -> Path:
+    if getattr(args, "state_dir", None) is not None:
+        path: Path = args.state_dir
+        return path
+    from avsd.config import load_config
+
+    return load_config(args.config).state_dir
+
+
+async def run_vdevice(args: argparse.Namespace) -> int:
+    state_dir = _state_dir(args)
+    tokens, tokens_path = load_or_create_tokens(args.tokens, state_dir)
+    sock = bind(args.host, args.port)
+    url = args.public_url or local_url(sock)
+    async with backend_opener(args, tokens) as opener, virtual_device_app(
+        opener, default_speech(), tokens, state_dir, url
+    ) as (app, _processor), serving(app, sock):
+        print_ready(local_url(sock), tokens_path, args.backend)
+        await wait_for_signal()
+    return 0
+
+
+async def run_tests(args: argparse.Namespace) -> int:
+    suites = find_suites(args.paths)
+    if not suites:
+        raise ConfigError("paths", "no YAML suites found")
+    loaded = []
+    for path in suites:
+        try:
+            loaded.append(load_suite(path))
+        except SuiteError as exc:
+            raise ConfigError("suite", str(exc)) from exc
+    outcomes = []
+    if args.base_url:
+        for suite, homophones in loaded:
+            token = args.token or str(suite.configuration.get("virtualDeviceToken") or "")
+            if not token:
+                raise ConfigError("--token", "no token: give --token or virtualDeviceToken in testing.json")
+            device = HttpVirtualDevice(args.base_url, token, voice_id=suite.configuration.get("voiceId"))
+            sys.stdout.write(f"{suite.name}\n")
+            outcomes += await run_suite(suite, homophones, device, out=sys.stdout)
+    else:
+        with tempfile.TemporaryDirectory(prefix="avsd-test-") as state:
+            identity = identity_of("avsd-test")
+            async with backend_opener(args, None) as opener, virtual_device_app(
+                opener, default_speech(), TokenBook([TokenEntry("avsd-test-local-token", identity)]),
+                Path(state), "http://127.0.0.1",
+            ) as (_app, processor):
+                for suite, homophones in loaded:
+                    options = Options(voice_id=suite.configuration.get("voiceId"))
+                    sys.stdout.write(f"{suite.name}\n")
+                    outcomes += await run_suite(
+                        suite, homophones, LocalVirtualDevice(processor, identity, options), out=sys.stdout
+                    )
+    line = summary_line(outcomes)
+    sys.stdout.write(line + "\n")
+    if args.junit is not None:
+        args.junit.write_text(junit_xml(outcomes), encoding="utf-8")
+    return 0 if all(o.passed or o.skipped for o in outcomes) else 1

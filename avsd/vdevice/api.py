@@ -101,6 +101,7 @@ class VirtualDeviceApi:
         app.router.add_get("/conversation", self._conversation)
         app.router.add_post("/conversation_stop", self._conversation_stop)
         app.router.add_get("/audio/{audio_id}", self._audio)
+        app.router.add_post("/reporting/testResults", self._reporting_sink)
         app.on_startup.append(self._resume)
         app.on_cleanup.append(self._stop_jobs)
         return app
@@ -108,6 +109,13 @@ class VirtualDeviceApi:
     # -- routes ---------------------------------------------------------------------------------------------
     async def _health(self, request: web.Request) -> web.Response:
         return web.json_response({"status": "ok"})
+
+    async def _reporting_sink(self, request: web.Request) -> web.Response:
+        """bst posts every run's results to Bespoken's dashboard (BESPOKEN_API_BASE_URL) and exits 1 when that
+        fails, as it always does offline. Point BESPOKEN_API_BASE_URL here: the report is read and dropped (no
+        state, no effect: like /health it needs no token)."""
+        await request.read()
+        return web.Response(status=204)
 
     async def _process(self, request: web.Request) -> web.Response:
         query = request.query

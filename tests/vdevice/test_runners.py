@@ -48,8 +48,10 @@ def write_project(folder: Path, base_url: str, token: str, suites: dict[str, str
         (folder / name).write_text(text)
 
 
-async def bst(folder: Path, *args: str) -> tuple[int, str]:
-    env = {**os.environ, "HOME": str(folder / "home")}  # bst writes ~/.bst/config
+async def bst(folder: Path, base_url: str, *args: str) -> tuple[int, str]:
+    # bst writes ~/.bst/config; it reports results to Bespoken's dashboard and exits 1 when it cannot: offline,
+    # avsd vdevice is that endpoint too (README).
+    env = {**os.environ, "HOME": str(folder / "home"), "BESPOKEN_API_BASE_URL": base_url}
     proc = await asyncio.create_subprocess_exec(
         str(NODE_DIR / "node_modules" / ".bin" / "bst"), "test", *args, cwd=folder, env=env,
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
@@ -62,10 +64,10 @@ async def bst(folder: Path, *args: str) -> tuple[int, str]:
 async def test_bst_test_passes_and_fails_against_avsd(vdevice: RunningDevice, tmp_path: Path) -> None:
     project = tmp_path / "skill"
     write_project(project, vdevice.url, vdevice.token, {"pass.e2e.yml": PASSING, "fail.e2e.yml": FAILING})
-    code, out = await bst(project, "pass.e2e.yml")
+    code, out = await bst(project, vdevice.url, "pass.e2e.yml")
     assert code == 0, out
     assert "1 passed" in out, out
-    code, out = await bst(project, "fail.e2e.yml")
+    code, out = await bst(project, vdevice.url, "fail.e2e.yml")
     assert code != 0, out
     assert "1 failed" in out, out
 

@@ -62,9 +62,11 @@ async def running_vdevice(emulator: Emulator, state_dir: Path, **kwargs: Any) ->
 
 @pytest.fixture
 async def vdevice(tmp_path: Path) -> AsyncIterator[RunningDevice]:
-    async with Emulator(cert_dir=tmp_path / "certs", reply_text=REPLY) as emulator:
-        async with running_vdevice(emulator, tmp_path) as url:
-            yield RunningDevice(url, TOKEN, emulator, tmp_path)
+    async with (
+        Emulator(cert_dir=tmp_path / "certs", reply_text=REPLY) as emulator,
+        running_vdevice(emulator, tmp_path) as url,
+    ):
+        yield RunningDevice(url, TOKEN, emulator, tmp_path)
 
 
 def node_available() -> bool:

@@ -1,0 +1,137 @@
+"""Virtual device: what avsd adds to a ``/process`` call, concurrency, and the transcript's word error rate.
+
+- ``vdevice_added_s_p95``: TTS of the utterance + speech-to-text of the reply (+ the HTTP hop), i.e. the call's
+  time minus the device interaction (the Recognize and the back-end's answer), p95 over the calls, and the same
+  as a fraction of the reply's audio length (target <= 0.5);
+- ``vdevice_concurrent_wall_ratio``: 10 concurrent /process calls on 10 tokens vs one call (target <= 2);
+- ``vdevice_transcript_wer``: word error rate of ``transcript`` against the text the back-end spoke, with that
+  text's words given as ``phrases`` as a test suite would (bst sends the expected prompt) — and without phrases.
+
+Back-end: the local AVS server answering with a list of assistant-style sentences (espeak-ng MP3 at its
+default 165 wpm), over real HTTP/2 + TLS; avsd's speech: espeak-ng in, pocketsphinx free text out.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import statistics
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from avsd.avs.client import ConnectionSettings
+from avsd.avs.credentials import Credentials
+from avsd.emulator.server import Emulator
+from avsd.session import HeadlessSession, build_session
+from avsd.vdevice.service import bind, default_speech, local_url, serving, virtual_device_app
+from avsd.vdevice.tokens import TokenBook
+
+REPLIES = [
+    "It is ten thirty in the morning.",
+    "Welcome to the quiz. How many players are there?",
+    "Your timer is set for five minutes.",
+    "I set an alarm for seven thirty tomorrow morning.",
+    "The volume is now five.",
+    "Sorry, I did not understand that.",
+    "Playing music from your library.",
+    "You have two timers running.",
+]
+TOKENS = [f"bench-token-{i:02d}-0123456789" for i in range(10)]
+
+
+def p95(values: list[float]) -> float:
+    return statistics.quantiles(values, n=20)[18] if len(values) >= 2 else values[0]
+
+
+def word_errors(reference: str, hypothesis: str) -> tuple[int, int]:
+    ref = [w.strip(".,?!:;").lower() for w in reference.split()]
+    hyp = [w.strip(".,?!:;").lower() for w in hypothesis.split()]
+    row = list(range(len(hyp) + 1))
+    for i, r in enumerate(ref, start=1):
+        prev, row[0] = row[0], i
+        for j, h in enumerate(hyp, start=1):
+            prev, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, prev + (r != h))
+    return row[-1], len(ref)
+
+
+async def one_backend(reply: str, state: Path, calls: int, phrases: bool) -> dict[str, Any]:
+    async with Emulator(cert_dir=state / "certs", reply_text=reply) as emulator:
+        async def open_session(identity: str) -> HeadlessSession:
+            settings = ConnectionSettings(endpoint=emulator.base_url, ca_file=str(emulator.ca_file))
+            return build_session(settings, credentials=Credentials(identity, emulator.refresh_token),
+                                 token_url=emulator.base_url + "/auth/o2/token")
+
+        tokens_file = state / "tokens"
+        tokens_file.write_text("\n".join(TOKENS) + "\n")
+        sock = bind("127.0.0.1", 0)
+        url = local_url(sock)
+        async with virtual_device_app(open_session, default_speech(), TokenBook.from_file(tokens_file), state, url
+                                      ) as (app, _p), serving(app, sock), aiohttp.ClientSession() as http:
+            async def process(token: str) -> tuple[float, dict[str, Any]]:
+                params = [("message", "hello there"), ("user_id", token), ("debug", "true")]
+                if phrases:
+                    params.append(("phrases", reply.rstrip(".?!")))
+                started = time.perf_counter()
+                async with http.get(url + "/process", params=params) as answer:
+                    result = await answer.json()
+                    assert answer.status == 200, result
+                return time.perf_counter() - started, result
+
+            for token in TOKENS:  # each token is its own device: connect them all first (a farm keeps them open)
+                await process(token)
+            singles = [await process(TOKENS[0]) for _ in range(calls)]
+            started = time.perf_counter()
+            await asyncio.gather(*(process(t) for t in TOKENS))
+            concurrent_wall = time.perf_counter() - started
+            async with http.get(singles[0][1]["transcriptAudioURL"]) as answer:
+                mp3 = await answer.read()
+    from avsd.speech.convert import decode_mp3
+
+    reply_s = decode_mp3(mp3, 16000).seconds
+    added = [wall - r["debug"]["deviceInteractionDuration"] for wall, r in singles]
+    errors = [word_errors(reply, r["transcript"]) for _, r in singles]
+    return {"added": added, "reply_s": reply_s, "single_wall": [w for w, _ in singles],
+            "concurrent_wall": concurrent_wall, "errors": errors}
+
+
+async def measure() -> list[dict[str, object]]:
+    added_ratio: list[float] = []
+    added: list[float] = []
+    concurrency: list[float] = []
+    wer = {True: [0, 0], False: [0, 0]}
+    with tempfile.TemporaryDirectory() as tmp:
+        for index, reply in enumerate(REPLIES):
+            for phrases in (True, False):
+                state = Path(tmp) / f"{index}-{phrases}"
+                state.mkdir()
+                out = await one_backend(reply, state, calls=3, phrases=phrases)
+                wer[phrases][0] += sum(e for e, _ in out["errors"])
+                wer[phrases][1] += sum(n for _, n in out["errors"])
+                if phrases:
+                    added += out["added"]
+                    added_ratio += [a / out["reply_s"] for a in out["added"]]
+                    concurrency.append(out["concurrent_wall"] / statistics.median(out["single_wall"]))
+    return [
+        {"metric": "vdevice_added_s_p95", "value": round(p95(added), 3), "unit": "s"},
+        {"metric": "vdevice_added_over_reply_length_p95", "value": round(p95(added_ratio), 3), "unit": "ratio",
+         "target": "<= 0.5"},
+        {"metric": "vdevice_concurrent_wall_ratio", "value": round(max(concurrency), 2), "unit": "x one call",
+         "target": "<= 2", "note": "10 concurrent /process on 10 tokens, worst of the replies"},
+        {"metric": "vdevice_transcript_wer_with_phrases", "value": round(wer[True][0] / wer[True][1], 3),
+         "unit": "ratio", "target": "<= 0.10 (aim)"},
+        {"metric": "vdevice_transcript_wer_no_phrases", "value": round(wer[False][0] / wer[False][1], 3),
+         "unit": "ratio"},
+    ]
+
+
+def run() -> list[dict[str, object]]:
+    return asyncio.run(measure())
+
+
+if __name__ == "__main__":
+    for row in run():
+        print(json.dumps(row))

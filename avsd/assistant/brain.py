@@ -15,13 +15,14 @@ import logging
 import time
 import uuid
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
 from avsd.assistant.grammar import Language
 from avsd.assistant.music import MusicLibrary, MusicServer
-from avsd.assistant.skills import EXPECT_SPEECH_TIMEOUT_MS, DeviceState, Reply, SkillSettings, Skills
+from avsd.assistant.settings import AssistantSettings
+from avsd.assistant.skills import EXPECT_SPEECH_TIMEOUT_MS, DeviceState, Reply, Skills, SkillSettings
 from avsd.emulator.brains import Answer, Turn
 from avsd.emulator.scenario import DirectiveSpec
 from avsd.speech.stt import PocketsphinxModel, Transcript
@@ -32,30 +33,7 @@ _log = logging.getLogger(__name__)
 RECOGNIZE = "SpeechRecognizer.Recognize"
 
 
-@dataclass(frozen=True, slots=True)
-class AssistantSettings:
-    """``[assistant]``: the offline assistant (``avs.backend = "assistant"``)."""
-
-    locale: str = field(default="en-US", metadata={"help": "language of the grammar and answers (a locales/ file)"})
-    voice: str = field(default="en-us", metadata={"help": "espeak-ng voice of the answers, e.g. en-us+f3"})
-    rate_wpm: int = field(default=165, metadata={"help": "speaking rate, words per minute", "min": 80, "max": 450})
-    clock_24h: bool = field(default=False, metadata={"help": "say times as 18:30 instead of 6:30 PM"})
-    music_dir: str = field(default="", metadata={"help": "folder of music files to play (empty = no music)"})
-    stt_url: str = field(
-        default="", metadata={"help": "Wyoming ASR server, e.g. tcp://127.0.0.1:10300 (empty = pocketsphinx)"}
-    )
-    tts_url: str = field(
-        default="", metadata={"help": "Wyoming TTS server, e.g. tcp://127.0.0.1:10200 (empty = espeak-ng)"}
-    )
-    rasa_url: str = field(
-        default="", metadata={"help": "a Rasa bot's base URL: answer with its REST channel instead of the skills"}
-    )
-    reject_unknown: bool = field(
-        default=True, metadata={"help": "hear speech outside the commands as 'something else' (fallback)"}
-    )
-    answer_timeout_s: float = field(
-        default=5.0, metadata={"help": "longest wait for recognition before the fallback", "min": 0.1}
-    )
+ANSWERS_GRAMMAR = "answers"  # commands + bare slot values, while a question is pending
 
 
 class SpeechRecognition(Protocol):
@@ -65,7 +43,7 @@ class SpeechRecognition(Protocol):
 
 
 class Recognizer(Protocol):
-    def recognition(self) -> SpeechRecognition: ...
+    def recognition(self, grammar: str | None = None) -> SpeechRecognition: ...
 
 
 def caption(text: str, seconds: float) -> dict[str, str]:
@@ -98,8 +76,12 @@ class AssistantBrain:
         self.language = Language.load(self.settings.locale, music_names=names)
         self.skills = Skills(self.language, skill_settings or SkillSettings(clock_24h=self.settings.clock_24h))
         self.tts: SpeechSynthesizer = tts or EspeakTts(TtsSettings(self.settings.voice, self.settings.rate_wpm))
+        reject = self.settings.reject_unknown
         self.recognizer: Recognizer = recognizer or PocketsphinxModel(
-            jsgf=self.language.jsgf(reject_unknown=self.settings.reject_unknown),
+            jsgf={
+                "commands": self.language.jsgf(reject_unknown=reject),
+                ANSWERS_GRAMMAR: self.language.jsgf(answers=True, reject_unknown=reject),
+            },
             words=self.language.vocabulary(),
             pronunciations=self.language.pronunciations,
         )
@@ -183,9 +165,7 @@ class AssistantBrain:
             track = self.music.find(query) if query else self.music.tracks[0]
             if track is None:
                 return self.skills.say("music_not_found", query=query), ()
-            return self.skills.say("music_playing", title=track.title), (
-                self.music_server.play(track, "REPLACE_ALL"),
-            )
+            return self.skills.say("music_playing", title=track.title), (self.music_server.play(track, "REPLACE_ALL"),)
         return "", self._music_directives(command, state)
 
     def _music_directives(self, command: str, state: DeviceState) -> tuple[DirectiveSpec, ...]:
@@ -215,15 +195,32 @@ class TurnRecord:
     decode_cpu_s: float
 
 
+def wake_word_end(event: Mapping[str, Any]) -> int:
+    """``endIndexInSamples`` of the Recognize's wakeWordIndices (0 if none or malformed)."""
+    payload = (event.get("event") or {}).get("payload") or {}
+    initiator = payload.get("initiator") if isinstance(payload, Mapping) else None
+    inner = initiator.get("payload") if isinstance(initiator, Mapping) else None
+    indices = inner.get("wakeWordIndices") if isinstance(inner, Mapping) else None
+    end = indices.get("endIndexInSamples") if isinstance(indices, Mapping) else None
+    return end if isinstance(end, int) and 0 < end < 16000 * 30 else 0
+
+
 class _AssistantTurn:
     def __init__(self, brain: AssistantBrain, event: Mapping[str, Any]) -> None:
         self.brain = brain
         self.event = event
-        self.recognition = brain.recognizer.recognition()
+        asked = DeviceState.from_event(event).initiator is not None
+        self.recognition = brain.recognizer.recognition(ANSWERS_GRAMMAR if asked else None)
+        # As Amazon's cloud does, skip the wake word the device reports (it is not part of the command).
+        self._skip_bytes = 2 * wake_word_end(event)
         self._task: asyncio.Task[Answer] | None = None
         self.dialog_id = uuid.uuid4().hex[:8]
 
     def feed(self, pcm: bytes) -> None:
+        if self._skip_bytes >= len(pcm):
+            self._skip_bytes -= len(pcm)
+            return
+        pcm, self._skip_bytes = pcm[self._skip_bytes :], 0
         self.recognition.feed(pcm)
 
     def end_of_speech(self) -> None:
@@ -252,3 +249,22 @@ class _AssistantTurn:
 
     async def answer(self) -> Answer:
         return await self._start()
+
+
+def create_brain(settings: AssistantSettings) -> AssistantBrain | Any:
+    """The brain ``[assistant]`` asks for: the skills, or a Rasa bot; Wyoming servers when their URLs are set."""
+    tts: SpeechSynthesizer = EspeakTts(TtsSettings(settings.voice, settings.rate_wpm))
+    recognizer: Recognizer | None = None
+    if settings.tts_url:
+        from avsd.speech.wyoming import WyomingTts
+
+        tts = WyomingTts(settings.tts_url, fallback=EspeakTts(TtsSettings(settings.voice, settings.rate_wpm)))
+    if settings.stt_url:
+        from avsd.speech.wyoming import WyomingAsr
+
+        recognizer = WyomingAsr(settings.stt_url, language=settings.locale.split("-")[0])
+    if settings.rasa_url:
+        from avsd.assistant.rasa import RasaBrain, RasaClient
+
+        return RasaBrain(RasaClient(settings.rasa_url), recognizer=recognizer or PocketsphinxModel(), tts=tts)
+    return AssistantBrain(settings, recognizer=recognizer, tts=tts)

@@ -193,6 +193,7 @@ class Language:
         self.suffixes: list[str] = list(data.get("suffixes", []))
         self.pronunciations: dict[str, str] = dict(data.get("pronunciations", {}))
         self.garbage: list[str] = list(data.get("garbage", {}).get("words", []))
+        self.rewrites: dict[str, str] = dict(data.get("rewrites", {}))
         self.word_slots: dict[str, list[str]] = {k: [w.lower() for w in v] for k, v in data["slots"].items()}
         self.music_names = sorted({normalize_name(n) for n in music_names if normalize_name(n)})
         self.asks: dict[str, dict[str, str]] = {}
@@ -259,13 +260,16 @@ class Language:
 
     # -------------------------------------------------------------------------------- JSGF
 
-    def jsgf(self, *, reject_unknown: bool = True, garbage_weight: float = 1e-10) -> str:
-        """The pocketsphinx grammar: every intent's patterns, bare slot answers, and (optionally) a loop of
-        common words that catches speech outside the commands."""
+    def jsgf(self, *, answers: bool = False, reject_unknown: bool = True, garbage_weight: float = 1e-25) -> str:
+        """The pocketsphinx grammar: every intent's patterns, bare slot values when ``answers`` (only while a
+        question is pending: "five minutes" alone would otherwise soak up noise and the wake word), and
+        optionally a loop of common words that catches speech outside the commands."""
         w = self.data["words"]
         lines = ["#JSGF V1.0;", f"grammar avsd_{self.locale.replace('-', '_').lower()};"]
         command_rules = [f"<i_{name.lower()}>" for name, _ in self.intents]
-        top = ["/1/ ([<hes>] [<prefix>] (" + " | ".join(command_rules) + ") [<suffix>])", "/1/ ([<hes>] <answer>)"]
+        top = ["/1/ ([<hes>] [<prefix>] (" + " | ".join(command_rules) + ") [<suffix>])"]
+        if answers:
+            top.append("/1/ ([<hes>] [<prefix>] <answer> [<suffix>])")
         if reject_unknown and self.garbage:
             # Weighted down (entering it, and each further word): a free word loop always fits the audio
             # better than a command, so unweighted it would swallow every command (measured: 1 of 32 left).
@@ -281,7 +285,9 @@ class Language:
         lines.append(f"<other> = /1/ <gw> | /{garbage_weight:g}/ <gw> <other>;")
         lines.append("<gw> = " + _jsgf_alt(self.garbage) + ";")
         # Slots as small rules (not flat phrase lists): a much smaller search graph.
-        lines.append("<digit> = " + _jsgf_alt(u for u, v in self.units.items() if 1 <= v <= 9 and u not in ("a", "an")) + ";")
+        lines.append(
+            "<digit> = " + _jsgf_alt(u for u, v in self.units.items() if 1 <= v <= 9 and u not in ("a", "an")) + ";"
+        )
         lines.append("<teen> = " + _jsgf_alt(u for u, v in self.units.items() if v >= 10) + ";")
         lines.append("<tens> = " + _jsgf_alt(self.tens) + ";")
         lines.append("<number> = <digit> | <teen> | <tens> [<digit>] | zero | " + _jsgf_alt(self.hundred) + ";")
@@ -289,7 +295,8 @@ class Language:
         lines.append("<amount> = <number> | a | an;")
         lines.append(
             f"<duration> = <amount> <unit> [{w['and_word']} <amount> <unit>] | <amount> {w['and_a_half']} <unit> | "
-            + _jsgf_alt(w["half"]) + ";"
+            + _jsgf_alt(w["half"])
+            + ";"
         )
         lines.append("<hour> = <digit> | ten | eleven | twelve;")
         lines.append("<minute> = <teen> | <tens> [<digit>] | oh <digit>;")
@@ -297,7 +304,9 @@ class Language:
         lines.append("<ampm> = " + _jsgf_alt(forms.get(p, p) for p in [*w["am"], *w["pm"]]) + ";")
         lines.append(
             f"<clock> = <hour> [<minute> | {_jsgf_alt(w['oclock'])}] [<ampm>] | ({w['half_past']} | "
-            f"{w['quarter_past']} | {w['quarter_to']}) <hour> [<ampm>] | " + _jsgf_alt([*w["noon"], *w["midnight"]]) + ";"
+            f"{w['quarter_past']} | {w['quarter_to']}) <hour> [<ampm>] | "
+            + _jsgf_alt([*w["noon"], *w["midnight"]])
+            + ";"
         )
         lines.append("<music> = " + (_jsgf_alt(self.music_names) if self.music_names else "music") + ";")
         for name, phrases in self.word_slots.items():
@@ -312,10 +321,21 @@ class Language:
             for p in patterns:
                 vocab.update(_words(p))
         tables: list[Iterable[str]] = [
-            self.units, self.tens, self.hundred, self.duration_units, w["half"], w["oclock"],
+            self.units,
+            self.tens,
+            self.hundred,
+            self.duration_units,
+            w["half"],
+            w["oclock"],
             [w.get("dictionary_forms", {}).get(p, p) for p in [*w["am"], *w["pm"]]],
-            w["noon"], w["midnight"], [w["half_past"], w["quarter_past"], w["quarter_to"], w["and_a_half"]],
-            self.hesitations, self.prefixes, self.suffixes, self.garbage, self.music_names,
+            w["noon"],
+            w["midnight"],
+            [w["half_past"], w["quarter_past"], w["quarter_to"], w["and_a_half"]],
+            self.hesitations,
+            self.prefixes,
+            self.suffixes,
+            self.garbage,
+            self.music_names,
             *self.word_slots.values(),
         ]
         for table in tables:
@@ -332,6 +352,8 @@ class Language:
         t = re.sub(r"\b\d+\b", lambda m: self.number_words(int(m[0])), t)
         t = t.replace("%", " percent")
         t = re.sub(r"[^\w' ]+", " ", t)
+        for said, meant in self.rewrites.items():
+            t = re.sub(rf"\b{re.escape(said)}\b", meant, t)
         t = self._noise.sub(" ", t)
         words = t.split()
         collapsed = [x for i, x in enumerate(words) if i == 0 or x != words[i - 1]]  # "set set a timer"
@@ -364,7 +386,7 @@ class Language:
             m = regex.fullmatch(padded)
             if m is not None:
                 return Intent(name, self._slot_values(m), norm)
-        for slot, regex in self._answers:
+        for _slot, regex in self._answers:
             m = regex.fullmatch(padded)
             if m is not None:
                 return Intent(ANSWER_INTENT, self._slot_values(m), norm)

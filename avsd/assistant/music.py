@@ -219,15 +219,22 @@ class MusicServer:
                 start = max(len(data) - int(rng.group(2)), 0)
             end = min(end, len(data) - 1)
             if start > end:
-                writer.write(f"HTTP/1.1 416 Range Not Satisfiable\r\nContent-Range: bytes */{len(data)}\r\n"
-                             "Content-Length: 0\r\nConnection: close\r\n\r\n".encode())
+                writer.write(
+                    f"HTTP/1.1 416 Range Not Satisfiable\r\nContent-Range: bytes */{len(data)}\r\n"
+                    "Content-Length: 0\r\nConnection: close\r\n\r\n".encode()
+                )
                 return
             status = "206 Partial Content"
         ctype = mimetypes.guess_type(track.path.name)[0] or "application/octet-stream"
         if track.path.suffix.lower() == ".mp3":
             ctype = "audio/mpeg"
-        hdr = [f"HTTP/1.1 {status}", f"Content-Type: {ctype}", f"Content-Length: {end - start + 1}",
-               "Accept-Ranges: bytes", "Connection: close"]
+        hdr = [
+            f"HTTP/1.1 {status}",
+            f"Content-Type: {ctype}",
+            f"Content-Length: {end - start + 1}",
+            "Accept-Ranges: bytes",
+            "Connection: close",
+        ]
         if status.startswith("206"):
             hdr.append(f"Content-Range: bytes {start}-{end}/{len(data)}")
         writer.write(("\r\n".join(hdr) + "\r\n\r\n").encode())

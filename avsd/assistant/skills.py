@@ -214,8 +214,10 @@ class Skills:
         token = f"{TOKEN_PREFIX}.timer.{name}.{self._new_id()}"
         when = now + datetime.timedelta(seconds=duration.seconds)
         spoken = self.spoken_duration(duration.seconds)
-        text = self.say("named_timer_set", name=name.capitalize(), duration=spoken) if name else self.say(
-            "timer_set", duration=spoken
+        text = (
+            self.say("named_timer_set", name=name.capitalize(), duration=spoken)
+            if name
+            else self.say("timer_set", duration=spoken)
         )
         alert = DirectiveSpec("Alerts", "SetAlert", {"token": token, "type": "TIMER", "scheduledTime": avs_time(when)})
         return Reply(text, (alert,))
@@ -323,7 +325,9 @@ class Skills:
             return self._ask("SetVolume", "number", slots)
         if level > 10:
             return Reply(self.say("volume_bad"))
-        return Reply(self.say("volume_set", level=level), (DirectiveSpec("Speaker", "SetVolume", {"volume": level * 10}),))
+        return Reply(
+            self.say("volume_set", level=level), (DirectiveSpec("Speaker", "SetVolume", {"volume": level * 10}),)
+        )
 
     def _on_Mute(self, slots: Mapping[str, SlotValue], state: DeviceState, now: datetime.datetime) -> Reply:
         return Reply("", (DirectiveSpec("Speaker", "SetMute", {"mute": True}),))

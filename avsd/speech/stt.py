@@ -102,17 +102,18 @@ class PocketsphinxModel:
     def __init__(
         self,
         *,
-        jsgf: str | None = None,
+        jsgf: str | Mapping[str, str] | None = None,
         words: Iterable[str] = (),
         pronunciations: Mapping[str, str] | None = None,
         hints: Sequence[str] = (),
     ) -> None:
         ps = _pocketsphinx()
         self._ps = ps
-        self.jsgf = jsgf
+        # Named grammars (one pocketsphinx search each); the first is the default.
+        self.grammars: dict[str, str] = {"grammar": jsgf} if isinstance(jsgf, str) else dict(jsgf or {})
         self.hints = [h.lower() for h in hints]
         self._dict_file: str | None = None
-        if jsgf is not None:
+        if self.grammars:
             fd, self._dict_file = tempfile.mkstemp(prefix="avsd-grammar-", suffix=".dict")
             with os.fdopen(fd, "w", encoding="utf-8") as f:
                 f.write(cut_dictionary(words, pronunciations))
@@ -123,11 +124,12 @@ class PocketsphinxModel:
 
     def _new_decoder(self) -> Any:
         hmm, _ = model_paths()
-        if self.jsgf is not None:
+        if self.grammars:
             # bestpath off: on a grammar with a word loop the lattice search in hyp() takes minutes.
             decoder = self._ps.Decoder(hmm=str(hmm), dict=self._dict_file, lm=None, bestpath=False, loglevel="FATAL")
-            decoder.add_jsgf_string("grammar", self.jsgf)
-            decoder.activate_search("grammar")
+            for name, grammar in self.grammars.items():
+                decoder.add_jsgf_string(name, grammar)
+            decoder.activate_search(next(iter(self.grammars)))
         else:
             decoder = self._ps.Decoder(hmm=str(hmm), loglevel="FATAL")
         return decoder
@@ -138,12 +140,19 @@ class PocketsphinxModel:
                 return self._pool.pop()
         return self._new_decoder()
 
+    def select(self, decoder: Any, grammar: str | None) -> None:
+        if self.grammars:
+            name = grammar if grammar in self.grammars else next(iter(self.grammars))
+            if decoder.current_search() != name:
+                decoder.activate_search(name)
+
     def release(self, decoder: Any) -> None:
         with self._lock:
             self._pool.append(decoder)
 
-    def recognition(self) -> Recognition:
-        return Recognition(self)
+    def recognition(self, grammar: str | None = None) -> Recognition:
+        """A new utterance; ``grammar`` picks one of the named grammars (default: the first)."""
+        return Recognition(self, grammar)
 
     def snap_to_hint(self, text: str) -> str:
         if not self.hints or not text:
@@ -157,10 +166,11 @@ class PocketsphinxModel:
             Path(self._dict_file).unlink(missing_ok=True)
             self._dict_file = None
 
-    def transcribe(self, pcm: bytes) -> Transcript:
+    def transcribe(self, pcm: bytes, grammar: str | None = None) -> Transcript:
         """Blocking: a whole utterance at once (tests, the bench's reference path)."""
         decoder = self.acquire()
         try:
+            self.select(decoder, grammar)
             return _decode_all(decoder, pcm, self)
         finally:
             self.release(decoder)
@@ -189,8 +199,9 @@ def _decode_all(decoder: Any, pcm: bytes, model: PocketsphinxModel) -> Transcrip
 class Recognition:
     """One utterance, decoded while it streams in. Not reusable."""
 
-    def __init__(self, model: PocketsphinxModel) -> None:
+    def __init__(self, model: PocketsphinxModel, grammar: str | None = None) -> None:
         self._model = model
+        self._grammar = grammar
         self._decoder: Any = None
         self._pending = bytearray()
         self._rng = np.random.default_rng(0)
@@ -208,6 +219,7 @@ class Recognition:
 
         t = time.thread_time()
         self._decoder = self._model.acquire()
+        self._model.select(self._decoder, self._grammar)
         self._decoder.start_utt()
         self._cpu += time.thread_time() - t
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from avsd.assistant.brain import AssistantBrain
@@ -37,7 +36,8 @@ async def test_timer_is_set_by_voice_and_rings(tmp_path: Path) -> None:
         set_alert = next(d for d in dev.directives if d.header.name == "SetAlert")
         assert set_alert.payload["type"] == "TIMER"
         speak = next(d for d in dev.directives if d.header.name == "Speak")
-        assert speak.payload["caption"]["type"] == "WEBVTT"
+        assert speak.payload["caption"]["type"] == "WEBVTT", brain.turns
+        print(brain.turns)
         assert "Timer set for 5 seconds." in speak.payload["caption"]["content"]
         assert brain.turns[-1].intent == "SetTimer"
         await emu.wait_for_event("Alerts.SetAlertSucceeded", timeout=10)

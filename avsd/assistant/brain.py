@@ -13,7 +13,6 @@ import asyncio
 import datetime
 import logging
 import time
-import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -193,6 +192,7 @@ class TurnRecord:
     reply: str
     recognized_at: float  # monotonic, when the transcript was ready
     decode_cpu_s: float
+    end_of_speech_at: float | None = None  # monotonic, when the server's endpointer ended the utterance
 
 
 def wake_word_end(event: Mapping[str, Any]) -> int:
@@ -214,7 +214,7 @@ class _AssistantTurn:
         # As Amazon's cloud does, skip the wake word the device reports (it is not part of the command).
         self._skip_bytes = 2 * wake_word_end(event)
         self._task: asyncio.Task[Answer] | None = None
-        self.dialog_id = uuid.uuid4().hex[:8]
+        self._end_of_speech_at: float | None = None
 
     def feed(self, pcm: bytes) -> None:
         if self._skip_bytes >= len(pcm):
@@ -224,6 +224,7 @@ class _AssistantTurn:
         self.recognition.feed(pcm)
 
     def end_of_speech(self) -> None:
+        self._end_of_speech_at = time.monotonic()
         self._start()
 
     def _start(self) -> asyncio.Task[Answer]:
@@ -241,7 +242,11 @@ class _AssistantTurn:
         recognized_at = time.monotonic()
         reply, specs = await self.brain.respond(transcript.text, self.event)
         intent = self.brain.language.parse(transcript.text).name if transcript.text else ""
-        self.brain.turns.append(TurnRecord(transcript.text, intent, reply.text, recognized_at, transcript.decode_s))
+        self.brain.turns.append(
+            TurnRecord(
+                transcript.text, intent, reply.text, recognized_at, transcript.decode_s, self._end_of_speech_at
+            )
+        )
         del self.brain.turns[:-50]
         if reply.text:
             await self.brain.speech(reply.text)  # synthesise now; rendering the Speak then hits the cache

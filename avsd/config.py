@@ -29,6 +29,7 @@ from avsd.agents.capabilities import CapabilitiesSettings
 from avsd.agents.notifications import NotificationsSettings
 from avsd.agents.sequencer import SequencerSettings
 from avsd.agents.speaker import SpeakerSettings
+from avsd.assistant.settings import AssistantSettings
 from avsd.audio.endpointer import EndpointerSettings
 from avsd.audio.source import AudioSettings
 from avsd.avs.auth import DEFAULT_CODEPAIR_URL, DEFAULT_TOKEN_URL
@@ -116,6 +117,7 @@ class Config:
     alerts: AlertsSettings = field(default_factory=AlertsSettings)
     capabilities: CapabilitiesSettings = field(default_factory=CapabilitiesSettings)
     sequencer: SequencerSettings = field(default_factory=SequencerSettings)
+    assistant: AssistantSettings = field(default_factory=AssistantSettings)
 
     @property
     def state_dir(self) -> Path:
@@ -326,6 +328,7 @@ SECTION_HELP: dict[str, str] = {
     "notifications": "notification indicator and sounds",
     "alerts": "timers, alarms and reminders",
     "capabilities": "the capabilities published to AVS",
+    "assistant": "the offline assistant (avs.backend = \"assistant\"): speech, music, optional servers",
     "sequencer": "the directive sequencer",
 }
 

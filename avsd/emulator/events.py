@@ -34,11 +34,11 @@ from avsd.avs.multipart import (
     boundary_from_content_type,
     new_boundary,
 )
+from avsd.emulator.brains import Turn
 from avsd.emulator.faults import Fault, FaultKind, FaultTarget
 from avsd.emulator.h2conn import RequestStream, ServerConnection, StreamGoneError
 from avsd.emulator.record import RecordedRequest
 from avsd.emulator.replies import (
-    default_reply_text,
     directive_json,
     encode_response,
     qualified_name,
@@ -46,7 +46,6 @@ from avsd.emulator.replies import (
     validate_event,
 )
 from avsd.emulator.scenario import DirectiveSpec, Rule, render_payload
-from avsd.emulator.speech import synthesize_mp3_async
 from avsd.errors import MultipartError
 
 if TYPE_CHECKING:
@@ -91,6 +90,7 @@ class _Upload:
         self.stop_sent = False
         self.decoder: OpusStreamDecoder | None = None  # an OPUS upload
         self.early_headers_pending = False  # OPUS: send them once the first packets decode
+        self.turn: Turn | None = None  # the brain's ear on a Recognize no scenario rule answers
 
 
 class EventHandler:
@@ -121,7 +121,7 @@ class EventHandler:
             return
         record.body_complete.set()
         assert up.plan is not None  # set together with up.event
-        await self._answer(conn, stream, record, up.event, up.plan)
+        await self._answer(conn, stream, record, up.event, up.plan, up.turn)
 
     # ------------------------------------------------------------------------------------------ upload
 
@@ -183,6 +183,8 @@ class EventHandler:
         if fault is not None:
             record.fault = str(fault.kind)
         if name == RECOGNIZE:
+            if rule is None:
+                up.turn = self.emu.brain.recognize(doc)
             profile = str(doc["event"].get("payload", {}).get("profile", ""))
             if profile in _CLOUD_ENDPOINTING_PROFILES and self.emu.stop_capture:
                 if rule is not None and rule.stop_capture_after_s is not None:
@@ -222,6 +224,8 @@ class EventHandler:
             await self._endpoint(conn, up, pcm, len(record.audio))
 
     async def _endpoint(self, conn: ServerConnection, up: _Upload, data: bytes, total: int) -> None:
+        if up.turn is not None:
+            up.turn.feed(data)
         if up.stop_sent:
             return
         if up.stop_after_s is not None:
@@ -233,6 +237,8 @@ class EventHandler:
         if not done:
             return
         up.stop_sent = True
+        if up.turn is not None:
+            up.turn.end_of_speech()
         reason = up.endpointer.endpointer.result if up.endpointer is not None else "fixed delay"
         _log.info(
             "connection %d: cloud endpoint (%s) after %.2f s of audio -> StopCapture",
@@ -274,6 +280,7 @@ class EventHandler:
         record: RecordedRequest,
         event: dict[str, Any],
         plan: _Plan,
+        turn: Turn | None = None,
     ) -> None:
         fault, rule = plan.fault, plan.rule
         if fault is not None and fault.kind is FaultKind.RST_STREAM:
@@ -288,6 +295,9 @@ class EventHandler:
             await self.emu.respond_exception(conn, stream, record, fault.status, "injected fault")
             return
         status = plan.status
+        specs = await self._specs(event, rule, turn)
+        if status == 204 and specs:
+            status = plan.status = 200  # the brain answered an event with directives
         if status >= 400:
             await self.emu.respond_exception(conn, stream, record, status, "scenario rule")
             return
@@ -296,12 +306,6 @@ class EventHandler:
             return
         header = event["event"]["header"]
         drid = header.get("dialogRequestId") if isinstance(header.get("dialogRequestId"), str) else None
-        if rule is not None:
-            specs: tuple[DirectiveSpec, ...] = rule.directives
-        elif qualified_name(event) == RECOGNIZE:
-            specs = (DirectiveSpec("SpeechSynthesizer", "Speak", speech=self.reply_text()),)
-        else:
-            specs = ()
         json_parts: list[bytes] = []
         attachments: dict[str, bytes] = {}
         for spec in specs:
@@ -338,8 +342,18 @@ class EventHandler:
             return
         await self._push_quietly(conn, downchannel, raw, attachments)
 
-    def reply_text(self) -> str:
-        return self.emu.reply_text or default_reply_text(datetime.datetime.now().astimezone())
+    async def _specs(
+        self, event: dict[str, Any], rule: Rule | None, turn: Turn | None
+    ) -> tuple[DirectiveSpec, ...]:
+        """The scenario rule's directives, else the brain's answer (a Recognize's turn, or any other event)."""
+        if rule is not None:
+            return rule.directives
+        if turn is not None:
+            return (await turn.answer()).directives
+        if qualified_name(event) == RECOGNIZE:  # a Recognize whose JSON part was its last part
+            turn = self.emu.brain.recognize(event)
+            return (await turn.answer()).directives
+        return (await self.emu.brain.on_event(event)).directives
 
     async def render(
         self, spec: DirectiveSpec, dialog_request_id: str | None, event: dict[str, Any] | None = None
@@ -355,7 +369,7 @@ class EventHandler:
             payload.setdefault("url", f"cid:{cid}")
             payload.setdefault("format", "AUDIO_MPEG")
             payload.setdefault("token", f"amzn1.as-ct.v1.avsd-emulator#ACRI#{cid}")
-            attachments[cid] = await synthesize_mp3_async(spec.speech)
+            attachments[cid] = await self.emu.brain.speech(spec.speech)
         return directive_json(
             spec.namespace, spec.name, payload, str(uuid.uuid4()), dialog_request_id
         ), attachments

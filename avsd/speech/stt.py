@@ -1,0 +1,270 @@
+"""Speech to text with pocketsphinx (the PyPI wheel ships the en-US acoustic model, dictionary and LM).
+
+Two modes:
+
+- **grammar** (the assistant): a JSGF grammar generated from the intents, and a dictionary cut down to the
+  grammar's words. The full language model is never loaded, which keeps the daemon small (~25 MB less RSS) and
+  makes decoding about 10x cheaper than free text.
+- **free text** (later front-ends): the wheel's full LM; ``hints`` (phrases the caller expects) snap a
+  hypothesis that is close to one of them onto it.
+
+Decoding happens while the audio arrives: :meth:`Recognition.feed` hands 100 ms chunks to one worker thread
+per model (pocketsphinx is not thread-safe per decoder; the loop never waits for it), and
+:meth:`Recognition.finish` only has to decode the tail.
+
+Quirk: pocketsphinx's feature front end misbehaves on *digital* silence (exact zeros, as in synthetic speech or
+padded WAVs): words next to it get lost ("cancel the timer" -> "cancel the"). Real microphones never produce it;
+a fixed, very low noise floor (about -60 dBFS) is added to every chunk so both behave alike.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import difflib
+import logging
+import os
+import tempfile
+import threading
+from collections.abc import Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+_log = logging.getLogger(__name__)
+
+SAMPLE_RATE = 16000
+_CHUNK_BYTES = 3200  # 100 ms at 16 kHz, 16-bit
+_NOISE_FLOOR = 30.0  # std of the added noise, in 16-bit sample units (~ -60 dBFS)
+_HINT_CUTOFF = 0.75
+
+
+class SttUnavailableError(RuntimeError):
+    """pocketsphinx (or its model) is missing: the message says what to install."""
+
+
+class VocabularyError(ValueError):
+    """A grammar word has no pronunciation."""
+
+
+@dataclass(frozen=True, slots=True)
+class Transcript:
+    text: str
+    # Decoder time spent on this utterance, seconds (CPU of the worker thread, for the bench).
+    decode_s: float = 0.0
+
+
+def _pocketsphinx() -> Any:
+    try:
+        import pocketsphinx
+    except ImportError as exc:  # pragma: no cover - depends on the install
+        raise SttUnavailableError("pocketsphinx is not installed (pip install 'pocketsphinx>=5.0')") from exc
+    return pocketsphinx
+
+
+def model_paths() -> tuple[Path, Path]:
+    """(acoustic model dir, full dictionary) of the wheel's en-US model."""
+    ps = _pocketsphinx()
+    base = Path(ps.get_model_path()) / "en-us"
+    return base / "en-us", base / "cmudict-en-us.dict"
+
+
+def cut_dictionary(words: Iterable[str], extra: Mapping[str, str] | None = None) -> str:
+    """The dictionary lines for ``words`` (all pronunciation variants), plus ``extra`` ``{word: "PH ONES"}``.
+    Raises VocabularyError naming words that have no pronunciation."""
+    wanted = {w.lower() for w in words}
+    extra = {k.lower(): v for k, v in (extra or {}).items()}
+    lines: list[str] = []
+    found: set[str] = set()
+    _, dict_path = model_paths()
+    with dict_path.open(encoding="utf-8") as f:
+        for line in f:
+            head = line.split(" ", 1)[0]
+            word = head.split("(", 1)[0]
+            if word in wanted and word not in extra:
+                lines.append(line.rstrip("\n"))
+                found.add(word)
+    for word, phones in extra.items():
+        if word in wanted:
+            lines.append(f"{word} {phones}")
+            found.add(word)
+    missing = sorted(wanted - found)
+    if missing:
+        raise VocabularyError(f"no pronunciation for: {', '.join(missing)} (add them to [pronunciations])")
+    return "\n".join(lines) + "\n"
+
+
+class PocketsphinxModel:
+    """A loaded decoder configuration. Decoders are pooled: one per concurrent utterance."""
+
+    def __init__(
+        self,
+        *,
+        jsgf: str | Mapping[str, str] | None = None,
+        words: Iterable[str] = (),
+        pronunciations: Mapping[str, str] | None = None,
+        hints: Sequence[str] = (),
+    ) -> None:
+        ps = _pocketsphinx()
+        self._ps = ps
+        # Named grammars (one pocketsphinx search each); the first is the default.
+        self.grammars: dict[str, str] = {"grammar": jsgf} if isinstance(jsgf, str) else dict(jsgf or {})
+        self.hints = [h.lower() for h in hints]
+        self._dict_file: str | None = None
+        if self.grammars:
+            fd, self._dict_file = tempfile.mkstemp(prefix="avsd-grammar-", suffix=".dict")
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                f.write(cut_dictionary(words, pronunciations))
+        self._pool: list[Any] = []
+        self._lock = threading.Lock()
+        self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="avsd-stt")
+        self._pool.append(self._new_decoder())  # load now: fail at start-up, not on the first question
+
+    def _new_decoder(self) -> Any:
+        hmm, _ = model_paths()
+        if self.grammars:
+            # bestpath off: on a grammar with a word loop the lattice search in hyp() takes minutes.
+            decoder = self._ps.Decoder(hmm=str(hmm), dict=self._dict_file, lm=None, bestpath=False, loglevel="FATAL")
+            for name, grammar in self.grammars.items():
+                decoder.add_jsgf_string(name, grammar)
+            decoder.activate_search(next(iter(self.grammars)))
+        else:
+            decoder = self._ps.Decoder(hmm=str(hmm), loglevel="FATAL")
+        return decoder
+
+    def acquire(self) -> Any:
+        with self._lock:
+            if self._pool:
+                return self._pool.pop()
+        return self._new_decoder()
+
+    def select(self, decoder: Any, grammar: str | None) -> None:
+        if self.grammars:
+            name = grammar if grammar in self.grammars else next(iter(self.grammars))
+            if decoder.current_search() != name:
+                decoder.activate_search(name)
+
+    def release(self, decoder: Any) -> None:
+        with self._lock:
+            self._pool.append(decoder)
+
+    def recognition(self, grammar: str | None = None) -> Recognition:
+        """A new utterance; ``grammar`` picks one of the named grammars (default: the first)."""
+        return Recognition(self, grammar)
+
+    def snap_to_hint(self, text: str) -> str:
+        if not self.hints or not text:
+            return text
+        close = difflib.get_close_matches(text, self.hints, n=1, cutoff=_HINT_CUTOFF)
+        return close[0] if close else text
+
+    def close(self) -> None:
+        self.executor.shutdown(wait=False, cancel_futures=True)
+        if self._dict_file is not None:
+            Path(self._dict_file).unlink(missing_ok=True)
+            self._dict_file = None
+
+    def transcribe(self, pcm: bytes, grammar: str | None = None) -> Transcript:
+        """Blocking: a whole utterance at once (tests, the bench's reference path)."""
+        decoder = self.acquire()
+        try:
+            self.select(decoder, grammar)
+            return _decode_all(decoder, pcm, self)
+        finally:
+            self.release(decoder)
+
+
+def _dither(chunk: bytes, rng: np.random.Generator) -> bytes:
+    samples = np.frombuffer(chunk[: len(chunk) // 2 * 2], dtype="<i2").astype(np.float32)
+    samples += rng.normal(0.0, _NOISE_FLOOR, len(samples)).astype(np.float32)
+    return np.clip(samples, -32768, 32767).astype("<i2").tobytes()
+
+
+def _decode_all(decoder: Any, pcm: bytes, model: PocketsphinxModel) -> Transcript:
+    import time
+
+    rng = np.random.default_rng(0)
+    start = time.thread_time()
+    decoder.start_utt()
+    for offset in range(0, len(pcm), _CHUNK_BYTES):
+        decoder.process_raw(_dither(pcm[offset : offset + _CHUNK_BYTES], rng), False, False)
+    decoder.end_utt()
+    hyp = decoder.hyp()
+    text = model.snap_to_hint(hyp.hypstr if hyp is not None else "")
+    return Transcript(text, time.thread_time() - start)
+
+
+class Recognition:
+    """One utterance, decoded while it streams in. Not reusable."""
+
+    def __init__(self, model: PocketsphinxModel, grammar: str | None = None) -> None:
+        self._model = model
+        self._grammar = grammar
+        self._decoder: Any = None
+        self._pending = bytearray()
+        self._rng = np.random.default_rng(0)
+        self._cpu = 0.0
+        self._futures: list[asyncio.Future[None]] = []
+        self._result: asyncio.Future[Transcript] | None = None
+        self._started = False
+
+    def _run(self, fn: Any, *args: Any) -> asyncio.Future[Any]:
+        loop = asyncio.get_running_loop()
+        return loop.run_in_executor(self._model.executor, fn, *args)
+
+    def _start_blocking(self) -> None:
+        import time
+
+        t = time.thread_time()
+        self._decoder = self._model.acquire()
+        self._model.select(self._decoder, self._grammar)
+        self._decoder.start_utt()
+        self._cpu += time.thread_time() - t
+
+    def _process_blocking(self, chunk: bytes) -> None:
+        import time
+
+        t = time.thread_time()
+        self._decoder.process_raw(_dither(chunk, self._rng), False, False)
+        self._cpu += time.thread_time() - t
+
+    def _finish_blocking(self, tail: bytes) -> Transcript:
+        import time
+
+        t = time.thread_time()
+        try:
+            if tail:
+                self._decoder.process_raw(_dither(tail, self._rng), False, False)
+            self._decoder.end_utt()
+            hyp = self._decoder.hyp()
+            text = hyp.hypstr if hyp is not None else ""
+        finally:
+            self._model.release(self._decoder)
+        self._cpu += time.thread_time() - t
+        return Transcript(self._model.snap_to_hint(text), self._cpu)
+
+    def feed(self, pcm: bytes) -> None:
+        """Queue audio (16 kHz, 16-bit mono); decoding runs in the model's worker thread. Call from the loop."""
+        if self._result is not None:
+            return
+        if not self._started:
+            self._started = True
+            self._run(self._start_blocking)
+        self._pending += pcm
+        while len(self._pending) >= _CHUNK_BYTES:
+            chunk = bytes(self._pending[:_CHUNK_BYTES])
+            del self._pending[:_CHUNK_BYTES]
+            self._run(self._process_blocking, chunk)
+
+    def finish(self) -> asyncio.Future[Transcript]:
+        """The transcript (idempotent: the first call ends the utterance; later calls get the same future)."""
+        if self._result is None:
+            if not self._started:
+                self._started = True
+                self._run(self._start_blocking)
+            tail, self._pending = bytes(self._pending), bytearray()
+            # The worker runs jobs in order, so this sees every chunk queued before it.
+            self._result = self._run(self._finish_blocking, tail)
+        return self._result

@@ -62,24 +62,34 @@ async def backend_opener(args: argparse.Namespace, tokens: TokenBook | None) -> 
     """``--backend`` -> a function that opens a headless session for a device identity."""
     if args.scenario is not None and args.backend != "emulator":
         raise ConfigError("--scenario", "needs --backend emulator")
+    from avsd.config import load_config
+
+    config = load_config(args.config)
     if args.backend in ("emulator", "assistant"):
         from avsd.emulator.scenario import load_scenario
         from avsd.emulator.server import Emulator
 
+        brain = None
         if args.backend == "assistant":
-            raise ConfigError("--backend", "assistant: not in this build yet")
+            from avsd.assistant.brain import create_brain
+
+            brain = create_brain(config.assistant)
         scenario = load_scenario(args.scenario) if args.scenario else None
-        async with Emulator(scenario=scenario) as emulator:
-            async def open_local(identity: str) -> HeadlessSession:
-                settings = ConnectionSettings(endpoint=emulator.base_url, ca_file=str(emulator.ca_file))
-                return build_session(settings, credentials=Credentials(identity, emulator.refresh_token),
-                                     token_url=emulator.base_url + "/auth/o2/token")
+        async with Emulator(scenario=scenario, brain=brain) as emulator:
+            start, stop = getattr(brain, "start", None), getattr(brain, "stop", None)
+            if start is not None:
+                await start()
+            try:
+                async def open_local(identity: str) -> HeadlessSession:
+                    settings = ConnectionSettings(endpoint=emulator.base_url, ca_file=str(emulator.ca_file))
+                    return build_session(settings, credentials=Credentials(identity, emulator.refresh_token),
+                                         token_url=emulator.base_url + "/auth/o2/token")
 
-            yield open_local
+                yield open_local
+            finally:
+                if stop is not None:
+                    await stop()
         return
-    from avsd.config import load_config
-
-    config = load_config(args.config)
     by_identity: dict[str, Path] = {}
     for entry in _entries(tokens):
         by_identity[entry.identity] = entry.credentials or config.credentials_path

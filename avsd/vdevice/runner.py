@@ -136,7 +136,8 @@ def _failure_text(assertion: Assertion, result: dict[str, Any]) -> str:
     verb = "be one of:" if isinstance(assertion.value, list) else assertion.operator.value
     lines = "\n".join(f"\t{'undefined' if v is None else v}" for v in expected)
     received = value_at_path(result, assertion.path)
-    return f"Expected value at [{assertion.path}] to {verb}\n{lines}\nReceived:\n\t{received}"
+    shown = "undefined" if received is None else received
+    return f"Expected value at [{assertion.path}] to {verb}\n{lines}\nReceived:\n\t{shown}"
 
 
 def _print_test(outcome: TestOutcome, out: IO[str]) -> None:

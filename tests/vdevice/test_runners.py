@@ -101,3 +101,38 @@ async def test_avsd_test_in_process_backend(tmp_path: Path) -> None:
     assert code == 0, out
     assert "PASS  the emulator answers" in out
     assert 'tests="1"' in (project / "j.xml").read_text()
+
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+async def test_readme_example_suite_against_the_offline_assistant(tmp_path: Path) -> None:
+    """README: ``avsd test config/vdevice/assistant.e2e.yml --backend assistant``, exactly."""
+    code, out = await avsd_test("config/vdevice/assistant.e2e.yml", "--backend", "assistant", cwd=REPO)
+    assert code == 0, out
+    assert "3 passed, 0 failed" in out
+
+
+@needs_node
+async def test_bst_against_avsd_vdevice_process(tmp_path: Path) -> None:
+    """The documented flow: ``avsd vdevice --backend assistant`` in its own process, Bespoken's bst against it."""
+    state = tmp_path / "state"
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "avsd", "vdevice", "--backend", "assistant", "--port", "0", "--state-dir", str(state),
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )
+    try:
+        assert proc.stdout is not None
+        first = (await asyncio.wait_for(proc.stdout.readline(), 60)).decode()
+        assert first.startswith("avsd vdevice: http://127.0.0.1:"), first
+        url = first.split()[2]
+        token = next(line for line in (state / "vdevice-tokens").read_text().splitlines() if not line.startswith("#"))
+        project = tmp_path / "skill"
+        suite = (REPO / "config" / "vdevice" / "assistant.e2e.yml").read_text()
+        write_project(project, url, token.strip(), {"assistant.e2e.yml": suite})
+        code, out = await bst(project, url, "assistant.e2e.yml")
+        assert code == 0, out
+        assert "3 passed" in out, out
+    finally:
+        proc.terminate()
+        assert await asyncio.wait_for(proc.wait(), 10) == 0

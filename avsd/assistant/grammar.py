@@ -23,6 +23,7 @@ from typing import Any
 LOCALES_DIR = Path(__file__).with_name("locales")
 ANSWER_INTENT = "Answer"  # a bare slot value, said to answer an ExpectSpeech question
 FALLBACK_INTENT = "Fallback"
+ANSWER_TIME_INTENTS = ("Stop",)  # what the answers grammar hears besides bare slot values
 _BUILTIN_SLOTS = ("number", "duration", "clock", "music")
 
 
@@ -266,7 +267,10 @@ class Language:
         optionally a loop of common words that catches speech outside the commands."""
         w = self.data["words"]
         lines = ["#JSGF V1.0;", f"grammar avsd_{self.locale.replace('-', '_').lower()};"]
-        command_rules = [f"<i_{name.lower()}>" for name, _ in self.intents]
+        # While a question is pending only the answer and "stop" / "never mind" are heard: a second full
+        # grammar would cost ~30 MB of the decoder's memory, and people answer the question they were asked.
+        intents = [(n, p) for n, p in self.intents if not answers or n in ANSWER_TIME_INTENTS]
+        command_rules = [f"<i_{name.lower()}>" for name, _ in intents]
         top = ["/1/ ([<hes>] [<prefix>] (" + " | ".join(command_rules) + ") [<suffix>])"]
         if answers:
             top.append("/1/ ([<hes>] [<prefix>] <answer> [<suffix>])")
@@ -275,7 +279,7 @@ class Language:
             # better than a command, so unweighted it would swallow every command (measured: 1 of 32 left).
             top.append(f"/{garbage_weight:g}/ (<other>)")
         lines.append("public <utterance> = " + " | ".join(top) + ";")
-        for name, patterns in self.intents:
+        for name, patterns in intents:
             alts = [_jsgf(p) for p in patterns if "<music>" not in _jsgf(p) or self.music_names]
             lines.append(f"<i_{name.lower()}> = " + " | ".join(f"({a})" for a in alts) + ";")
         lines.append("<answer> = <duration> | <clock> | <number> | <day>;")

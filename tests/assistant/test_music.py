@@ -109,7 +109,8 @@ async def test_play_by_title_artist_album_and_fetch(folder: Path) -> None:
             assert enqueue.payload["playBehavior"] == "ENQUEUE"
             assert enqueue.payload["audioItem"]["stream"]["expectedPreviousToken"] == token
             nxt = await brain.on_event(event("PlaybackController.NextCommandIssued", token, "PLAYING"))
-            assert nxt.directives[0].payload["audioItem"]["stream"]["token"] == enqueue.payload["audioItem"]["stream"]["token"]
+            next_token = nxt.directives[0].payload["audioItem"]["stream"]["token"]
+            assert next_token == enqueue.payload["audioItem"]["stream"]["token"]
             recognizer.text = "play jazz"
             assert (await brain.recognize(event()).answer()).directives[0].speech.startswith("Sorry")  # type: ignore[union-attr]
     finally:

@@ -19,9 +19,13 @@ def model() -> Iterator[PocketsphinxModel]:
     m.close()
 
 
-@pytest.mark.parametrize("text", ["what time is it", "set the volume to four", "cancel the pasta timer"])
-def test_grammar_decoding(model: PocketsphinxModel, say: Callable[..., bytes], text: str) -> None:
-    assert model.transcribe(say(text)).text == text
+@pytest.mark.parametrize(
+    ("text", "voice"),
+    [("what time is it", "en-us"), ("set the volume to four", "en-us+m3"), ("cancel the pasta timer", "en-us")],
+)
+def test_grammar_decoding(model: PocketsphinxModel, say: Callable[..., bytes], text: str, voice: str) -> None:
+    # Accuracy over voices, speeds and noise is measured by bench/bench_assistant.py; this checks the path.
+    assert model.transcribe(say(text, voice)).text == text
 
 
 async def test_streaming_decodes_while_audio_arrives(model: PocketsphinxModel, say: Callable[..., bytes]) -> None:

@@ -35,6 +35,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from avsd.assistant.brain import grammar_recognizer  # noqa: E402
 from avsd.assistant.grammar import Language  # noqa: E402
 from avsd.speech.stt import PocketsphinxModel  # noqa: E402
 from bench._common import p95  # noqa: E402
@@ -239,9 +240,7 @@ def rss_in_process() -> tuple[float, float]:
 def run() -> list[dict[str, object]]:
     quick = os.environ.get("AVSD_BENCH_QUICK") == "1"
     lang = Language.load()
-    model = PocketsphinxModel(
-        jsgf=lang.jsgf(), words=lang.vocabulary(), pronunciations=lang.pronunciations
-    )
+    model = grammar_recognizer(lang)
     cache = Path(tempfile.gettempdir()) / "avsd-bench-assistant"
     items = corpus(cache, 60 if quick else 320)
     acc = accuracy(model, lang, items)

@@ -45,6 +45,24 @@ class Recognizer(Protocol):
     def recognition(self, grammar: str | None = None) -> SpeechRecognition: ...
 
 
+WARM_UP_WAV = Path(__file__).with_name("assets") / "alexa-set-a-timer-for-five-seconds.wav"
+
+
+def grammar_recognizer(language: Language, *, reject_unknown: bool = True) -> PocketsphinxModel:
+    """pocketsphinx with the language's two grammars: commands, and answers while a question is pending."""
+    from avsd.speech.convert import read_wav
+
+    return PocketsphinxModel(
+        jsgf={
+            "commands": language.jsgf(reject_unknown=reject_unknown),
+            ANSWERS_GRAMMAR: language.jsgf(answers=True, reject_unknown=reject_unknown),
+        },
+        words=language.vocabulary(),
+        pronunciations=language.pronunciations,
+        warm_up=read_wav(WARM_UP_WAV).data,
+    )
+
+
 def caption(text: str, seconds: float) -> dict[str, str]:
     """SpeechSynthesizer 1.3 caption: the spoken text as one WebVTT cue."""
     end = max(seconds, 0.5)
@@ -75,14 +93,8 @@ class AssistantBrain:
         self.language = Language.load(self.settings.locale, music_names=names)
         self.skills = Skills(self.language, skill_settings or SkillSettings(clock_24h=self.settings.clock_24h))
         self.tts: SpeechSynthesizer = tts or EspeakTts(TtsSettings(self.settings.voice, self.settings.rate_wpm))
-        reject = self.settings.reject_unknown
-        self.recognizer: Recognizer = recognizer or PocketsphinxModel(
-            jsgf={
-                "commands": self.language.jsgf(reject_unknown=reject),
-                ANSWERS_GRAMMAR: self.language.jsgf(answers=True, reject_unknown=reject),
-            },
-            words=self.language.vocabulary(),
-            pronunciations=self.language.pronunciations,
+        self.recognizer: Recognizer = recognizer or grammar_recognizer(
+            self.language, reject_unknown=self.settings.reject_unknown
         )
         self.now = now
         self.turns: list[TurnRecord] = []  # the last few turns, for tests, the bench and the demo log

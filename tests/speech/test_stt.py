@@ -7,6 +7,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
+from avsd.assistant.brain import grammar_recognizer
 from avsd.assistant.grammar import Language
 from avsd.speech.stt import PocketsphinxModel, VocabularyError, cut_dictionary
 
@@ -14,7 +15,7 @@ from avsd.speech.stt import PocketsphinxModel, VocabularyError, cut_dictionary
 @pytest.fixture(scope="module")
 def model() -> Iterator[PocketsphinxModel]:
     lang = Language.load()
-    m = PocketsphinxModel(jsgf=lang.jsgf(), words=lang.vocabulary(), pronunciations=lang.pronunciations)
+    m = grammar_recognizer(lang)
     yield m
     m.close()
 

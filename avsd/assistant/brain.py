@@ -236,7 +236,8 @@ class _AssistantTurn:
         self.recognition.feed(pcm)
 
     def end_of_speech(self) -> None:
-        self._end_of_speech_at = time.monotonic()
+        if self._end_of_speech_at is None:
+            self._end_of_speech_at = time.monotonic()
         self._start()
 
     def _start(self) -> asyncio.Task[Answer]:

@@ -89,7 +89,9 @@ class AssistantBrain:
         self.settings = settings or AssistantSettings()
         self.music = MusicLibrary(Path(self.settings.music_dir)) if self.settings.music_dir else None
         self.music_server: MusicServer | None = None
-        names = self.music.names() if self.music is not None else ()
+        names = self.music.names() if self.music is not None else []
+        if names and recognizer is None:
+            names = _sayable(names, self.settings.locale)
         self.language = Language.load(self.settings.locale, music_names=names)
         self.skills = Skills(self.language, skill_settings or SkillSettings(clock_24h=self.settings.clock_24h))
         self.tts: SpeechSynthesizer = tts or EspeakTts(TtsSettings(self.settings.voice, self.settings.rate_wpm))
@@ -269,8 +271,39 @@ class _AssistantTurn:
         return await self._start()
 
 
+def _sayable(names: list[str], locale: str) -> list[str]:
+    """Music names whose every word the recogniser can pronounce (the others are left out of the grammar, with a
+    log line: a title such as "Xanadu" cannot be asked for by voice, but plays as part of the folder)."""
+    from avsd.assistant.grammar import normalize_name
+    from avsd.speech.stt import known_words
+
+    words = {w for n in names for w in normalize_name(n).split()}
+    known = known_words(words, Language.load(locale).pronunciations)
+    ok = [n for n in names if all(w in known for w in normalize_name(n).split())]
+    if len(ok) < len(names):
+        _log.info("music: %d names have words the recogniser cannot say; not in the grammar", len(names) - len(ok))
+    return ok
+
+
 def create_brain(settings: AssistantSettings) -> AssistantBrain | Any:
-    """The brain ``[assistant]`` asks for: the skills, or a Rasa bot; Wyoming servers when their URLs are set."""
+    """The brain ``[assistant]`` asks for: the skills, or a Rasa bot; Wyoming servers when their URLs are set.
+    A bad ``[assistant]`` value raises ConfigError naming the key."""
+    from avsd.assistant.grammar import GrammarError
+    from avsd.errors import ConfigError
+
+    for key in ("stt_url", "tts_url"):
+        url = getattr(settings, key)
+        if url and not url.startswith(("tcp://", "unix://")):
+            raise ConfigError(f"assistant.{key}", f"{url!r} is not a Wyoming URL (tcp://host:port or unix:///path)")
+    if settings.rasa_url and not settings.rasa_url.startswith(("http://", "https://")):
+        raise ConfigError("assistant.rasa_url", f"{settings.rasa_url!r} is not an http(s) URL")
+    try:
+        return _create_brain(settings)
+    except GrammarError as exc:
+        raise ConfigError("assistant.locale", str(exc)) from exc
+
+
+def _create_brain(settings: AssistantSettings) -> AssistantBrain | Any:
     tts: SpeechSynthesizer = EspeakTts(TtsSettings(settings.voice, settings.rate_wpm))
     recognizer: Recognizer | None = None
     if settings.tts_url:

@@ -33,6 +33,8 @@ from typing import Any
 
 import numpy as np
 
+from avsd.errors import AvsdError
+
 _log = logging.getLogger(__name__)
 
 SAMPLE_RATE = 16000
@@ -41,8 +43,10 @@ _NOISE_FLOOR = 30.0  # std of the added noise, in 16-bit sample units (~ -60 dBF
 _HINT_CUTOFF = 0.75
 
 
-class SttUnavailableError(RuntimeError):
+class SttUnavailableError(AvsdError):
     """pocketsphinx (or its model) is missing: the message says what to install."""
+
+    code = "stt-unavailable"
 
 
 class VocabularyError(ValueError):
@@ -69,6 +73,19 @@ def model_paths() -> tuple[Path, Path]:
     ps = _pocketsphinx()
     base = Path(ps.get_model_path()) / "en-us"
     return base / "en-us", base / "cmudict-en-us.dict"
+
+
+def known_words(words: Iterable[str], extra: Mapping[str, str] | None = None) -> set[str]:
+    """Which of ``words`` the dictionary (or ``extra``) can pronounce."""
+    wanted = {w.lower() for w in words}
+    found = wanted & {k.lower() for k in (extra or {})}
+    _, dict_path = model_paths()
+    with dict_path.open(encoding="utf-8") as f:
+        for line in f:
+            word = line.split(" ", 1)[0].split("(", 1)[0]
+            if word in wanted:
+                found.add(word)
+    return found
 
 
 def cut_dictionary(words: Iterable[str], extra: Mapping[str, str] | None = None) -> str:

@@ -57,3 +57,11 @@ def test_readme_demo_session_sets_a_timer_that_rings() -> None:
     assert result.returncode == 0, result.stdout + result.stderr
     assert "Alexa says: 'Timer set for 5 seconds.'" in result.stdout
     assert "Alerts.SetAlertSucceeded, Alerts.AlertStarted, Alerts.AlertStopped" in result.stdout
+
+
+def test_bad_assistant_config_is_one_line_and_exit_78(tmp_path: Path) -> None:
+    config = _config(tmp_path)
+    config.write_text(config.read_text() + '[assistant]\nlocale = "xx-XX"\n')
+    result = _avsd("run", "--config", str(config), "--input", str(ASSISTANT_WAV), "--hardware", "none")
+    assert result.returncode == 78, result.stderr[-2000:]
+    assert result.stderr.strip().splitlines()[-1].startswith("avsd: assistant.locale: no assistant locale 'xx-XX'")

@@ -115,3 +115,21 @@ async def test_play_by_title_artist_album_and_fetch(folder: Path) -> None:
             assert (await brain.recognize(event()).answer()).directives[0].speech.startswith("Sorry")  # type: ignore[union-attr]
     finally:
         await brain.stop()
+
+
+def test_unsayable_names_stay_out_of_the_grammar(tmp_path: Path) -> None:
+    (tmp_path / "Zzyzxqk - Qwxzzy.mp3").write_bytes(tone_mp3())
+    (tmp_path / "Queen - Bohemian Rhapsody.mp3").write_bytes(tone_mp3())
+    brain = AssistantBrain(AssistantSettings(music_dir=str(tmp_path)))
+    assert len(brain.music.tracks) == 2  # type: ignore[union-attr]
+    assert brain.language.music_names == ["bohemian rhapsody", "queen"]
+
+
+def test_bad_assistant_config_names_the_key() -> None:
+    from avsd.assistant.brain import create_brain
+    from avsd.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"^assistant\.locale: no assistant locale 'xx-XX'"):
+        create_brain(AssistantSettings(locale="xx-XX"))
+    with pytest.raises(ConfigError, match=r"^assistant\.stt_url: "):
+        create_brain(AssistantSettings(stt_url="http://whisper:10300"))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy as np
 import pytest
@@ -10,10 +11,12 @@ import pytest
 from avsd.speech import convert
 from avsd.speech.tts import Pcm, encode_mp3
 
-try:  # the stdlib module on 3.11/3.12, the audioop-lts backport on 3.13: the reference, test-only
-    import audioop
-except ImportError:  # pragma: no cover
-    audioop = None  # type: ignore[assignment]
+with warnings.catch_warnings():  # the stdlib module on 3.11/3.12 (deprecated), audioop-lts on 3.13
+    warnings.simplefilter("ignore", DeprecationWarning)
+    try:  # the reference implementation, test-only
+        import audioop
+    except ImportError:  # pragma: no cover
+        audioop = None  # type: ignore[assignment]
 
 
 def sine(freq: float, rate: int, seconds: float = 1.0, amp: float = 12000.0) -> bytes:

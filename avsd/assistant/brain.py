@@ -196,7 +196,7 @@ class AssistantBrain:
 
     @staticmethod
     def _offset(state: DeviceState) -> int:
-        return 0  # PlaybackState's offset is read by the device on resume; starting over is the safe default
+        return state.player_offset_ms  # where AudioPlayer.PlaybackState says it stopped
 
 
 @dataclass(frozen=True, slots=True)

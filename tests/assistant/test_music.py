@@ -111,6 +111,11 @@ async def test_play_by_title_artist_album_and_fetch(folder: Path) -> None:
             nxt = await brain.on_event(event("PlaybackController.NextCommandIssued", token, "PLAYING"))
             next_token = nxt.directives[0].payload["audioItem"]["stream"]["token"]
             assert next_token == enqueue.payload["audioItem"]["stream"]["token"]
+            paused = event(token=token, activity="STOPPED")
+            paused["context"][0]["payload"]["offsetInMilliseconds"] = 1234
+            resumed = await brain.on_event({**paused, "event": {"header": {
+                "namespace": "PlaybackController", "name": "PlayCommandIssued"}, "payload": {}}})
+            assert resumed.directives[0].payload["audioItem"]["stream"]["offsetInMilliseconds"] == 1234
             recognizer.text = "play jazz"
             assert (await brain.recognize(event()).answer()).directives[0].speech.startswith("Sorry")  # type: ignore[union-attr]
     finally:

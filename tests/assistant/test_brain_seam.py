@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 
 from avsd.assistant.brain import AssistantBrain
 from avsd.emulator.brains import Answer, Turn
@@ -85,3 +86,45 @@ async def test_a_failing_brain_costs_one_answer_not_the_server(tmp_path: Path) -
         reply = await client.post("/v20160207/events", headers=multipart_headers(auth), content=body)
         assert reply.status_code == 200 and parse_multipart(reply.headers["content-type"], reply.content) == []
         await assert_healthy(emu)
+
+
+def _espeak_16k(text: str, voice: str = "en-us") -> bytes:
+    """What the virtual device sends: espeak-ng at its own rate, resampled, no leading silence."""
+    from avsd.speech.convert import resample
+    from avsd.speech.tts import espeak_pcm
+
+    return resample(espeak_pcm(text, voice=voice), 16000).data
+
+
+@pytest.mark.parametrize(
+    ("profile", "answer", "voice", "minutes"),
+    # Heard as "two minutes" / "ah eight minutes" when the decoder's cepstral mean was live (not the utterance's).
+    [("CLOSE_TALK", "ten minutes", "en-us", 10), ("PRESS_AND_HOLD", "five minutes", "en-us+f3", 5)],
+)
+async def test_a_short_answer_to_the_question_completes_the_timer(
+    tmp_path: Path, profile: str, answer: str, voice: str, minutes: int
+) -> None:
+    # CLOSE_TALK / PRESS_AND_HOLD: no StopCapture, the end of the upload is the end of speech.
+    brain = AssistantBrain()
+    async with Emulator(cert_dir=tmp_path / "c", brain=brain) as emu, client_for(emu) as client:
+        auth = {"authorization": f"Bearer {await get_token(client, emu)}"}
+
+        async def recognize(pcm: bytes, initiator: dict[str, Any] | None, dialog: str) -> list[dict[str, Any]]:
+            doc = json.loads(recognize_json(profile, dialog))
+            if initiator is not None:
+                doc["event"]["payload"]["initiator"] = initiator
+            body = metadata_part(json.dumps(doc).encode()) + audio_part_header() + pcm + closing()
+            async with asyncio.timeout(30):
+                reply = await client.post("/v20160207/events", headers=multipart_headers(auth), content=body)
+            assert reply.status_code == 200
+            parts = parse_multipart(reply.headers["content-type"], reply.content)
+            return [json.loads(data)["directive"] for headers, data in parts if "json" in headers["content-type"]]
+
+        first = await recognize(_espeak_16k("set a timer"), None, "dialog-1")
+        expect = next(d for d in first if d["header"]["name"] == "ExpectSpeech")
+        assert first[0]["payload"]["caption"]["content"].endswith("For how long?")
+        second = await recognize(_espeak_16k(answer, voice), expect["payload"]["initiator"], "dialog-2")
+    assert [t.text for t in brain.turns] == ["set a timer", answer]
+    set_alert = next(d for d in second if d["header"]["name"] == "SetAlert")
+    assert set_alert["payload"]["type"] == "TIMER"
+    assert second[0]["payload"]["caption"]["content"].endswith(f"Timer set for {minutes} minutes.")

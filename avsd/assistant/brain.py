@@ -45,13 +45,10 @@ class Recognizer(Protocol):
     def recognition(self, grammar: str | None = None) -> SpeechRecognition: ...
 
 
-WARM_UP_WAV = Path(__file__).with_name("assets") / "alexa-set-a-timer-for-five-seconds.wav"
 
 
 def grammar_recognizer(language: Language, *, reject_unknown: bool = True) -> PocketsphinxModel:
     """pocketsphinx with the language's two grammars: commands, and answers while a question is pending."""
-    from avsd.speech.convert import read_wav
-
     return PocketsphinxModel(
         jsgf={
             "commands": language.jsgf(reject_unknown=reject_unknown),
@@ -59,7 +56,6 @@ def grammar_recognizer(language: Language, *, reject_unknown: bool = True) -> Po
         },
         words=language.vocabulary(),
         pronunciations=language.pronunciations,
-        warm_up=read_wav(WARM_UP_WAV).data,
     )
 
 

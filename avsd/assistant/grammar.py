@@ -192,6 +192,10 @@ class Language:
         self.hesitations: list[str] = list(data.get("hesitations", []))
         self.prefixes: list[str] = list(data.get("prefixes", []))
         self.suffixes: list[str] = list(data.get("suffixes", []))
+        # The recogniser's grammar hears fewer of them than the parser strips (see the locale file).
+        self.spoken_prefixes: list[str] = list(data.get("spoken_prefixes", self.prefixes))
+        self.spoken_suffixes: list[str] = list(data.get("spoken_suffixes", self.suffixes))
+        self.spoken_hesitations: bool = bool(data.get("spoken_hesitations", True))
         self.pronunciations: dict[str, str] = dict(data.get("pronunciations", {}))
         self.garbage: list[str] = list(data.get("garbage", {}).get("words", []))
         self.rewrites: dict[str, str] = dict(data.get("rewrites", {}))
@@ -271,9 +275,10 @@ class Language:
         # grammar would cost ~30 MB of the decoder's memory, and people answer the question they were asked.
         intents = [(n, p) for n, p in self.intents if not answers or n in ANSWER_TIME_INTENTS]
         command_rules = [f"<i_{name.lower()}>" for name, _ in intents]
-        top = ["/1/ ([<hes>] [<prefix>] (" + " | ".join(command_rules) + ") [<suffix>])"]
+        hes = "[<hes>] " if self.spoken_hesitations and self.hesitations else ""
+        top = [f"/1/ ({hes}[<prefix>] (" + " | ".join(command_rules) + ") [<suffix>])"]
         if answers:
-            top.append("/1/ ([<hes>] [<prefix>] <answer> [<suffix>])")
+            top.append(f"/1/ ({hes}[<prefix>] <answer> [<suffix>])")
         if reject_unknown and self.garbage:
             # Weighted down (entering it, and each further word): a free word loop always fits the audio
             # better than a command, so unweighted it would swallow every command (measured: 1 of 32 left).
@@ -284,8 +289,8 @@ class Language:
             lines.append(f"<i_{name.lower()}> = " + " | ".join(f"({a})" for a in alts) + ";")
         lines.append("<answer> = <duration> | <clock> | <number> | <day>;")
         lines.append("<hes> = " + _jsgf_alt(self.hesitations) + ";")
-        lines.append("<prefix> = " + _jsgf_alt(self.prefixes) + ";")
-        lines.append("<suffix> = " + _jsgf_alt(self.suffixes) + ";")
+        lines.append("<prefix> = " + _jsgf_alt(self.spoken_prefixes) + ";")
+        lines.append("<suffix> = " + _jsgf_alt(self.spoken_suffixes) + ";")
         lines.append(f"<other> = /1/ <gw> | /{garbage_weight:g}/ <gw> <other>;")
         lines.append("<gw> = " + _jsgf_alt(self.garbage) + ";")
         # Slots as small rules (not flat phrase lists): a much smaller search graph.
@@ -336,8 +341,8 @@ class Language:
             w["midnight"],
             [w["half_past"], w["quarter_past"], w["quarter_to"], w["and_a_half"]],
             self.hesitations,
-            self.prefixes,
-            self.suffixes,
+            self.spoken_prefixes,
+            self.spoken_suffixes,
             self.garbage,
             self.music_names,
             *self.word_slots.values(),

@@ -130,7 +130,6 @@ class PocketsphinxModel:
         words: Iterable[str] = (),
         pronunciations: Mapping[str, str] | None = None,
         hints: Sequence[str] = (),
-        warm_up: bytes = b"",
     ) -> None:
         ps = _pocketsphinx()
         self._ps = ps
@@ -145,7 +144,6 @@ class PocketsphinxModel:
         self._pool: list[Any] = []
         self._lock = threading.Lock()
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="avsd-stt")
-        self.warm_up = warm_up
         self._pool.append(self._new_decoder())  # load now: fail at start-up, not on the first question
 
     def _new_decoder(self) -> Any:
@@ -158,15 +156,6 @@ class PocketsphinxModel:
             decoder.activate_search(next(iter(self.grammars)))
         else:
             decoder = self._ps.Decoder(hmm=str(hmm), loglevel="FATAL")
-        warm_up = getattr(self, "warm_up", b"")
-        if warm_up:
-            # Cepstral mean normalisation is live: each utterance starts from the previous one's estimate. The
-            # model's initial estimate is far from a real voice, so a fresh decoder mis-hears its first
-            # utterance (measured: "set the volume to four" -> "softer thank you", right the second time).
-            # One utterance of speech at start-up moves the estimate where later utterances find it.
-            decoder.start_utt()
-            decoder.process_raw(_dither(warm_up, np.random.default_rng(0)), False, True)
-            decoder.end_utt()
         return decoder
 
     def acquire(self) -> Any:

@@ -28,9 +28,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from avsd.agents.speaker import read_json_state, write_json_state
+from avsd.agents.speaker import read_json_state
 from avsd.avs.messages import Directive, context_entry
 from avsd.errors import DirectiveParseError, PlaybackError
+from avsd.fileio import StateFileWriter
 from avsd.playback.base import Media, Playback, PlaybackOutcome, Player
 
 _LOGGER = logging.getLogger(__name__)
@@ -82,6 +83,7 @@ class NotificationsAgent:
         self.settings = settings or NotificationsSettings()
         self._player = player
         self._path = state_dir / STATE_FILE
+        self._writer = StateFileWriter(self._path, "notification indicator")
         doc = read_json_state(self._path) or {}
         self._indicator = doc.get("indicator") is True
         self._observers: list[Callable[[bool], None]] = []
@@ -155,10 +157,7 @@ class NotificationsAgent:
             return
         self._indicator = on
         _LOGGER.info("notification indicator %s", "on" if on else "off")
-        try:
-            write_json_state(self._path, {"indicator": on})
-        except OSError as exc:
-            _LOGGER.warning("cannot save the notification indicator to %s: %s", self._path, exc)
+        self._writer.save({"indicator": on})
         for observer in list(self._observers):
             try:
                 observer(on)
@@ -221,6 +220,7 @@ class NotificationsAgent:
             await asyncio.wait({task})
         if self._playback is not None:
             await self._playback.stop()
+        await self._writer.flush()
 
 
 __all__ = ["NotificationsAgent", "NotificationsSettings", "chime_wav"]

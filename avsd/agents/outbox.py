@@ -24,12 +24,14 @@ import sqlite3
 import threading
 from collections import deque
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
 from avsd.agents.alert_store import open_sqlite
+from avsd.avs.backoff import Backoff
 from avsd.errors import AvsdError, AvsServerError
+from avsd.settings import setting
 
 log = logging.getLogger(__name__)
 
@@ -46,22 +48,11 @@ class OutboxError(AvsdError):
 
 @dataclass(frozen=True, slots=True)
 class OutboxSettings:
-    max_entries: int = field(
-        default=100,
-        metadata={
-            "help": "events kept while offline; the oldest is dropped beyond this",
-            "min": 1,
-            "max": 100000,
-        },
+    max_entries: int = setting(
+        100, "events kept while offline; the oldest is dropped beyond this", min=1, max=100000
     )
-    retry_initial_s: float = field(
-        default=1.0,
-        metadata={"help": "first back-off after a failed send (seconds)", "min": 0.0, "max": 60.0},
-    )
-    retry_max_s: float = field(
-        default=60.0,
-        metadata={"help": "longest back-off between send attempts (seconds)", "min": 0.0, "max": 3600.0},
-    )
+    retry_initial_s: float = setting(1.0, "first back-off after a failed send (seconds)", gt=0.0, max=60.0)
+    retry_max_s: float = setting(60.0, "longest back-off between send attempts (seconds)", gt=0.0, max=3600.0)
 
 
 class Outbox:
@@ -156,11 +147,12 @@ class Outbox:
 
     async def run(self) -> None:
         """Deliver forever (cancel to stop). An entry being sent when cancelled stays for next time."""
-        delay = 0.0
+        cfg = self._settings
+        backoff = Backoff.exponential(cfg.retry_initial_s, cfg.retry_max_s, jitter=(0.5, 1.0), rng=self._rng)
         while True:
             if not self._pending or not self._connected:
                 await self._wait(None)
-                delay = 0.0
+                backoff.reset()
                 continue
             entry_id, body = self._pending[0]
             try:
@@ -168,7 +160,7 @@ class Outbox:
             except AvsServerError as exc:
                 if exc.status == 403:
                     log.warning("outbox: AVS refused the token (403); keeping the event for a retry")
-                    delay = await self._back_off(delay)
+                    await self._wait(backoff.next_delay())
                     continue
                 log.warning(
                     "outbox: AVS answered %d %s; event acknowledged, not retried",
@@ -177,17 +169,10 @@ class Outbox:
                 )
             except Exception as exc:
                 log.info("outbox: send failed (%s: %s); retrying", type(exc).__name__, exc)
-                delay = await self._back_off(delay)
+                await self._wait(backoff.next_delay())
                 continue
             await self._ack(entry_id)
-            delay = 0.0
-
-    async def _back_off(self, delay: float) -> float:
-        cfg = self._settings
-        delay = min(cfg.retry_max_s, max(cfg.retry_initial_s, delay * 2))
-        jittered = delay * self._rng.uniform(0.5, 1.0)
-        await self._wait(jittered)
-        return delay
+            backoff.reset()
 
     async def _ack(self, entry_id: int) -> None:
         def op(conn: sqlite3.Connection) -> None:

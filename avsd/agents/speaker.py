@@ -18,9 +18,7 @@ import asyncio
 import contextlib
 import json
 import logging
-import os
 import shutil
-import tempfile
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +27,7 @@ from typing import Any
 from avsd.agents.events import EventSender
 from avsd.avs.messages import Directive, Event, context_entry
 from avsd.errors import DirectiveParseError
+from avsd.fileio import StateFileWriter, atomic_write
 from avsd.focus import DuckableVolume
 from avsd.playback.base import Player
 
@@ -72,19 +71,8 @@ def read_json_state(path: Path) -> dict[str, Any] | None:
 
 
 def write_json_state(path: Path, doc: Mapping[str, Any]) -> None:
-    """Atomically replace ``path`` with ``doc`` (fsync before the rename, so a power cut keeps one version)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(dict(doc), handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    """Atomically replace ``path`` with ``doc`` (blocking: fsync; on the loop use :class:`StateFileWriter`)."""
+    atomic_write(path, json.dumps(dict(doc)).encode())
 
 
 def load_volume(path: Path, initial_volume: int) -> DuckableVolume:
@@ -137,6 +125,7 @@ class SpeakerAgent:
         self._players = list(players)
         self._content_players = list(content_players)
         self._path = state_dir / STATE_FILE
+        self._writer = StateFileWriter(self._path, "volume")
         loaded = load_volume(self._path, self.settings.initial_volume)
         self._volume = DuckableVolume(user_volume=loaded.user_volume, muted=loaded.muted, duck_level=duck_level)
         self._mixer_task: asyncio.Task[None] | None = None
@@ -271,12 +260,10 @@ class SpeakerAgent:
                 _LOGGER.warning("amixer %s failed (%s): %s", " ".join(command[2:]), proc.returncode, detail)
 
     def _save(self) -> None:
-        try:
-            write_json_state(self._path, {"volume": self._volume.user_volume, "muted": self._volume.muted})
-        except OSError as exc:
-            _LOGGER.warning("cannot save the volume to %s: %s", self._path, exc)
+        self._writer.save({"volume": self._volume.user_volume, "muted": self._volume.muted})
 
     async def close(self) -> None:
+        await self._writer.flush()
         task = self._mixer_task
         if task is not None and not task.done():
             task.cancel()
@@ -286,6 +273,7 @@ class SpeakerAgent:
 __all__ = [
     "SpeakerAgent",
     "SpeakerSettings",
+    "StateFileWriter",
     "amixer_command",
     "load_volume",
     "read_json_state",

@@ -88,7 +88,10 @@ def parse_time(text: str) -> datetime:
     when = datetime.fromisoformat(text)
     if when.tzinfo is None or when.utcoffset() is None:
         raise ValueError(f"time {text!r} has no UTC offset")
-    return when.astimezone(UTC)
+    try:
+        return when.astimezone(UTC)
+    except OverflowError:  # 9999-12-31T23:59:59-01:00 is in year 10000 in UTC
+        raise ValueError(f"time {text!r} is out of range") from None
 
 
 def _opt_int(payload: Mapping[str, Any], key: str, raw: str, minimum: int) -> int | None:
@@ -119,7 +122,10 @@ def alert_from_directive(directive: Directive) -> Alert:
     except ValueError as exc:
         raise DirectiveParseError(f"SetAlert scheduledTime {when!r}: {exc}", raw) from exc
     assets: list[Asset] = []
-    for item in p.get("assets") or ():
+    listed = p.get("assets") or []
+    if not isinstance(listed, list):  # found by bench/bench_fuzz.py: "assets": 5 was a TypeError
+        raise DirectiveParseError("SetAlert assets must be a list", raw)
+    for item in listed:
         if (
             not isinstance(item, dict)
             or not isinstance(item.get("assetId"), str)

@@ -47,19 +47,24 @@ def load_credentials(path: Path) -> Credentials:
         _LOGGER.warning("credentials file %s was readable by others; setting mode 0600", path)
         with contextlib.suppress(OSError):
             path.chmod(0o600)
+    return parse_credentials(raw, str(path))
+
+
+def parse_credentials(raw: bytes, where: str) -> Credentials:
+    """The bytes of a credentials file -> Credentials; CredentialsError (never the secret) for anything else."""
     try:
         doc = json.loads(raw.decode("utf-8"))
     except UnicodeDecodeError as exc:
-        raise CredentialsError(f"credentials file {path} is not valid UTF-8 (byte {exc.start})") from None
+        raise CredentialsError(f"credentials file {where} is not valid UTF-8 (byte {exc.start})") from None
     except ValueError:
-        raise CredentialsError(f"credentials file {path} is not valid JSON") from None
+        raise CredentialsError(f"credentials file {where} is not valid JSON") from None
     except RecursionError:  # json nests by recursion: a 5,000-deep [[[[ is a bad file, not a crash
-        raise CredentialsError(f"credentials file {path} is not valid JSON: nested too deeply") from None
+        raise CredentialsError(f"credentials file {where} is not valid JSON: nested too deeply") from None
     if not isinstance(doc, dict):
-        raise CredentialsError(f"credentials file {path} must hold a JSON object")
+        raise CredentialsError(f"credentials file {where} must hold a JSON object")
     for key in ("client_id", "refresh_token"):
         if not isinstance(doc.get(key), str) or not doc[key]:
-            raise CredentialsError(f"credentials file {path} lacks {key!r}: run `avsd login` again")
+            raise CredentialsError(f"credentials file {where} lacks {key!r}: run `avsd login` again")
     secret = doc.get("client_secret")
     return Credentials(
         doc["client_id"], doc["refresh_token"], secret if isinstance(secret, str) and secret else None

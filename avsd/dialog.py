@@ -37,6 +37,7 @@ from avsd.avs.client import EventResult
 from avsd.avs.messages import Event, context_entry
 from avsd.errors import AudioDeviceError, AvsError
 from avsd.state import DialogMachine, DialogState, DialogTimeouts, Transition, Trigger
+from avsd.tasks import TaskSet
 from avsd.wake.base import Detection, WakeEngine
 
 _LOGGER = logging.getLogger(__name__)
@@ -204,7 +205,7 @@ class DialogController:
         self.ring = RingBuffer(max(2.5, settings.preroll_s + 2.0))
         self.speech: SpeechControl | None = None
         self._dialog: _Dialog | None = None
-        self._dialogs: set[asyncio.Task[None]] = set()
+        self._dialogs = TaskSet(_LOGGER)
         self._expect_vad: VadEndpointer | None = None
         self._expect_initiator: Mapping[str, Any] | None = None
         self._timer: asyncio.TimerHandle | None = None
@@ -416,9 +417,7 @@ class DialogController:
             audio_format=self.settings.audio_format,
         )
         old_task = previous.task if previous is not None else None
-        dialog.task = self._loop.create_task(self._run_dialog(dialog, event, old_task), name="dialog")
-        self._dialogs.add(dialog.task)
-        dialog.task.add_done_callback(self._dialogs.discard)
+        dialog.task = self._dialogs.spawn(self._run_dialog(dialog, event, old_task), "dialog")
 
     def _answer_expect_speech(self, heard_index: int) -> None:
         back = int((self.endpointing.speech_start_s + self.settings.expect_preroll_s) * SAMPLE_RATE)

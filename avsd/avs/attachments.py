@@ -178,9 +178,6 @@ class AttachmentStore:
     def __contains__(self, content_id: str) -> bool:
         return content_id in self._entries
 
-    def __len__(self) -> int:
-        return len(self._entries)
-
     @property
     def held_bytes(self) -> int:
         """Bytes all remembered attachments keep in memory now."""

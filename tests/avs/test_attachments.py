@@ -168,3 +168,10 @@ async def test_oversized_speak_fails_alone_over_real_http2(tmp_path: Path, emula
         audio = await asyncio.wait_for(device.client.attachments.get("ok").read_all(), 10)
         assert audio == b"ID3" + b"\x00" * 5000
         assert device.client.state is ConnectionState.CONNECTED and device.client.connect_count == 1
+
+
+def test_an_empty_store_is_truthy() -> None:
+    """``attachments or AttachmentStore()`` (AvsClient) must keep the configured store even while it is empty:
+    a ``__len__`` once made the client feed a second, default-capped store that no player read from."""
+    store = AttachmentStore(SMALL)
+    assert store and not hasattr(store, "__len__")

@@ -33,6 +33,7 @@ from avsd.audio.opus import BITRATES, OPUS_FORMAT, OpusEncoder, encode_frames, r
 from avsd.audio.ring import RingBuffer
 from avsd.audio.source import AudioSource
 from avsd.audio.vad import VadEndpointer
+from avsd.avs.backoff import Backoff
 from avsd.avs.client import EventResult
 from avsd.avs.messages import Event, context_entry
 from avsd.errors import AudioDeviceError, AvsError
@@ -237,17 +238,17 @@ class DialogController:
         Returns when a finite source (a WAV file) ends. A device that is missing or fails is retried with a
         back-off, logging one line per failure.
         """
-        delay = 1.0
+        backoff = Backoff.exponential(1.0, retry_s * 6)
         while True:
             await self._unmuted.wait()
             try:
                 source = open_source()
             except AudioDeviceError as exc:
+                delay = backoff.next_delay()
                 _LOGGER.error("%s; retrying in %.0f s", exc, delay)
                 await asyncio.sleep(delay)
-                delay = min(delay * 2, retry_s * 6)
                 continue
-            delay = 1.0
+            backoff.reset()
             ended = True
             self._source = source
             self._set_block_size()

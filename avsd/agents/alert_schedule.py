@@ -17,13 +17,14 @@ next directive) before asking again. Rules, from the SDK (``AlertScheduler.cpp``
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
 from avsd.avs.messages import Directive
 from avsd.errors import DirectiveParseError
+from avsd.settings import setting
 
 
 class AlertType(StrEnum):
@@ -61,18 +62,10 @@ class Alert:
 
 @dataclass(frozen=True, slots=True)
 class AlertScheduleSettings:
-    past_due_cutoff_s: float = field(
-        default=1800.0,
-        metadata={
-            "help": "an alert later than this (seconds) is dropped instead of sounded",
-            "min": 0.0,
-            "max": 86400.0,
-        },
+    past_due_cutoff_s: float = setting(
+        1800.0, "an alert later than this (seconds) is dropped instead of sounded", min=0.0, max=86400.0
     )
-    max_ring_s: float = field(
-        default=3600.0,
-        metadata={"help": "an unattended alert stops after this many seconds", "min": 10.0, "max": 86400.0},
-    )
+    max_ring_s: float = setting(3600.0, "an unattended alert stops after this many seconds", min=10.0, max=86400.0)
 
 
 # -- SetAlert payload ----------------------------------------------------------------------------------------

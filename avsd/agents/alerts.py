@@ -33,7 +33,7 @@ import uuid
 import wave
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Collection
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
@@ -55,6 +55,7 @@ from avsd.avs.messages import Directive, Event, Header, context_entry
 from avsd.errors import DirectiveParseError, PlaybackError
 from avsd.focus import Behavior, Channel, FocusChange, FocusState
 from avsd.playback.base import Media, PlaybackOutcome, Player
+from avsd.settings import setting
 
 _LOGGER = logging.getLogger(__name__)
 NAMESPACE = "Alerts"
@@ -63,31 +64,19 @@ ACTIVITY_ID = "Alerts"  # the focus activity (SDK: the interface name)
 
 @dataclass(frozen=True, slots=True)
 class AlertsSettings:
-    past_due_cutoff_s: float = field(
-        default=1800.0,
-        metadata={"help": "an alert later than this (seconds) is dropped, not sounded", "min": 0.0, "max": 86400.0},
+    past_due_cutoff_s: float = setting(
+        1800.0, "an alert later than this (seconds) is dropped, not sounded", min=0.0, max=86400.0
     )
-    max_ring_s: float = field(
-        default=3600.0,
-        metadata={"help": "an alert nobody stops is stopped after this (seconds)", "min": 1.0, "max": 86400.0},
+    max_ring_s: float = setting(3600.0, "an alert nobody stops is stopped after this (seconds)", min=1.0, max=86400.0)
+    asset_timeout_s: float = setting(
+        2.0,
+        "a remote alert sound not playing within this (seconds) falls back to the built-in sound",
+        min=0.1,
+        max=30.0,
     )
-    asset_timeout_s: float = field(
-        default=2.0,
-        metadata={
-            "help": "a remote alert sound not playing within this (seconds) falls back to the built-in sound",
-            "min": 0.1,
-            "max": 30.0,
-        },
-    )
-    pause_s: float = field(
-        default=0.6,
-        metadata={"help": "silence between repeats of the built-in sound (seconds)", "min": 0.0, "max": 30.0},
-    )
-    volume: int = field(default=80, metadata={"help": "volume (0-100) of a sounding alert", "min": 0, "max": 100})
-    background_volume: int = field(
-        default=20,
-        metadata={"help": "volume (0-100) of an alert while a dialog runs over it", "min": 0, "max": 100},
-    )
+    pause_s: float = setting(0.6, "silence between repeats of the built-in sound (seconds)", min=0.0, max=30.0)
+    volume: int = setting(80, "volume (0-100) of a sounding alert", min=0, max=100)
+    background_volume: int = setting(20, "volume (0-100) of an alert while a dialog runs over it", min=0, max=100)
 
     def schedule(self) -> AlertScheduleSettings:
         return AlertScheduleSettings(past_due_cutoff_s=self.past_due_cutoff_s, max_ring_s=self.max_ring_s)

@@ -24,7 +24,7 @@ import struct
 import wave
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Collection
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +33,7 @@ from avsd.avs.messages import Directive, context_entry
 from avsd.errors import DirectiveParseError, PlaybackError
 from avsd.fileio import StateFileWriter
 from avsd.playback.base import Media, Playback, PlaybackOutcome, Player
+from avsd.settings import setting
 
 _LOGGER = logging.getLogger(__name__)
 NAMESPACE = "Notifications"
@@ -41,13 +42,11 @@ STATE_FILE = "notifications.json"
 
 @dataclass(frozen=True, slots=True)
 class NotificationsSettings:
-    play_sound: bool = field(default=True, metadata={"help": "play the notification sound AVS asks for"})
-    sound_timeout_s: float = field(
-        default=5.0,
-        metadata={"help": "seconds the asset may take to start before the built-in chime plays", "min": 0.5,
-                  "max": 60.0},
+    play_sound: bool = setting(True, "play the notification sound AVS asks for")
+    sound_timeout_s: float = setting(
+        5.0, "seconds the asset may take to start before the built-in chime plays", min=0.5, max=60.0
     )
-    max_queued: int = field(default=8, metadata={"help": "notification sounds waiting to play", "min": 1, "max": 64})
+    max_queued: int = setting(8, "notification sounds waiting to play", min=1, max=64)
 
 
 def chime_wav(rate: int = 24000) -> bytes:

@@ -20,7 +20,7 @@ import json
 import logging
 import shutil
 from collections.abc import Collection, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +30,7 @@ from avsd.errors import DirectiveParseError
 from avsd.fileio import StateFileWriter, atomic_write
 from avsd.focus import DuckableVolume
 from avsd.playback.base import Player
+from avsd.settings import setting
 
 _LOGGER = logging.getLogger(__name__)
 NAMESPACE = "Speaker"
@@ -38,18 +39,13 @@ STATE_FILE = "speaker.json"
 
 @dataclass(frozen=True, slots=True)
 class SpeakerSettings:
-    initial_volume: int = field(
-        default=50, metadata={"help": "volume (0-100) before AVS or the user ever set one", "min": 0, "max": 100}
+    initial_volume: int = setting(50, "volume (0-100) before AVS or the user ever set one", min=0, max=100)
+    volume_step: int = setting(10, "volume change of one volume-up/down button press", min=1, max=50)
+    alsa_mixer_control: str = setting(
+        "", "ALSA simple mixer control for the volume (e.g. PCM, Master); empty = player volume"
     )
-    volume_step: int = field(
-        default=10, metadata={"help": "volume change of one volume-up/down button press", "min": 1, "max": 50}
-    )
-    alsa_mixer_control: str = field(
-        default="",
-        metadata={"help": "ALSA simple mixer control for the volume (e.g. PCM, Master); empty = player volume"},
-    )
-    alsa_card: str = field(default="", metadata={"help": "ALSA card for the mixer control; empty = default"})
-    amixer_path: str = field(default="amixer", metadata={"help": "the amixer program"})
+    alsa_card: str = setting("", "ALSA card for the mixer control; empty = default")
+    amixer_path: str = setting("amixer", "the amixer program")
 
 
 # ----- persistence -------------------------------------------------------------------------------------------

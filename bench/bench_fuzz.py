@@ -28,7 +28,6 @@ import tomllib
 import traceback
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 from avsd.agents.alert_schedule import alert_from_directive
@@ -261,15 +260,16 @@ TARGETS: list[tuple[str, list[bytes], Callable[[bytes, random.Random], None], fl
 STRUCTURED = {"directive", "config", "credentials"}
 
 
-@dataclass
 class FuzzResult:
-    inputs: Counter[str] = field(default_factory=Counter)
-    rejected: Counter[str] = field(default_factory=Counter)  # AvsdError: the expected refusal
-    findings: list[str] = field(default_factory=list)  # anything else, with the traceback's last line
-    slowest_s: float = 0.0
-    slowest_target: str = ""
-    over_1s: int = 0
-    seconds: float = 0.0
+    # A plain class: bench/run.py loads bench modules outside sys.modules, where @dataclass cannot resolve them.
+    def __init__(self) -> None:
+        self.inputs: Counter[str] = Counter()
+        self.rejected: Counter[str] = Counter()  # AvsdError: the expected refusal
+        self.findings: list[str] = []  # anything else, with the traceback's last line
+        self.slowest_s = 0.0
+        self.slowest_target = ""
+        self.over_1s = 0
+        self.seconds = 0.0
 
 
 def fuzz(total: int, *, seed: int = 8) -> FuzzResult:

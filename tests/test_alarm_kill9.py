@@ -22,6 +22,9 @@ async def test_kill_9_before_and_while_ringing_keeps_one_message_id_per_alert(tm
     assert all(len(ids) == 1 for ids in result.started_ids.values()), result.started_ids
     assert all(len(ids) == 1 for ids in result.stopped_ids.values()), result.stopped_ids
     assert result.integrity == {"alerts.sqlite": "ok", "outbox.sqlite": "ok"}
-    # Rang on time in the process that took over (k9-0) and in the one that set it (k9-1). AlertStarted is
-    # sent right after the first sample; 1 s covers a loaded 2-core machine (the bench measures ~20-50 ms).
-    assert len(result.late_ms) == 2 and all(-50 <= late <= 1000 for late in result.late_ms), result.late_ms
+    # Rang on time in the process that took over (k9-0) and in the one that set it (k9-1), counted from when the
+    # process was up (a restart may take seconds on a loaded machine; a device that is down cannot ring). The bench
+    # measures 0-3 ms; 250 ms is the alerts done criterion.
+    assert sorted(result.ring_late_up_ms) == ["k9-0", "k9-1"], result.ring_late_up_ms
+    assert all(-50 <= late <= 250 for late in result.ring_late_up_ms.values()), result.ring_late_up_ms
+    assert len(result.late_ms) == 2  # AlertStarted arrived for both

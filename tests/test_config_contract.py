@@ -8,6 +8,9 @@ nan, inf, negative back-off and zero/negative timeouts were accepted.
 from __future__ import annotations
 
 import math
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -20,6 +23,7 @@ from avsd.errors import ConfigError, CredentialsError
 from avsd.settings import BoundError, check_bounds, describe, setting
 
 DEEP = 5000
+ROOT = Path(__file__).resolve().parent.parent
 
 # (file bytes, the key the one line must start with, words it must contain)
 BAD_CONFIGS: list[tuple[bytes, str, str]] = [
@@ -64,6 +68,29 @@ def test_other_subcommands_reading_config_exit_78(
     path.write_bytes(b"[avs]\nbackoff_s = []\n")
     assert main([command, "--config", str(path)]) == EXIT_CONFIG
     assert capsys.readouterr().err.startswith("avsd: avs.backoff_s:")
+
+
+def test_doctor_reports_a_bad_config_and_exits_78(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "avsd.toml"
+    path.write_bytes(b"[avs]\nping_timeout_s = nan\n")
+    assert main(["doctor", "--config", str(path)]) == EXIT_CONFIG
+    assert "avs.ping_timeout_s: nan is not a finite number" in capsys.readouterr().out
+
+
+def test_readme_example_runs_as_written(tmp_path: Path) -> None:
+    """The exit-78 example in the README, run by bash with `avsd` being this checkout."""
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    block = readme.split("printf '[avs]", 1)[1].split("```", 1)[0]
+    command = "printf '[avs]" + block.splitlines()[0]
+    expected = [line.removeprefix("# ") for line in block.splitlines()[1:] if line.startswith("# ")]
+    shim = tmp_path / "bin" / "avsd"
+    shim.parent.mkdir()
+    shim.write_text(f'#!/bin/sh\nexec {sys.executable} -m avsd "$@"\n')
+    shim.chmod(0o755)
+    env = {**os.environ, "PATH": f"{shim.parent}:{os.environ['PATH']}", "PYTHONPATH": str(ROOT)}
+    script = "{ " + command + "; } 2>&1"
+    proc = subprocess.run(["bash", "-c", script], capture_output=True, text=True, env=env, timeout=60)
+    assert proc.stdout.splitlines() == expected
 
 
 BAD_CREDENTIALS: list[tuple[bytes, str]] = [

@@ -17,6 +17,7 @@ import hashlib
 import json
 import os
 import socket
+import ssl
 import tomllib
 import types
 import typing
@@ -179,7 +180,21 @@ def parse_toml_text(raw: bytes, where: str) -> dict[str, Any]:
 
 
 def parse_config(doc: Mapping[str, Any]) -> Config:
-    return _build(Config, doc, "")
+    config = _build(Config, doc, "")
+    _check_files(config)
+    return config
+
+
+def _check_files(config: Config) -> None:
+    """Files the config names and every command needs: a bad one is a config error (exit 78), not a traceback
+    from deep inside the TLS set-up (FileNotFoundError, ssl.SSLError) when the daemon connects."""
+    if config.avs.ca_file:
+        try:
+            ssl.create_default_context().load_verify_locations(cafile=config.avs.ca_file)
+        except (OSError, ssl.SSLError) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+            where = config.avs.ca_file
+            raise ConfigError("avs.ca_file", f"cannot load a CA certificate from {where}: {reason}") from None
 
 
 def override(config: Config, dotted_key: str, value: Any) -> Config:

@@ -42,6 +42,8 @@ BAD_CONFIGS: list[tuple[bytes, str, str]] = [
     (b"[alerts]\nmax_ring_s = -inf\n", "alerts.max_ring_s", "not a finite number"),
     (b"[capabilities]\nretry_initial_s = 0.0\n", "capabilities.retry_initial_s", "greater than 0.0"),
     (b"[attachments]\nmax_bytes = 0\n", "attachments.max_bytes", "greater than 0"),
+    (b'[avs]\nca_file = "/nonexistent/ca.pem"\n', "avs.ca_file", "No such file"),
+    (b'[avs]\nca_file = "/etc/hostname"\n', "avs.ca_file", "cannot load a CA certificate"),
 ]
 
 

@@ -25,7 +25,7 @@ from avsd.agents.outbox import Outbox, OutboxSettings
 from avsd.avs.messages import Event
 from avsd.playback.pcm import WavSinkPlayer
 
-LIMIT = 15.0
+LIMIT = 40.0
 FAST = OutboxSettings(retry_initial_s=0.005, retry_max_s=0.02)
 
 
@@ -76,7 +76,7 @@ async def process(tmp_path: Path, sender: Sender, *, crash: bool = True) -> Asyn
             store.close()
 
 
-async def until(condition: object, timeout: float = 5.0) -> None:
+async def until(condition: object, timeout: float = 15.0) -> None:  # fsyncs are slow on a busy disk
     async with asyncio.timeout(timeout):
         while not condition():  # type: ignore[operator]
             await asyncio.sleep(0.01)

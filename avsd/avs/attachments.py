@@ -21,6 +21,7 @@ come again.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable
@@ -28,6 +29,8 @@ from dataclasses import dataclass
 
 from avsd.errors import AttachmentTooLargeError, AvsConnectionError
 from avsd.settings import setting
+
+_LOGGER = logging.getLogger(__name__)
 
 MIB = 1024 * 1024
 _EVICTED_REMEMBERED = 256  # ids of evicted attachments remembered, so a late directive fails at once
@@ -113,6 +116,7 @@ class Attachment:
         if self._reserve is not None:
             refused = self._reserve(self, len(data))
             if refused is not None:
+                _LOGGER.warning("attachment %s refused: %s; its directive fails", self.content_id, refused)
                 self.fail(AttachmentTooLargeError(f"attachment {self.content_id}: {refused}"), drop=True)
                 return
         if self.first_byte_at is None:

@@ -172,13 +172,14 @@ async def check_speaker(ctx: DoctorContext) -> CheckResult:
     if ctx.config is None:
         return _skip("speaker", "no valid config")
     from avsd.agents.notifications import chime_wav
-    from avsd.playback.base import Media, PlaybackOutcome, create_player
+    from avsd.playback.base import Media, PlaybackOutcome
+    from avsd.root import select_player
 
     with tempfile.TemporaryDirectory(prefix="avsd-doctor-") as tmp:
         chime = Path(tmp) / "chime.wav"
         chime.write_bytes(chime_wav())
         try:
-            player = create_player(ctx.config.playback, name="doctor")
+            player = select_player(ctx.config.playback, name="doctor")
             try:
                 playback = player.play(Media.file(chime))
                 async with asyncio.timeout(10):
@@ -224,10 +225,10 @@ async def check_gpio(ctx: DoctorContext) -> CheckResult:
 async def check_wake_word(ctx: DoctorContext) -> CheckResult:
     if ctx.config is None:
         return _skip("wake word", "no valid config")
-    from avsd.wake.base import create_engine
+    from avsd.root import select_engine
 
     try:
-        engine = await asyncio.to_thread(create_engine, ctx.config.wake)
+        engine = await asyncio.to_thread(select_engine, ctx.config.wake)
         try:
             engine.process(bytes(3200), 1600)  # 100 ms of silence must go through without an error
         finally:

@@ -26,13 +26,12 @@ from avsd.avs.client import ConnectionState
 from avsd.avs.credentials import load_credentials
 from avsd.config import Config, changed_sections, load_config
 from avsd.control import ControlServer, Handler, socket_path
-from avsd.daemon import Daemon, Parts
+from avsd.daemon import Daemon
 from avsd.errors import AudioDeviceError
 from avsd.hw.wiring import Hardware
-from avsd.playback.base import create_player
+from avsd.root import RELOADABLE, build_daemon, build_hardware, rebuild
 from avsd.state import DialogState, Transition
 from avsd.systemd import AudioHeartbeat, SystemdNotifier, handle_reload, run_watchdog
-from avsd.wake.base import create_engine
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -164,27 +163,21 @@ def source_opener(config: Config, input_wav: Path | None) -> SourceOpener:
 
 
 class StatusReporter:
-    """STATUS= for systemctl status: the dialog state and the connection, updated on every change."""
+    """STATUS= for systemctl status: the dialog state and the connection (read from their owners), sent on every
+    change of either."""
 
-    def __init__(self, notifier: SystemdNotifier) -> None:
+    def __init__(self, notifier: SystemdNotifier, daemon: Daemon) -> None:
         self._notifier = notifier
-        self.dialog = "starting"
-        self.connection = ConnectionState.DISCONNECTED
+        self._daemon = daemon
 
     def on_transition(self, transition: Transition) -> None:
-        self.dialog = str(transition.state)
         self._send()
 
     def on_connection(self, state: ConnectionState) -> None:
-        self.connection = state
         self._send()
 
     def _send(self) -> None:
-        self._notifier.status(f"{self.dialog}; AVS {self.connection}")
-
-
-# Sections a reload applies in place; any other changed section is logged as needing a restart.
-RELOADABLE = frozenset({"daemon", "avs", "wake", "endpointing", "dialog", "speaker", "button"})
+        self._notifier.status(f"{self._daemon.dialog.state}; AVS {self._daemon.client.state}")
 
 
 class Reloader:
@@ -203,14 +196,13 @@ class Reloader:
         old = self._daemon.config
         new = await asyncio.to_thread(load_config, self._path)  # a ConfigError keeps the old config
         changed = changed_sections(old, new)
+        rebuild(self._daemon, self._hardware, old, new, self._loop)  # raising keeps the old config and parts
         applied: list[str] = [s for s in changed if s in RELOADABLE]
         restart: list[str] = [s for s in changed if s not in RELOADABLE]
         if "avs" in changed and _avs_needs_restart(old, new):
             restart.append("avs (only avs.endpoint applies without a restart)")
         if new.daemon.state_dir != old.daemon.state_dir:
             restart.append("daemon.state_dir")
-        self._apply(old, new)
-        self._daemon.config = new
         self.reloads += 1
         _LOGGER.info(
             "reload: changed %s; applied %s; needs a restart: %s",
@@ -219,35 +211,12 @@ class Reloader:
             ", ".join(restart) or "nothing",
         )
 
-    def _apply(self, old: Config, new: Config) -> None:
-        daemon = self._daemon
-        if new.daemon.log_level != old.daemon.log_level:
-            logging.getLogger("avsd").setLevel(new.daemon.log_level.upper())
-        if new.avs.endpoint != old.avs.endpoint:
-            daemon.client.set_endpoint(new.avs.endpoint)
-        if new.endpointing != old.endpointing:
-            daemon.dialog.endpointing = new.endpointing  # the next dialog's endpointer uses it
-        if new.dialog != old.dialog:
-            daemon.dialog.settings = new.dialog
-            daemon.dialog.machine.timeouts = new.dialog.timeouts
-        if new.wake != old.wake:
-            engine = create_engine(new.wake)
-            previous, daemon.dialog.engine = daemon.dialog.engine, engine
-            daemon.parts.engine = engine
-            daemon.dialog.keyword = new.wake.keyword.upper()
-            previous.close()
-            _LOGGER.info("wake-word engine recreated (%s)", engine.name)
-        if new.speaker != old.speaker:
-            daemon.speaker.settings = new.speaker
-        if new.button != old.button and self._hardware is not None:
-            self._hardware.reconfigure(new.button, self._loop)
-
 
 def _avs_needs_restart(old: Config, new: Config) -> bool:
     return dataclasses.replace(old.avs, endpoint=new.avs.endpoint) != new.avs
 
 
-def control_handlers(daemon: Daemon, status: StatusReporter) -> dict[str, Handler]:
+def control_handlers(daemon: Daemon) -> dict[str, Handler]:
     """The commands of the control socket (see :mod:`avsd.control` for the protocol)."""
 
     async def stop(args: tuple[str, ...]) -> str:
@@ -280,7 +249,7 @@ def control_handlers(daemon: Daemon, status: StatusReporter) -> dict[str, Handle
         return press
 
     async def state(args: tuple[str, ...]) -> str:
-        return f"ok {daemon.dialog.state} {status.connection}"
+        return f"ok {daemon.dialog.state} {daemon.client.state}"
 
     handlers: dict[str, Handler] = {"stop": stop, "mute": mute, "volume": volume, "status": state}
     for name in ("play", "pause", "next", "previous"):
@@ -293,20 +262,14 @@ async def run_daemon(config: Config, args: argparse.Namespace, *, config_path: P
     load_credentials(config.credentials_path)
     loop = asyncio.get_running_loop()
     notifier = SystemdNotifier()
-    status = StatusReporter(notifier)
     input_wav: Path | None = getattr(args, "input", None)
     # No frame for audio.stall_timeout_s means the capture path is hung (frames come every 10-100 ms).
     heartbeat = AudioHeartbeat(config.audio.stall_timeout_s, loop.time())
     opener = source_opener(config, input_wav)
-    engine = create_engine(config.wake)
-    parts = Parts(
-        open_audio=lambda: MonitoredSource(opener, heartbeat, clock=loop.time),
-        speech_player=create_player(config.playback),
-        engine=engine,
-        transition_observers=[status.on_transition],
-        connection_observers=[status.on_connection],
-    )
-    daemon = Daemon(config, parts)
+    daemon = build_daemon(config, open_audio=lambda: MonitoredSource(opener, heartbeat, clock=loop.time))
+    status = StatusReporter(notifier, daemon)
+    daemon.dialog.machine.add_observer(status.on_transition, name="StatusReporter.on_transition")
+    daemon.client.add_state_observer(status.on_connection)
 
     def on_mute(transition: Transition) -> None:
         # Privacy mute closes the microphone: no frames then is not a hang.
@@ -315,11 +278,9 @@ async def run_daemon(config: Config, args: argparse.Namespace, *, config_path: P
         elif transition.previous is DialogState.MUTED:
             heartbeat.resume(loop.time())
 
-    daemon.dialog.machine.add_observer(on_mute)
-    hardware = Hardware(
-        daemon, kind=getattr(args, "hardware", "none"), button=config.button, led=config.led, loop=loop
-    )
-    control = ControlServer(socket_path(config.state_dir), control_handlers(daemon, status))
+    daemon.dialog.machine.add_observer(on_mute, name="watchdog mute")
+    hardware = build_hardware(daemon, config, getattr(args, "hardware", "none"), loop)
+    control = ControlServer(socket_path(config.state_dir), control_handlers(daemon))
     main_task = asyncio.current_task()
     assert main_task is not None
 
@@ -336,7 +297,7 @@ async def run_daemon(config: Config, args: argparse.Namespace, *, config_path: P
         notifier.ready()
         _LOGGER.info(
             "avsd running (wake word engine %s, player %s, hardware %s)",
-            engine.name, parts.speech_player.name, hardware.kind,
+            daemon.dialog.engine.name, daemon.parts.players.speech.name, hardware.kind,
         )
 
     watchdog_task: asyncio.Task[None] | None = None

@@ -364,8 +364,7 @@ async def test_ringing_alert_stopped_by_control_socket_and_button(tmp_path: Path
     from avsd.hw.leds import LedSettings, RecordingLed
     from avsd.hw.patterns import LedPattern
     from avsd.hw.wiring import Hardware
-    from avsd.main import StatusReporter, control_handlers
-    from avsd.systemd import SystemdNotifier
+    from avsd.main import control_handlers
     from tests.harness import running_device
 
     async with asyncio.timeout(30), running_device(tmp_path) as device:
@@ -376,7 +375,7 @@ async def test_ringing_alert_stopped_by_control_socket_and_button(tmp_path: Path
             led=LedSettings(), loop=asyncio.get_running_loop(), led_override=led,
         )
         sock = Path(tempfile.mkdtemp(prefix="avsd-ctl-")) / "control.sock"
-        server = ControlServer(sock, control_handlers(daemon, StatusReporter(SystemdNotifier({}))))
+        server = ControlServer(sock, control_handlers(daemon))
         await server.start()
         try:
             when = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=2)

@@ -25,7 +25,7 @@ from avsd.hw.button import ButtonAction, ButtonCommand, ButtonSettings, GpioButt
 from avsd.hw.factory import HardwareError, pin_factory_for
 from avsd.hw.leds import Led, LedPresenter, LedSettings, NullLed, TerminalLed, create_led
 from avsd.hw.patterns import LedInputs, Pattern
-from avsd.state import DialogState, Transition
+from avsd.state import DialogState
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -133,10 +133,6 @@ class Hardware:
         self.button: GpioButton | None = None
         self.actions: list[ButtonAction] = []
         self.commands: list[ButtonCommand] = []
-        self._state = DialogState.OFFLINE
-        self._connected = False
-        self._ringing = False
-        self._notification = False
         uses_gpio = kind != "none" and (
             button.pin is not None or led.kind in ("single", "rgb", "apa102")
         )
@@ -159,14 +155,11 @@ class Hardware:
             except HardwareError as exc:
                 # Voice still works without the button: say so once and go on.
                 _LOGGER.error("no button: %s", exc)
-        daemon.dialog.machine.add_observer(self._on_transition)
-        daemon.client.add_state_observer(self._on_connection)
-        daemon.alerts.ringing_observers.append(self._on_ringing)
-        daemon.notifications.add_observer(self._on_notification)
-        self._state = daemon.dialog.state
-        self._connected = daemon.client.state is ConnectionState.CONNECTED
-        self._ringing = daemon.alerts.active_token is not None
-        self._notification = bool(daemon.notifications.indicator_on)
+        # The LEDs show facts owned elsewhere; each change of one re-reads them all from their owners.
+        daemon.dialog.machine.add_observer(self._on_change, name="Hardware LEDs")
+        daemon.client.add_state_observer(self._on_change)
+        daemon.alerts.ringing_observers.add(self._on_change, name="Hardware LEDs")
+        daemon.notifications.add_observer(self._on_change)
         self._update()
 
     def _make_led(self, kind: str, settings: LedSettings) -> Led:
@@ -185,25 +178,18 @@ class Hardware:
         return getattr(self.led, "pattern", None)
 
     def inputs(self) -> LedInputs:
-        return LedInputs(self._state, self._connected, self._ringing, self._notification)
+        daemon = self._daemon
+        return LedInputs(
+            daemon.dialog.state,
+            daemon.client.state is ConnectionState.CONNECTED,
+            daemon.alerts.active_token is not None,
+            bool(daemon.notifications.indicator_on),
+        )
 
     def _update(self) -> None:
         self.presenter.update(self.inputs())
 
-    def _on_transition(self, transition: Transition) -> None:
-        self._state = transition.state
-        self._update()
-
-    def _on_connection(self, state: ConnectionState) -> None:
-        self._connected = state is ConnectionState.CONNECTED
-        self._update()
-
-    def _on_ringing(self, token: str | None) -> None:
-        self._ringing = token is not None
-        self._update()
-
-    def _on_notification(self, on: bool) -> None:
-        self._notification = on
+    def _on_change(self, _news: object) -> None:
         self._update()
 
     def _on_action(self, action: ButtonAction) -> None:

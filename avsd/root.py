@@ -1,0 +1,233 @@
+"""The composition root: the one place that picks concrete classes.
+
+    config ──> select_engine / select_player / build_pipeline ──> Parts ──> Daemon (wires client, sequencer,
+                                                                            agents, dialog; daemon.py)
+    front-ends:  avsd run (main.py)  ──build_appliance──> Daemon + Hardware + control socket + watchdog
+                 avsd demo (demo.py) ──build_daemon─────> Daemon with a WAV source and WAV-sink players
+                 tests (harness.py)  ──build_daemon─────> Daemon with a fed source
+                 headless sessions   ──build_session────> Daemon with CapturePlayers, no microphone, no hardware
+
+Protocol modules (``avsd/wake/base.py``, ``avsd/playback/base.py``) define seams only; which engine, which player
+backend, which hardware is chosen here, from the config, and handed to the parts that use them at construction.
+A reload (:func:`rebuild`) builds the changed parts through the same functions (so a reload to OPUS checks libopus
+as a start does, and resizes the ring buffer) and hands them over whole; it never edits a part's internals.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from avsd.audio.opus import OPUS_FORMAT, require_opus
+from avsd.audio.source import AudioSource
+from avsd.config import Config
+from avsd.dialog import VoicePipeline
+from avsd.errors import PlaybackError
+from avsd.playback.base import BACKENDS, PlaybackSettings, Player
+from avsd.wake.base import EngineName, WakeEngine, WakeSettings
+
+if TYPE_CHECKING:
+    from avsd.daemon import Daemon
+    from avsd.hw.wiring import Hardware
+
+_LOGGER = logging.getLogger(__name__)
+
+
+# ----- wake word, players ---------------------------------------------------------------------------------------
+
+
+def select_engine(settings: WakeSettings) -> WakeEngine:
+    """The configured wake-word engine. Raises WakeWordError with an actionable message when it cannot start."""
+    name = EngineName(settings.engine)
+    if name is EngineName.NONE:
+        from avsd.wake.null import NullEngine
+
+        return NullEngine()
+    if name is EngineName.MICRO:
+        from avsd.wake.micro import MicroEngine
+
+        return MicroEngine(settings)
+    if name is EngineName.OPENWAKEWORD:
+        from avsd.wake.oww import OpenWakeWordEngine
+
+        return OpenWakeWordEngine(settings)
+    from avsd.wake.porcupine import PorcupineEngine
+
+    return PorcupineEngine(settings)
+
+
+def select_player(settings: PlaybackSettings, *, name: str = "speech") -> Player:
+    """The player for ``settings.backend``; ``auto`` is VLC when libvlc loads, else PCM (and says so)."""
+    # Local imports: the vlc backend must not be loaded for pcm, nor PortAudio for the WAV sink.
+    from avsd.playback.pcm import PcmPlayer, WavSinkPlayer
+
+    backend = settings.backend
+    if backend not in BACKENDS:
+        raise PlaybackError(f"unknown playback backend {backend!r} (choose one of {', '.join(BACKENDS)})")
+    player: Player
+    if backend == "wav":
+        player = WavSinkPlayer(Path(settings.wav_dir or "."), label=name, realtime=settings.wav_realtime)
+    elif backend == "pcm":
+        player = PcmPlayer(settings.output_device, label=name)
+    else:
+        from avsd.playback.vlcplayer import VlcPlayer, VlcUnavailableError
+
+        try:
+            player = VlcPlayer(settings, label=name)
+        except VlcUnavailableError as exc:
+            if backend == "vlc":
+                raise
+            _LOGGER.warning("%s player: libvlc unavailable (%s); falling back to the pcm backend", name, exc)
+            player = PcmPlayer(settings.output_device, label=name)
+    _LOGGER.info("%s player: using the %s backend", name, player.name)
+    return player
+
+
+@dataclass(frozen=True, slots=True)
+class Players:
+    """The four players of a session: speech (Speak), content (AudioPlayer), alert, notification."""
+
+    speech: Player
+    content: Player
+    alert: Player
+    notification: Player
+
+    def all(self) -> tuple[Player, ...]:
+        return (self.speech, self.content, self.alert, self.notification)
+
+
+def build_players(settings: PlaybackSettings) -> Players:
+    return Players(
+        speech=select_player(settings, name="speech"),
+        content=select_player(settings, name="content"),
+        alert=select_player(settings, name="alert"),
+        notification=select_player(settings, name="notification"),
+    )
+
+
+def capture_players() -> Players:
+    """Players that keep what they would play in memory (:class:`~avsd.playback.pcm.CapturePlayer`): the reply
+    audio of a headless session."""
+    from avsd.playback.pcm import CapturePlayer
+
+    return Players(
+        speech=CapturePlayer(label="speech"),
+        content=CapturePlayer(label="content"),
+        alert=CapturePlayer(label="alert"),
+        notification=CapturePlayer(label="notification"),
+    )
+
+
+def build_pipeline(config: Config, *, engine: WakeEngine | None = None) -> VoicePipeline:
+    """The audio path's parts. OPUS is checked here, so a missing libopus is a start-up (or reload) error, not a
+    failure in the middle of a dialog."""
+    if config.dialog.audio_format == OPUS_FORMAT:
+        require_opus()
+    return VoicePipeline(
+        settings=config.dialog,
+        endpointing=config.endpointing,
+        engine=engine if engine is not None else select_engine(config.wake),
+        keyword=config.wake.keyword,
+    )
+
+
+# ----- sessions -------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Parts:
+    """What a Daemon is built from. ``open_audio`` None: no microphone (a headless session)."""
+
+    players: Players
+    pipeline: VoicePipeline
+    open_audio: Callable[[], AudioSource] | None = None
+
+
+def build_daemon(
+    config: Config,
+    *,
+    open_audio: Callable[[], AudioSource] | None,
+    players: Players | None = None,
+    engine: WakeEngine | None = None,
+) -> Daemon:
+    """A whole device session: AVS client, sequencer, every agent, the dialog controller and the given parts
+    (players from ``config.playback`` and the engine from ``config.wake`` unless passed)."""
+    from avsd.daemon import Daemon
+
+    pipeline = build_pipeline(config, engine=engine)
+    return Daemon(config, Parts(players or build_players(config.playback), pipeline, open_audio))
+
+
+def build_session(
+    config: Config, *, players: Players | None = None, open_audio: Callable[[], AudioSource] | None = None
+) -> Daemon:
+    """A headless session (library, ``ask``, virtual device, one phone call): the same client core and agents,
+    players that capture the reply (:func:`capture_players` unless given), no wake word, no hardware."""
+    from avsd.wake.null import NullEngine
+
+    headless = dataclasses.replace(config, wake=dataclasses.replace(config.wake, engine=EngineName.NONE.value))
+    return build_daemon(headless, open_audio=open_audio, players=players or capture_players(), engine=NullEngine())
+
+
+def build_hardware(daemon: Daemon, config: Config, kind: str, loop: asyncio.AbstractEventLoop) -> Hardware:
+    """The button and LEDs for ``--hardware auto|mock|none``."""
+    from avsd.hw.wiring import Hardware
+
+    return Hardware(daemon, kind=kind, button=config.button, led=config.led, loop=loop)
+
+
+# ----- reload ---------------------------------------------------------------------------------------------------
+
+# Sections a reload applies without a restart; any other changed section is logged as needing a restart.
+RELOADABLE = frozenset({"daemon", "avs", "wake", "endpointing", "dialog", "speaker", "button"})
+
+
+def rebuild(
+    daemon: Daemon, hardware: Hardware | None, old: Config, new: Config, loop: asyncio.AbstractEventLoop
+) -> None:
+    """Apply ``new`` to a running session: build what changed through the root and hand it over whole. Raises
+    (keeping everything as it was) when a new part cannot be built, e.g. OPUS without libopus."""
+    pipeline: VoicePipeline | None = None
+    if (new.wake, new.dialog, new.endpointing) != (old.wake, old.dialog, old.endpointing):
+        engine = select_engine(new.wake) if new.wake != old.wake else daemon.dialog.engine
+        try:
+            pipeline = build_pipeline(new, engine=engine)
+        except BaseException:
+            if engine is not daemon.dialog.engine:
+                engine.close()
+            raise
+    # Nothing below raises: the new config is applied completely or not at all.
+    if new.daemon.log_level != old.daemon.log_level:
+        logging.getLogger("avsd").setLevel(new.daemon.log_level.upper())
+    if new.avs.endpoint != old.avs.endpoint:
+        daemon.client.set_endpoint(new.avs.endpoint)
+    if pipeline is not None:
+        daemon.dialog.use_pipeline(pipeline)
+        if new.wake != old.wake:
+            _LOGGER.info("wake-word engine rebuilt (%s)", pipeline.engine.name)
+    if new.speaker != old.speaker:
+        daemon.speaker.settings = new.speaker
+    if new.button != old.button and hardware is not None:
+        hardware.reconfigure(new.button, loop)
+    daemon.config = new
+
+
+__all__ = [
+    "RELOADABLE",
+    "Parts",
+    "Players",
+    "build_daemon",
+    "build_hardware",
+    "build_pipeline",
+    "build_players",
+    "build_session",
+    "capture_players",
+    "rebuild",
+    "select_engine",
+    "select_player",
+]

@@ -28,11 +28,13 @@ from avsd.audio.source import AudioSource
 from avsd.config import Config
 from avsd.dialog import VoicePipeline
 from avsd.errors import PlaybackError
+from avsd.hw.factory import HardwareError
 from avsd.playback.base import BACKENDS, PlaybackSettings, Player
 from avsd.wake.base import EngineName, WakeEngine, WakeSettings
 
 if TYPE_CHECKING:
     from avsd.daemon import Daemon
+    from avsd.hw.leds import Led, LedSettings
     from avsd.hw.wiring import Hardware
 
 _LOGGER = logging.getLogger(__name__)
@@ -174,11 +176,62 @@ def build_session(
     return build_daemon(headless, open_audio=open_audio, players=players or capture_players(), engine=NullEngine())
 
 
-def build_hardware(daemon: Daemon, config: Config, kind: str, loop: asyncio.AbstractEventLoop) -> Hardware:
-    """The button and LEDs for ``--hardware auto|mock|none``."""
-    from avsd.hw.wiring import Hardware
+def select_led(kind: str, settings: LedSettings, pin_factory: object | None) -> Led:
+    """``--hardware mock`` draws the LEDs in the terminal; ``none`` has none unless ``led.kind = "terminal"``;
+    otherwise the configured driver on ``pin_factory`` (a driver that cannot start: no LEDs, said once)."""
+    from avsd.hw.leds import NullLed, TerminalLed, create_led
 
-    return Hardware(daemon, kind=kind, button=config.button, led=config.led, loop=loop)
+    if kind == "mock":
+        return TerminalLed(settings.pixels)
+    if kind == "none" and settings.kind != "terminal":
+        return NullLed()
+    try:
+        return create_led(settings, pin_factory=pin_factory)
+    except HardwareError as exc:
+        _LOGGER.error("no LEDs: %s", exc)
+        return NullLed()
+
+
+def build_hardware(
+    daemon: Daemon,
+    config: Config,
+    kind: str,
+    loop: asyncio.AbstractEventLoop,
+    *,
+    pin_factory: object | None = None,
+    led: Led | None = None,
+) -> Hardware:
+    """The button and LEDs for ``--hardware auto|mock|none``. ``pin_factory`` / ``led``: use these (tests pass a
+    MockFactory or a recording LED) instead of the ones ``kind`` and ``config.led`` pick."""
+    from avsd.hw.factory import pin_factory_for
+    from avsd.hw.wiring import HARDWARE_KINDS, Hardware
+
+    if kind not in HARDWARE_KINDS:
+        raise HardwareError(f"unknown --hardware {kind!r}; choose one of {', '.join(HARDWARE_KINDS)}")
+    button = config.button
+    owns_factory, explicit = False, pin_factory is not None
+    uses_gpio = kind != "none" and (button.pin is not None or config.led.kind in ("single", "rgb", "apa102"))
+    if pin_factory is None and kind == "mock":
+        pin_factory, owns_factory = pin_factory_for("mock"), True
+        # gpiozero's software SPI builds devices without passing the factory on (gpiozero 2.0.1, pins/spi.py).
+        from gpiozero import Device
+
+        Device.pin_factory = pin_factory
+    elif pin_factory is None and uses_gpio:
+        try:
+            pin_factory = pin_factory_for("auto")
+        except HardwareError as exc:
+            _LOGGER.error("GPIO unavailable, running without button and LEDs: %s", exc)
+            kind = "none"
+    return Hardware(
+        daemon,
+        kind=kind,
+        button=button,
+        loop=loop,
+        led=led if led is not None else select_led("auto" if explicit else kind, config.led, pin_factory),
+        pin_factory=pin_factory,
+        owns_factory=owns_factory,
+    )
 
 
 # ----- reload ---------------------------------------------------------------------------------------------------
@@ -229,5 +282,6 @@ __all__ = [
     "capture_players",
     "rebuild",
     "select_engine",
+    "select_led",
     "select_player",
 ]

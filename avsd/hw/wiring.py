@@ -22,8 +22,8 @@ from typing import Any, Protocol
 
 from avsd.avs.client import ConnectionState
 from avsd.hw.button import ButtonAction, ButtonCommand, ButtonSettings, GpioButton, commands_for
-from avsd.hw.factory import HardwareError, pin_factory_for
-from avsd.hw.leds import Led, LedPresenter, LedSettings, NullLed, TerminalLed, create_led
+from avsd.hw.factory import HardwareError
+from avsd.hw.leds import Led, LedPresenter
 from avsd.hw.patterns import LedInputs, Pattern
 from avsd.state import DialogState
 
@@ -111,7 +111,9 @@ class DaemonTarget:
 
 
 class Hardware:
-    """The button (optional) and the LEDs of one daemon. :meth:`close` turns the LEDs off and frees the pins."""
+    """The button (optional) and the LEDs of one daemon. :meth:`close` turns the LEDs off and frees the pins.
+
+    The LED driver and the pin factory are chosen by the composition root (:func:`avsd.root.build_hardware`)."""
 
     def __init__(
         self,
@@ -119,35 +121,21 @@ class Hardware:
         *,
         kind: str,
         button: ButtonSettings,
-        led: LedSettings,
         loop: asyncio.AbstractEventLoop,
-        led_override: Led | None = None,
+        led: Led,
+        pin_factory: object | None = None,
+        owns_factory: bool = False,
     ) -> None:
-        if kind not in HARDWARE_KINDS:
-            raise HardwareError(f"unknown --hardware {kind!r}; choose one of {', '.join(HARDWARE_KINDS)}")
         self.kind = kind
         self.target = DaemonTarget(daemon)
         self._daemon = daemon
         self._settings = button
-        self.pin_factory: object | None = None
+        self.pin_factory = pin_factory
+        self._owns_factory = owns_factory
         self.button: GpioButton | None = None
         self.actions: list[ButtonAction] = []
         self.commands: list[ButtonCommand] = []
-        uses_gpio = kind != "none" and (
-            button.pin is not None or led.kind in ("single", "rgb", "apa102")
-        )
-        if kind == "mock":
-            self.pin_factory = pin_factory_for("mock")
-            from gpiozero import Device
-
-            Device.pin_factory = self.pin_factory
-        elif uses_gpio:
-            try:
-                self.pin_factory = pin_factory_for("auto")
-            except HardwareError as exc:
-                _LOGGER.error("GPIO unavailable, running without button and LEDs: %s", exc)
-                kind = self.kind = "none"
-        self.led: Led = led_override or self._make_led(kind, led)
+        self.led = led
         self.presenter = LedPresenter(self.led)
         if kind != "none" and button.pin is not None:
             try:
@@ -161,17 +149,6 @@ class Hardware:
         daemon.alerts.ringing_observers.add(self._on_change, name="Hardware LEDs")
         daemon.notifications.add_observer(self._on_change)
         self._update()
-
-    def _make_led(self, kind: str, settings: LedSettings) -> Led:
-        if kind == "mock":
-            return TerminalLed(settings.pixels)
-        if kind == "none" and settings.kind != "terminal":
-            return NullLed()
-        try:
-            return create_led(settings, pin_factory=self.pin_factory)
-        except HardwareError as exc:
-            _LOGGER.error("no LEDs: %s", exc)
-            return NullLed()
 
     @property
     def pattern(self) -> Pattern | None:
@@ -221,7 +198,7 @@ class Hardware:
             self.button = None
         self.led.close()
         close: Callable[[], None] | None = getattr(self.pin_factory, "close", None)
-        if self.kind == "mock" and close is not None:
+        if self._owns_factory and close is not None:
             close()
             from gpiozero import Device
 

@@ -26,7 +26,7 @@ from avsd.config import Config, override
 from avsd.daemon import Daemon
 from avsd.emulator.server import Emulator
 from avsd.playback.base import PlaybackSettings
-from avsd.root import Players, build_daemon
+from avsd.root import Players, build_daemon, build_session
 from avsd.state import DialogState, Transition
 from avsd.wake.base import WakeEngine, WakeSettings
 
@@ -151,10 +151,12 @@ async def running_device(
     wake: WakeSettings | None = None,
     players: Players | None = None,
     engine: WakeEngine | None = None,
+    headless: bool = False,
     **emulator_kwargs: Any,
 ) -> AsyncIterator[Device]:
     """Start (or use) an emulator, then the daemon against it; stop both afterwards. The daemon is built by the
-    composition root exactly as ``avsd run`` builds it; only the microphone is a :class:`FeedSource`."""
+    composition root exactly as ``avsd run`` builds it; only the microphone is a :class:`FeedSource`. ``headless``:
+    built as a headless session is (:func:`avsd.root.build_session`: capture players, no wake word)."""
     async with contextlib.AsyncExitStack() as stack:
         if emulator is None:
             emulator = await stack.enter_async_context(Emulator(cert_dir=tmp_path / "certs", **emulator_kwargs))
@@ -173,7 +175,10 @@ async def running_device(
         for key, value in settings:
             config = override(config, key, value)
         source = FeedSource()
-        daemon = build_daemon(config, open_audio=lambda: source, players=players, engine=engine)
+        if headless:
+            daemon = build_session(config, open_audio=lambda: source, players=players)
+        else:
+            daemon = build_daemon(config, open_audio=lambda: source, players=players, engine=engine)
         device = Device(emulator, daemon, source, out_dir)
         daemon.dialog.machine.add_observer(device.transitions.append, name="harness")
         daemon.client.directive_observers.add(device.directives.append)

@@ -32,7 +32,7 @@ SETTINGS = [
 
 async def until(condition: Callable[[], bool], timeout: float = 10.0) -> None:
     async with asyncio.timeout(timeout):
-        while not condition():  # noqa: ASYNC110 - the LEDs and gpiozero's thread offer no event to wait on
+        while not condition():
             await asyncio.sleep(0.01)
 
 

@@ -81,7 +81,7 @@ async def test_reload_to_opus_without_libopus_changes_nothing(tmp_path: Path, mo
         before_config, before_pipeline, before_ring = daemon.config, daemon.dialog.pipeline, daemon.dialog.ring
         new = override(override(daemon.config, "dialog.audio_format", OPUS_FORMAT), "dialog.preroll_s", 1.5)
         reloader = Reloader(daemon, None, write_config(tmp_path / "avsd.toml", new), asyncio.get_running_loop())
-        with pytest.raises(OpusUnavailableError, match="dialog.audio_format"):
+        with pytest.raises(OpusUnavailableError, match=r"dialog\.audio_format"):
             await reloader()
         assert daemon.config is before_config and reloader.reloads == 0
         assert daemon.dialog.pipeline is before_pipeline and daemon.dialog.ring is before_ring
@@ -107,7 +107,7 @@ async def test_a_headless_session_captures_the_reply_instead_of_playing_it(tmp_p
         await device.settle()
         speech = players.speech
         assert isinstance(speech, CapturePlayer)
-        (name, pcm), = speech.captured
+        ((_name, pcm),) = speech.captured
         seconds = len(pcm) / (2 * speech.fmt.channels * speech.fmt.rate)
         assert seconds > 0.5, seconds  # the emulator's espeak-ng answer, decoded
         assert max(abs(int.from_bytes(pcm[i : i + 2], "little", signed=True)) for i in range(0, 20000, 2)) > 100

@@ -104,7 +104,9 @@ class Daemon:
             connected=self.connected,
         )
         self.speech.observers.add(self.dialog.on_speech, name="DialogController.on_speech")
-        self.system = SystemAgent(client=self.client, events=self.events)
+        self.system = SystemAgent(
+            client=self.client, events=self.events, report_interval_s=config.daemon.inactivity_report_s
+        )
         self.sequencer.register(self.speech)
         self.sequencer.register(SpeechRecognizerAgent(self.dialog))
         self.sequencer.register(self.system)

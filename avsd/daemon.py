@@ -153,6 +153,7 @@ class Daemon:
             state_dir=state_dir,
             settings=self.config.capabilities,
         )
+        self.capabilities_checked = asyncio.Event()  # set once the capabilities were published or found unchanged
 
     # ----- focus, speaker, music, notifications --------------------------------------------------------------
 
@@ -209,6 +210,7 @@ class Daemon:
         await self.client.wait_connected()
         body = capabilities_body(interfaces_from_context(self.context.gather()))
         await self.capabilities.publish(capabilities_url(self.client.base_url), body)
+        self.capabilities_checked.set()
 
     async def _send_exception(self, event: Event) -> None:
         self.events.send(event)

@@ -270,6 +270,7 @@ async def test_button_drives_the_daemon_and_the_leds(tmp_path: Path) -> None:
     from avsd.root import build_hardware
     from avsd.state import DialogState as S
     from tests.harness import running_device
+    from tests.hw.test_button_to_leds import until
 
     fast = ButtonSettings(pin=17, bounce_s=0.01, hold_s=0.15, long_press_s=0.4)
     async with asyncio.timeout(30), running_device(tmp_path) as device:
@@ -298,14 +299,12 @@ async def test_button_drives_the_daemon_and_the_leds(tmp_path: Path) -> None:
             assert device.daemon.dialog.state is S.MUTED
             assert led.current.name is LedPattern.MUTED
             await device.source.feed_silence(0.05)  # the next frame makes the audio loop let go of the source
-            await asyncio.sleep(0.1)
-            assert device.source.closed >= 1
+            await until(lambda: device.source.closed >= 1)
             await press(0.05)  # a tap while muted does nothing
             assert device.daemon.dialog.state is S.MUTED
             await press(0.5)  # long press again: unmuted, the microphone reopens
             assert device.daemon.dialog.state is S.IDLE
-            await asyncio.sleep(0.1)
-            assert device.source.opened >= 2
+            await until(lambda: device.source.opened >= 2)
             assert led.current.name is LedPattern.IDLE
 
             started = len(device.transitions)

@@ -224,8 +224,10 @@ def global_brightness(brightness: float) -> int:
 class Apa102Ring(AnimatedLed):
     """The APA102 pixels of the ReSpeaker HATs, through gpiozero's SPI (spidev/lgpio hardware SPI on a Pi)."""
 
-    def __init__(self, settings: LedSettings, *, pin_factory: object | None = None) -> None:
-        super().__init__(settings.pixels, fps=settings.fps)
+    def __init__(
+        self, settings: LedSettings, *, pin_factory: object | None = None, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        super().__init__(settings.pixels, fps=settings.fps, clock=clock)
         self._global = global_brightness(settings.brightness)
         self._power: Any = None
         with gpio_errors(f"APA102 on SPI{settings.spi_port}.{settings.spi_device}"):

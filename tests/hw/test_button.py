@@ -17,6 +17,7 @@ from avsd.hw.button import (
     GpioButton,
     commands_for,
 )
+from tests.hw.conftest import VirtualTime
 
 A = ButtonAction
 C = ButtonCommand
@@ -153,22 +154,6 @@ def test_settings_validation_names_the_key(kwargs: dict[str, Any], key: str) -> 
 # The loop's clock is replaced by a manual one (call_later and the button's edge stamps both read it), so every
 # threshold is tested to the millisecond, with no real sleeps and no timing margins.
 FAST = ButtonSettings(pin=17, bounce_s=0.02, hold_s=0.15, long_press_s=0.4)
-
-
-class VirtualTime:
-    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
-        loop = asyncio.get_running_loop()
-        self.now = loop.time()
-        monkeypatch.setattr(loop, "time", lambda: self.now)
-
-    def __call__(self) -> float:
-        return self.now
-
-    async def advance(self, seconds: float) -> None:
-        """Move time on and let every timer that fell due (and what it schedules) run."""
-        self.now += seconds
-        for _ in range(10):
-            await asyncio.sleep(0)
 
 
 async def _button(

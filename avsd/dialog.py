@@ -22,69 +22,32 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections.abc import AsyncIterator, Callable, Mapping
-from dataclasses import dataclass, field
-from enum import StrEnum
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from avsd.audio.endpointer import EndpointerSettings, EndpointResult
 from avsd.audio.frames import ACTIVE_BLOCK_FRAMES, FRAME_BYTES, IDLE_BLOCK_FRAMES, SAMPLE_RATE
-from avsd.audio.opus import BITRATES, OPUS_FORMAT, OpusEncoder, encode_frames
+from avsd.audio.opus import OPUS_FORMAT, OpusEncoder, encode_frames
 from avsd.audio.ring import RingBuffer
 from avsd.audio.source import AudioSource
 from avsd.audio.vad import VadEndpointer
 from avsd.avs.client import EventResult
 from avsd.avs.messages import Event, context_entry
 from avsd.errors import AudioDeviceError, AvsError
-from avsd.state import DialogMachine, DialogState, DialogTimeouts, Transition, Trigger
+from avsd.recognize import (
+    Capture,
+    DialogSettings,
+    Initiator,
+    VoicePipeline,
+    recognize_event,
+    ring_seconds,
+)
+from avsd.state import DialogMachine, DialogState, Transition, Trigger
 from avsd.wake.base import Detection, WakeEngine
 
 _LOGGER = logging.getLogger(__name__)
 S, T = DialogState, Trigger
-
-PCM_FORMAT = "AUDIO_L16_RATE_16000_CHANNELS_1"
-_CAPTURE_QUEUE_FRAMES = 2000  # 20 s: more than the hard cap, so a slow network never drops captured audio
-
-
-class Initiator(StrEnum):
-    WAKEWORD = "WAKEWORD"
-    TAP = "TAP"
-    PRESS_AND_HOLD = "PRESS_AND_HOLD"
-    EXPECT_SPEECH = "EXPECT_SPEECH"  # local name: the Recognize echoes ExpectSpeech's initiator
-
-
-@dataclass(frozen=True, slots=True)
-class DialogSettings:
-    wake_profile: str = field(
-        default="NEAR_FIELD",
-        metadata={"help": "ASR profile for wake-word dialogs", "choices": ("NEAR_FIELD", "FAR_FIELD")},
-    )
-    tap_endpointing: str = field(
-        default="local",
-        metadata={
-            "help": "TAP dialogs end on local end of speech and StopCapture (local), or StopCapture only (cloud)",
-            "choices": ("local", "cloud"),
-        },
-    )
-    preroll_s: float = field(
-        default=0.5, metadata={"help": "audio sent before the wake word (AVS wants 500 ms)", "min": 0.0, "max": 1.5}
-    )
-    expect_preroll_s: float = field(
-        default=0.3, metadata={"help": "audio kept before the answer to an ExpectSpeech starts", "min": 0.0, "max": 1.0}
-    )
-    audio_format: str = field(
-        default=PCM_FORMAT,
-        metadata={
-            "help": "Recognize audio: 16 kHz PCM (256 kbps) or Opus (needs libopus0 + opuslib-next)",
-            "choices": (PCM_FORMAT, OPUS_FORMAT),
-        },
-    )
-    opus_bitrate: int = field(
-        default=32000,
-        metadata={"help": "Opus bit rate (hard CBR: 80- or 160-byte packets per 20 ms)", "choices": BITRATES},
-    )
-    timeouts: DialogTimeouts = field(default_factory=DialogTimeouts)
-
 
 class RecognizeSender(Protocol):
     async def send_event(self, event: Event, audio: Any = None) -> EventResult: ...
@@ -102,22 +65,6 @@ class SpeechControl(Protocol):
     async def stop(self) -> None: ...
 
 
-def ring_seconds(settings: DialogSettings) -> float:
-    """History the ring buffer keeps: the pre-roll plus the longest wake word, and never under 2.5 s."""
-    return max(2.5, settings.preroll_s + 2.0)
-
-
-@dataclass(frozen=True, slots=True)
-class VoicePipeline:
-    """What the audio path is made of. The composition root builds it (checking that OPUS can work, picking the
-    wake-word engine) and a reload replaces it whole (:meth:`DialogController.use_pipeline`)."""
-
-    settings: DialogSettings
-    endpointing: EndpointerSettings
-    engine: WakeEngine
-    keyword: str = "ALEXA"
-
-
 @dataclass(frozen=True, slots=True)
 class _Expectation:
     """The data of the EXPECTING state (:attr:`DialogMachine.data`): ExpectSpeech's initiator, echoed verbatim,
@@ -125,69 +72,6 @@ class _Expectation:
 
     initiator: Mapping[str, Any] | None
     vad: VadEndpointer
-
-
-def recognize_event(
-    *,
-    dialog_request_id: str,
-    initiator: Initiator,
-    profile: str,
-    wake_word_indices: tuple[int, int] | None = None,
-    expect_initiator: Mapping[str, Any] | None = None,
-    audio_format: str = PCM_FORMAT,
-) -> Event:
-    """``SpeechRecognizer.Recognize`` (§6.1). Pure."""
-    payload: dict[str, Any] = {"profile": profile, "format": audio_format}
-    if initiator is Initiator.EXPECT_SPEECH:
-        if expect_initiator is not None:
-            payload["initiator"] = dict(expect_initiator)  # verbatim, opaque
-    elif initiator is Initiator.WAKEWORD:
-        initiator_payload: dict[str, Any] = {}
-        if wake_word_indices is not None:
-            start, end = wake_word_indices
-            initiator_payload["wakeWordIndices"] = {"startIndexInSamples": start, "endIndexInSamples": end}
-        payload["initiator"] = {"type": "WAKEWORD", "payload": initiator_payload}
-    else:
-        payload["initiator"] = {"type": str(initiator), "payload": {}}
-    return Event.new("SpeechRecognizer", "Recognize", payload, dialog_request_id=dialog_request_id)
-
-
-class Capture:
-    """One Recognize's audio: the pre-roll, then live frames until closed. Read once by the upload."""
-
-    def __init__(self, preroll: bytes) -> None:
-        self._queue: asyncio.Queue[bytes | None] = asyncio.Queue(_CAPTURE_QUEUE_FRAMES)
-        self._preroll = preroll
-        self.closed = False
-        self.frames_sent = 0
-
-    def push(self, frame: bytes) -> None:
-        if not self.closed:
-            try:
-                self._queue.put_nowait(frame)
-            except asyncio.QueueFull:  # only if the upload stalls for 20 s; the state timeout ends it anyway
-                _LOGGER.warning("capture queue full; dropping a frame")
-
-    def close(self) -> None:
-        if not self.closed:
-            self.closed = True
-            try:
-                self._queue.put_nowait(None)
-            except asyncio.QueueFull:
-                self._queue.get_nowait()
-                self._queue.put_nowait(None)
-
-    async def frames(self) -> AsyncIterator[bytes]:
-        preroll = self._preroll
-        for offset in range(0, len(preroll) - FRAME_BYTES + 1, FRAME_BYTES):
-            self.frames_sent += 1
-            yield preroll[offset : offset + FRAME_BYTES]
-        while True:
-            frame = await self._queue.get()
-            if frame is None:
-                return
-            self.frames_sent += 1
-            yield frame
 
 
 @dataclass(slots=True)
@@ -593,3 +477,13 @@ class DialogController:
             task.cancel()
         if self._dialogs:
             await asyncio.gather(*self._dialogs, return_exceptions=True)
+
+
+# DialogSettings, Initiator, recognize_event and VoicePipeline live in avsd.recognize; re-exported for importers.
+__all__ = [
+    "DialogController",
+    "DialogSettings",
+    "Initiator",
+    "VoicePipeline",
+    "recognize_event",
+]

@@ -26,10 +26,10 @@ from typing import TYPE_CHECKING
 from avsd.audio.opus import OPUS_FORMAT, require_opus
 from avsd.audio.source import AudioSource
 from avsd.config import Config
-from avsd.dialog import VoicePipeline
 from avsd.errors import PlaybackError
 from avsd.hw.factory import HardwareError
 from avsd.playback.base import BACKENDS, PlaybackSettings, Player
+from avsd.recognize import VoicePipeline
 from avsd.wake.base import EngineName, WakeEngine, WakeSettings
 
 if TYPE_CHECKING:

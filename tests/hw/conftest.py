@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from avsd.hw.factory import pin_factory_for
+from tests.virtual_time import VirtualTime
+
+__all__ = ["Apa102Listener", "VirtualTime"]
 
 
 @pytest.fixture
@@ -78,22 +80,3 @@ def plain_mock_factory(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
 @pytest.fixture
 def apa102(plain_mock_factory: Any) -> Apa102Listener:
     return Apa102Listener(plain_mock_factory)
-
-
-class VirtualTime:
-    """The running loop's clock replaced by a manual one (for ``call_later``, ``asyncio.sleep`` and any part given
-    it as its clock): timing is tested exactly, without real sleeps or margins."""
-
-    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
-        loop = asyncio.get_running_loop()
-        self.now = loop.time()
-        monkeypatch.setattr(loop, "time", lambda: self.now)
-
-    def __call__(self) -> float:
-        return self.now
-
-    async def advance(self, seconds: float) -> None:
-        """Move time on and let every timer that fell due (and what it schedules) run."""
-        self.now += seconds
-        for _ in range(10):
-            await asyncio.sleep(0)

@@ -135,6 +135,14 @@ class ItemFailed(PlaybackError):
         self.error_type = error_type
 
 
+class _Channel(StrEnum):
+    """This agent's hold on the Content channel."""
+
+    RELEASED = "released"  # not held (never acquired, or released by us)
+    HELD = "held"  # acquired; the arbiter's FocusState says whether in front or behind
+    TAKEN = "taken"  # someone else took it (focus NONE while held): stop and clear at the next reconcile
+
+
 @dataclass(slots=True, eq=False)
 class _Entry:
     item: AudioItem
@@ -168,10 +176,9 @@ class AudioPlayerAgent:
         self.unexpected = 0
         self._token = ""
         self._last_offset_ms = 0
-        self._holding = False
+        self._channel = _Channel.RELEASED
         self._focus_state = FocusState.NONE
         self._focus_behavior = Behavior.STOP
-        self._focus_lost = False
         self._tasks: set[asyncio.Task[None]] = set()
         focus.register(ACTIVITY, self)
 
@@ -233,9 +240,8 @@ class AudioPlayerAgent:
 
     def on_focus(self, change: FocusChange) -> None:
         self._focus_state, self._focus_behavior = change.focus, change.behavior
-        if change.focus is FocusState.NONE and self._holding:
-            self._holding = False
-            self._focus_lost = True  # taken by someone else: stop and clear (our own releases unset _holding)
+        if change.focus is FocusState.NONE and self._channel is _Channel.HELD:
+            self._channel = _Channel.TAKEN  # by someone else: stop and clear (our own release is RELEASED)
         self._spawn(self._locked_reconcile(), "audio-focus")
 
     async def _locked_reconcile(self) -> None:
@@ -244,11 +250,11 @@ class AudioPlayerAgent:
 
     async def _reconcile(self) -> None:
         """Make playback match the focus; idempotent (reads the current state, not the change that woke it)."""
-        if self._focus_lost:
-            self._focus_lost = False
+        if self._channel is _Channel.TAKEN:
+            self._channel = _Channel.RELEASED
             self._queue.clear()
             await self._stop_current()
-        if not self._holding:
+        if self._channel is not _Channel.HELD:
             self._unduck()
             return
         entry = self._current
@@ -295,13 +301,13 @@ class AudioPlayerAgent:
         self._activity = after
 
     def _acquire(self) -> None:
-        if not self._holding:
-            self._holding = True
+        if self._channel is not _Channel.HELD:
+            self._channel = _Channel.HELD
             self._focus_state = self._focus.acquire(Channel.CONTENT, ACTIVITY)
 
     def _release(self) -> None:
-        if self._holding:
-            self._holding = False
+        if self._channel is _Channel.HELD:
+            self._channel = _Channel.RELEASED
             self._focus.release(Channel.CONTENT, ACTIVITY)
 
     # ----- queue (under the lock) ---------------------------------------------------------------------------

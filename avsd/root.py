@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,12 +31,16 @@ from avsd.errors import PlaybackError
 from avsd.hw.factory import HardwareError
 from avsd.playback.base import BACKENDS, PlaybackSettings, Player
 from avsd.recognize import VoicePipeline
+from avsd.state import DialogState, Transition
 from avsd.wake.base import EngineName, WakeEngine, WakeSettings
 
 if TYPE_CHECKING:
+    from avsd.appliance import Reloader, SourceOpener, StatusReporter
+    from avsd.control import ControlServer
     from avsd.daemon import Daemon
     from avsd.hw.leds import Led, LedSettings
     from avsd.hw.wiring import Hardware
+    from avsd.systemd import AudioHeartbeat, SystemdNotifier
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -234,6 +239,93 @@ def build_hardware(
     )
 
 
+# ----- the appliance (`avsd run`) --------------------------------------------------------------------------------
+
+
+def select_source(config: Config, input_wav: Path | None) -> SourceOpener:
+    """Opens the configured microphone (raising AudioDeviceError when it is missing or busy), or the WAV."""
+    from avsd.appliance import HANG_ENV, HangingSource
+
+    async def open_source() -> AudioSource:
+        source: AudioSource
+        if input_wav is not None:
+            from avsd.audio.wav_source import WavFileSource
+
+            source = WavFileSource(input_wav, realtime=True, pad_silence_s=2.0)
+        else:
+            from avsd.audio.mic import MicrophoneSource
+
+            mic = MicrophoneSource(config.audio.device_spec(), queue_frames=config.audio.queue_frames)
+            try:
+                await mic.start()
+            except BaseException:
+                await mic.close()
+                raise
+            source = mic
+        hang = os.environ.get(HANG_ENV)
+        if hang:  # test hook: the source stops yielding after this many seconds (a hung capture thread)
+            source = HangingSource(source, float(hang), asyncio.get_running_loop().time)
+        return source
+
+    return open_source
+
+
+@dataclass(frozen=True, slots=True)
+class Appliance:
+    """Everything ``avsd run`` runs: the daemon and the parts around it."""
+
+    daemon: Daemon
+    hardware: Hardware
+    control: ControlServer
+    notifier: SystemdNotifier
+    heartbeat: AudioHeartbeat
+    status: StatusReporter
+    reloader: Reloader
+
+
+def build_appliance(
+    config: Config,
+    *,
+    input_wav: Path | None,
+    hardware: str,
+    config_path: Path | None,
+    loop: asyncio.AbstractEventLoop,
+) -> Appliance:
+    """The appliance: a microphone (or WAV) that feeds the systemd watchdog's heartbeat, the daemon, the button
+    and LEDs, systemd STATUS, the control socket and the reload."""
+    from avsd.appliance import MonitoredSource, Reloader, StatusReporter, control_handlers
+    from avsd.control import ControlServer, socket_path
+    from avsd.systemd import AudioHeartbeat, SystemdNotifier
+
+    notifier = SystemdNotifier()
+    # No frame for audio.stall_timeout_s means the capture path is hung (frames come every 10-100 ms).
+    heartbeat = AudioHeartbeat(config.audio.stall_timeout_s, loop.time())
+    opener = select_source(config, input_wav)
+    daemon = build_daemon(config, open_audio=lambda: MonitoredSource(opener, heartbeat, clock=loop.time))
+    status = StatusReporter(notifier, daemon)
+    daemon.dialog.machine.add_observer(status.on_transition, name="StatusReporter.on_transition")
+    daemon.client.add_state_observer(status.on_connection)
+
+    def on_mute(transition: Transition) -> None:
+        # Privacy mute closes the microphone: no frames then is not a hang.
+        if transition.state is DialogState.MUTED:
+            heartbeat.suspend()
+        elif transition.previous is DialogState.MUTED:
+            heartbeat.resume(loop.time())
+
+    daemon.dialog.machine.add_observer(on_mute, name="watchdog mute")
+    hw = build_hardware(daemon, config, hardware, loop)
+    return Appliance(
+        daemon=daemon,
+        hardware=hw,
+        control=ControlServer(socket_path(config.state_dir), control_handlers(daemon)),
+        notifier=notifier,
+        heartbeat=heartbeat,
+        status=status,
+        reloader=Reloader(daemon, hw, config_path, loop),
+    )
+
+
 # ----- reload ---------------------------------------------------------------------------------------------------
 
 # Sections a reload applies without a restart; any other changed section is logged as needing a restart.
@@ -272,8 +364,10 @@ def rebuild(
 
 __all__ = [
     "RELOADABLE",
+    "Appliance",
     "Parts",
     "Players",
+    "build_appliance",
     "build_daemon",
     "build_hardware",
     "build_pipeline",
@@ -284,4 +378,5 @@ __all__ = [
     "select_engine",
     "select_led",
     "select_player",
+    "select_source",
 ]

@@ -202,7 +202,8 @@ async def check_gpio(ctx: DoctorContext) -> CheckResult:
     if ctx.hardware == "none" or (config.button.pin is None and config.led.kind in ("none", "terminal")):
         return CheckResult("GPIO", True, "no button or GPIO LEDs configured")
     from avsd.hw.factory import HardwareError, pin_factory_for
-    from avsd.hw.leds import NullLed, create_led
+    from avsd.hw.leds import NullLed
+    from avsd.root import select_led_driver
 
     loop = asyncio.get_running_loop()
     used: list[str] = []
@@ -213,7 +214,7 @@ async def check_gpio(ctx: DoctorContext) -> CheckResult:
 
             GpioButton(config.button, lambda action: None, loop=loop, pin_factory=factory).close()
             used.append(f"button GPIO{config.button.pin}")
-        led = create_led(config.led, pin_factory=factory)
+        led = select_led_driver(config.led, pin_factory=factory)
         if not isinstance(led, NullLed):
             used.append(f"LED {config.led.kind}")
         led.close()

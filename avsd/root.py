@@ -181,17 +181,32 @@ def build_session(
     return build_daemon(headless, open_audio=open_audio, players=players or capture_players(), engine=NullEngine())
 
 
+def select_led_driver(settings: LedSettings, *, pin_factory: object | None = None) -> Led:
+    """The driver for ``led.kind`` (raises HardwareError when its pins or bus cannot be opened)."""
+    from avsd.hw.leds import Apa102Ring, NullLed, RgbLed, SingleLed, TerminalLed
+
+    if settings.kind == "single":
+        return SingleLed(settings, pin_factory=pin_factory)
+    if settings.kind == "rgb":
+        return RgbLed(settings, pin_factory=pin_factory)
+    if settings.kind == "apa102":
+        return Apa102Ring(settings, pin_factory=pin_factory)
+    if settings.kind == "terminal":
+        return TerminalLed(settings.pixels)
+    return NullLed()
+
+
 def select_led(kind: str, settings: LedSettings, pin_factory: object | None) -> Led:
     """``--hardware mock`` draws the LEDs in the terminal; ``none`` has none unless ``led.kind = "terminal"``;
     otherwise the configured driver on ``pin_factory`` (a driver that cannot start: no LEDs, said once)."""
-    from avsd.hw.leds import NullLed, TerminalLed, create_led
+    from avsd.hw.leds import NullLed, TerminalLed
 
     if kind == "mock":
         return TerminalLed(settings.pixels)
     if kind == "none" and settings.kind != "terminal":
         return NullLed()
     try:
-        return create_led(settings, pin_factory=pin_factory)
+        return select_led_driver(settings, pin_factory=pin_factory)
     except HardwareError as exc:
         _LOGGER.error("no LEDs: %s", exc)
         return NullLed()
@@ -377,6 +392,7 @@ __all__ = [
     "rebuild",
     "select_engine",
     "select_led",
+    "select_led_driver",
     "select_player",
     "select_source",
 ]

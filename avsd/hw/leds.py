@@ -330,15 +330,3 @@ class LedPresenter:
             logger.debug("leds: %s", pattern.name)
             self._led.show(pattern)
         return pattern
-
-
-def create_led(settings: LedSettings, *, pin_factory: object | None = None) -> Led:
-    if settings.kind == "single":
-        return SingleLed(settings, pin_factory=pin_factory)
-    if settings.kind == "rgb":
-        return RgbLed(settings, pin_factory=pin_factory)
-    if settings.kind == "apa102":
-        return Apa102Ring(settings, pin_factory=pin_factory)
-    if settings.kind == "terminal":
-        return TerminalLed(settings.pixels)
-    return NullLed()

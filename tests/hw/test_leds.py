@@ -19,10 +19,10 @@ from avsd.hw.leds import (
     SingleLed,
     TerminalLed,
     apa102_words,
-    create_led,
     global_brightness,
 )
 from avsd.hw.patterns import PATTERNS, Effect, LedInputs, LedPattern, Pattern
+from avsd.root import select_led_driver
 from avsd.state import DialogState
 from tests.hw.conftest import Apa102Listener, VirtualTime
 
@@ -191,12 +191,12 @@ def test_terminal_led_on_a_tty_draws_coloured_dots() -> None:
     assert out.getvalue().endswith("○○○ muted\n")  # switched off, then a newline for the shell
 
 
-def test_create_led_kinds(mock_factory: Any) -> None:
-    assert isinstance(create_led(LedSettings()), NullLed)
-    assert isinstance(create_led(LedSettings(kind="terminal")), TerminalLed)
-    single = create_led(LedSettings(kind="single", pins=(4,)), pin_factory=mock_factory)
+def test_the_root_picks_the_led_driver_for_each_kind(mock_factory: Any) -> None:
+    assert isinstance(select_led_driver(LedSettings()), NullLed)
+    assert isinstance(select_led_driver(LedSettings(kind="terminal")), TerminalLed)
+    single = select_led_driver(LedSettings(kind="single", pins=(4,)), pin_factory=mock_factory)
     assert isinstance(single, SingleLed)
-    rgb = create_led(LedSettings(kind="rgb", pins=(5, 6, 13)), pin_factory=mock_factory)
+    rgb = select_led_driver(LedSettings(kind="rgb", pins=(5, 6, 13)), pin_factory=mock_factory)
     assert isinstance(rgb, RgbLed)
     single.close()
     rgb.close()

@@ -4,10 +4,10 @@
                                                                             alerts.stop_active()
     dialog transitions, connection, ringing alert, notification indicator --> LedInputs --> LedPresenter --> Led
 
-``mock`` runs anywhere: gpiozero's MockFactory pins (tests press the button through ``factory.pin(n)``) and a
-TerminalLed drawing the pattern on stderr. The mock factory also becomes gpiozero's default (the
-``GPIOZERO_PIN_FACTORY=mock`` semantics), because gpiozero's software SPI builds devices without passing the
-factory on (gpiozero 2.0.1, pins/spi.py) and would otherwise look for real pins.
+The composition root (:func:`avsd.root.build_hardware`) picks the pin factory and the LED driver: ``mock`` runs
+anywhere, with gpiozero's MockFactory pins (tests press the button through ``factory.pin(n)``) and a TerminalLed
+drawing the pattern on stderr. The LEDs show facts owned elsewhere (dialog state, connection, ringing alert,
+notification indicator); every change of one re-reads them all from their owners.
 
 Everything here runs on the loop thread: GpioButton already hops from gpiozero's thread with
 ``call_soon_threadsafe``; the agents' observers are called on the loop.

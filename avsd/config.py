@@ -79,6 +79,7 @@ class AuthSettings:
 class DaemonSettings:
     state_dir: str = setting("", "alerts, volume, outbox; empty = StateDirectory or XDG")
     log_level: str = setting("info", "logging level", choices=("debug", "info", "warning", "error"))
+    inactivity_report_s: float = setting(3600.0, "System.UserInactivityReport period (AVS wants hourly)", min=1.0)
 
 
 @dataclass(frozen=True, slots=True)

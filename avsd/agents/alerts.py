@@ -54,6 +54,7 @@ from avsd.agents.events import EventSender
 from avsd.avs.messages import Directive, Event, Header, context_entry
 from avsd.errors import DirectiveParseError, PlaybackError
 from avsd.focus import Behavior, Channel, FocusChange, FocusState
+from avsd.observers import Observers
 from avsd.playback.base import Media, PlaybackOutcome, Player
 from avsd.settings import setting
 
@@ -211,7 +212,7 @@ class AlertsAgent:
         self._lock = asyncio.Lock()  # directives, the scheduler and the user change the set one at a time
         # (token, wall time the first sample left the player): for logs, status and tests.
         self.sounded: deque[tuple[str, datetime]] = deque(maxlen=32)
-        self.ringing_observers: list[Callable[[str | None], None]] = []
+        self.ringing_observers: Observers[str | None] = Observers("alert ringing")
 
     # ----- start-up -----------------------------------------------------------------------------------------
 
@@ -428,11 +429,7 @@ class AlertsAgent:
         self._notify()
 
     def _notify(self) -> None:
-        for observer in list(self.ringing_observers):
-            try:
-                observer(self._ringing)
-            except Exception:
-                _LOGGER.exception("ringing observer failed")
+        self.ringing_observers.notify(self._ringing)
 
     async def _send_certified(self, name: str, token: str, message_id: str | None = None) -> None:
         await self._certified.put(alert_event(name, token, message_id).to_json())

@@ -32,6 +32,7 @@ from avsd.agents.speaker import read_json_state
 from avsd.avs.messages import Directive, context_entry
 from avsd.errors import DirectiveParseError, PlaybackError
 from avsd.fileio import StateFileWriter
+from avsd.observers import Observers
 from avsd.playback.base import Media, Playback, PlaybackOutcome, Player
 from avsd.settings import setting
 
@@ -85,7 +86,7 @@ class NotificationsAgent:
         self._writer = StateFileWriter(self._path, "notification indicator")
         doc = read_json_state(self._path) or {}
         self._indicator = doc.get("indicator") is True
-        self._observers: list[Callable[[bool], None]] = []
+        self._observers: Observers[bool] = Observers("notification indicator")
         self._sounds: deque[str] = deque()  # asset URLs ("" = the chime)
         self._wakeup = asyncio.Event()
         self._playback: Playback | None = None
@@ -99,9 +100,9 @@ class NotificationsAgent:
     def indicator_on(self) -> bool:
         return self._indicator
 
-    def add_observer(self, observer: Callable[[bool], None]) -> None:
-        """``observer(indicator_on)`` after every change (the LED layer)."""
-        self._observers.append(observer)
+    def add_observer(self, observer: Callable[[bool], None]) -> Callable[[], None]:
+        """``observer(indicator_on)`` after every change (the LED layer); returns its remover."""
+        return self._observers.add(observer)
 
     def context(self) -> dict[str, Any]:
         return context_entry(
@@ -157,11 +158,7 @@ class NotificationsAgent:
         self._indicator = on
         _LOGGER.info("notification indicator %s", "on" if on else "off")
         self._writer.save({"indicator": on})
-        for observer in list(self._observers):
-            try:
-                observer(on)
-            except Exception:
-                _LOGGER.exception("notification observer %r failed", observer)
+        self._observers.notify(on)
 
     # ----- sounds -------------------------------------------------------------------------------------------
 

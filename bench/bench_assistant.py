@@ -186,7 +186,9 @@ async def latency(turns: int) -> dict:
             tmp_path, emulator=emu
         ) as dev:
             arrivals: list[tuple[float, str]] = []
-            dev.daemon.client.directive_observers.append(lambda d: arrivals.append((time.monotonic(), d.header.name)))
+            dev.daemon.client.directive_observers.add(
+                lambda d: arrivals.append((time.monotonic(), d.header.name)), name="bench arrivals"
+            )
             t_cpu = time.process_time()
             children = resource.getrusage(resource.RUSAGE_CHILDREN)
             for i in range(turns):

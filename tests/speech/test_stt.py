@@ -59,3 +59,20 @@ def test_free_text_mode_with_hints(say: Callable[..., bytes]) -> None:
         assert free.transcribe(bytes(16000)).text == ""
     finally:
         free.close()
+
+
+def test_speech_gate_refuses_silence_and_steady_noise_not_a_short_answer() -> None:
+    import numpy as np
+
+    from avsd.speech.convert import resample
+    from avsd.speech.stt import has_speech
+    from avsd.speech.tts import espeak_pcm
+
+    rng = np.random.default_rng(3)
+    hiss = (rng.standard_normal(32000) * 1500).astype("<i2").tobytes()
+    assert not has_speech(bytes(32000))
+    assert not has_speech(hiss)
+    answer = resample(espeak_pcm("five minutes"), 16000).data  # no leading silence, as the virtual device sends
+    assert has_speech(answer)
+    mixed = (np.frombuffer(answer, "<i2") + rng.standard_normal(len(answer) // 2) * 300).astype("<i2").tobytes()
+    assert has_speech(mixed)

@@ -48,6 +48,7 @@ MAX_UTTERANCE_S = 30.0
 _MAX_UTTERANCE_BYTES = int(MAX_UTTERANCE_S * SAMPLE_RATE) * 2
 _NOISE_FLOOR = 30.0  # std of the added noise, in 16-bit sample units (~ -60 dBFS)
 _HINT_CUTOFF = 0.75
+_LIVE_CHUNK_BYTES = 3200  # 100 ms
 _GATE_FRAME = 320  # 20 ms
 _GATE_MIN_RMS = 100.0  # -50 dBFS
 _GATE_MIN_RATIO = 2.0  # 6 dB between the loud and the quiet frames
@@ -233,8 +234,15 @@ def _decode_all(decoder: Any, pcm: bytes, model: PocketsphinxModel) -> Transcrip
     if not has_speech(pcm):
         return Transcript("", time.thread_time() - start)
     decoder.start_utt()
-    # full_utt: the whole utterance at once, so the cepstral mean is the utterance's own (see the module doc).
-    decoder.process_raw(_dither(pcm, np.random.default_rng(0)), False, True)
+    dithered = _dither(pcm, np.random.default_rng(0))
+    if model.grammars:
+        # full_utt: the whole utterance at once, so the cepstral mean is the utterance's own (module doc).
+        decoder.process_raw(dithered, False, True)
+    else:
+        # Free text keeps the live mean: the virtual device suite's transcript of an espeak-ng reply got
+        # worse with the utterance's own ("it is 3:26 PM" -> "the three twenty six pm").
+        for offset in range(0, len(dithered), _LIVE_CHUNK_BYTES):
+            decoder.process_raw(dithered[offset : offset + _LIVE_CHUNK_BYTES], False, False)
     decoder.end_utt()
     hyp = decoder.hyp()
     text = model.snap_to_hint(hyp.hypstr if hyp is not None else "")

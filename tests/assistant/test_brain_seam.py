@@ -98,7 +98,7 @@ def _espeak_16k(text: str, voice: str = "en-us") -> bytes:
 
 @pytest.mark.parametrize(
     ("profile", "answer", "voice", "minutes"),
-    # Heard as "two minutes" / "ah eight minutes" when the decoder's cepstral mean was live (not the utterance's).
+    # Heard as "... eighty please" / "... eight minutes" when the cepstral mean was live (not the utterance's own).
     [("CLOSE_TALK", "ten minutes", "en-us", 10), ("PRESS_AND_HOLD", "five minutes", "en-us+f3", 5)],
 )
 async def test_a_short_answer_to_the_question_completes_the_timer(

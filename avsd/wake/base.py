@@ -1,6 +1,7 @@
 """Wake-word engines behind one small protocol, their settings, and the factory that picks one.
 
-Engines: ``micro`` (microWakeWord, pymicro-wakeword), ``openwakeword`` (pyopen-wakeword), ``porcupine``
+Engines: ``cascade`` (the default: microWakeWord always, openWakeWord while there is speech; either wakes),
+``micro`` (microWakeWord, pymicro-wakeword), ``openwakeword`` (pyopen-wakeword), ``porcupine``
 (pvporcupine, optional, needs a Picovoice AccessKey), ``none`` (never fires; push-to-talk only). Each engine
 module is imported lazily, so a missing optional package only matters when it is chosen; import failures
 become :class:`~avsd.errors.WakeWordError` with the command that fixes them.
@@ -19,6 +20,7 @@ _E = TypeVar("_E", bound=Enum)
 
 
 class EngineName(StrEnum):
+    CASCADE = "cascade"
     MICRO = "micro"
     OPENWAKEWORD = "openwakeword"
     PORCUPINE = "porcupine"
@@ -64,13 +66,37 @@ class WakeSettings:
     """Wake-word engine choice and thresholds."""
 
     engine: str = field(
-        default=EngineName.MICRO,
-        metadata={"help": "Wake-word engine", "choices": tuple(EngineName)},
+        default=EngineName.CASCADE,
+        metadata={
+            "help": "Wake-word engine (cascade: microWakeWord always, openWakeWord while there is speech)",
+            "choices": tuple(EngineName),
+        },
     )
     keyword: str = field(default="alexa", metadata={"help": "Wake word (built-in model name)"})
     threshold: float | None = field(
         default=None,
-        metadata={"help": "Detection threshold 0..1 (engine default when unset)", "min": 0.0, "max": 1.0},
+        metadata={
+            "help": "Detection threshold 0..1 of a single engine (engine default when unset; the cascade "
+            "uses the per-model keys below)",
+            "min": 0.0,
+            "max": 1.0,
+        },
+    )
+    micro_threshold: float | None = field(
+        default=None,
+        metadata={"help": "microWakeWord threshold, alone or in the cascade (0.9 when unset)", "min": 0.0, "max": 1.0},
+    )
+    openwakeword_threshold: float | None = field(
+        default=None,
+        metadata={"help": "openWakeWord threshold, alone or in the cascade (0.5 when unset)", "min": 0.0, "max": 1.0},
+    )
+    gate_db: float = field(
+        default=6.0,
+        metadata={
+            "help": "cascade: openWakeWord runs while the sound is this far above the noise floor (dB)",
+            "min": 1.0,
+            "max": 30.0,
+        },
     )
     refractory_s: float = field(
         default=2.0,
@@ -92,6 +118,14 @@ class WakeSettings:
             "max": 1.0,
         },
     )
+    micro_playback_threshold: float | None = field(
+        default=None,
+        metadata={"help": "microWakeWord threshold while the device speaks (0.97 when unset)", "min": 0.0, "max": 1.0},
+    )
+    openwakeword_playback_threshold: float | None = field(
+        default=None,
+        metadata={"help": "openWakeWord threshold while the device speaks (0.9 when unset)", "min": 0.0, "max": 1.0},
+    )
     playback_margin_db: float = field(
         default=6.0,
         metadata={
@@ -111,7 +145,14 @@ class WakeSettings:
             raise ValueError(f"engine must be one of {', '.join(EngineName)}, not {self.engine!r}")
         if self.during_playback not in tuple(DuringPlayback):
             raise ValueError(f"during_playback must be one of {', '.join(DuringPlayback)}")
-        for name in ("threshold", "playback_threshold"):
+        for name in (
+            "threshold",
+            "playback_threshold",
+            "micro_threshold",
+            "openwakeword_threshold",
+            "micro_playback_threshold",
+            "openwakeword_playback_threshold",
+        ):
             value = getattr(self, name)
             if value is not None and not 0.0 <= value <= 1.0:
                 raise ValueError(f"{name} must be within 0..1")
@@ -127,17 +168,27 @@ def create_engine(settings: WakeSettings) -> WakeEngine:
         from avsd.wake.null import NullEngine
 
         return NullEngine()
-    if name is EngineName.MICRO:
-        from avsd.wake.micro import MicroEngine
+    if name is EngineName.PORCUPINE:
+        from avsd.wake.porcupine import PorcupineEngine
 
-        return MicroEngine(settings)
-    if name is EngineName.OPENWAKEWORD:
-        from avsd.wake.oww import OpenWakeWordEngine
+        return PorcupineEngine(settings)
+    from avsd.wake.scored import ScoredEngine, Scorer
 
-        return OpenWakeWordEngine(settings)
-    from avsd.wake.porcupine import PorcupineEngine
+    scorers: list[Scorer] = []
+    if name in (EngineName.MICRO, EngineName.CASCADE):
+        from avsd.wake.micro import MicroScorer
 
-    return PorcupineEngine(settings)
+        scorers.append(MicroScorer(settings.keyword))
+    if name in (EngineName.OPENWAKEWORD, EngineName.CASCADE):
+        from avsd.wake.oww import OpenWakeWordScorer
+
+        oww: Scorer = OpenWakeWordScorer(settings.keyword)
+        if name is EngineName.CASCADE:
+            from avsd.wake.cascade import GatedScorer, SpeechGate
+
+            oww = GatedScorer(oww, SpeechGate(settings.gate_db))
+        scorers.append(oww)
+    return ScoredEngine(settings, scorers, name=str(name))
 
 
 def builtin_model(models: type[_E], keyword: str, engine: str) -> _E:

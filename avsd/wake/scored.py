@@ -1,5 +1,6 @@
-"""Shared policy for engines that produce a probability per step: threshold, playback boost, refractory
-period and the wake-word start estimate. Subclasses only turn a frame into scores.
+"""Shared policy for models that produce a probability per step: per-model thresholds, playback boost, one
+refractory period and one wake-word start estimate. A :class:`Scorer` only turns frames into scores; a
+:class:`ScoredEngine` runs one scorer (``micro``, ``openwakeword``) or several (the ``cascade``) under one policy.
 
 Self-triggering: the models saturate (microWakeWord gives 0.99+ to the device's own attenuated,
 reverberant "Alexa" as readily as to the user's), so a higher threshold alone cannot separate echo from user.
@@ -13,6 +14,8 @@ from __future__ import annotations
 import logging
 from abc import ABC, abstractmethod
 from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -25,22 +28,77 @@ _LEVEL_FRAMES = 300  # 3 s of frame levels for the playback loudness check
 _WORD_FRAMES = 100  # the last 1 s holds the wake word
 
 
-class ScoredEngine(ABC):
-    """Template: ``process`` feeds the onset tracker and the model, then applies the detection policy."""
+class Scorer(ABC):
+    """One model: frames in, the highest new probability out (None when it produced no new output)."""
 
-    name = "scored"
+    name = "scorer"
     default_threshold = 0.5
     default_playback_threshold = 0.9
 
-    def __init__(self, settings: WakeSettings) -> None:
+    @abstractmethod
+    def score(self, frame: bytes, levels: Sequence[float], end_index: int) -> float | None:
+        """Feed a block of whole 10 ms frames ending at absolute sample ``end_index``; ``levels`` holds each
+        frame's pre-emphasised level in dB (the onset tracker's), for scorers that gate themselves on it."""
+
+    @abstractmethod
+    def reset(self) -> None: ...
+
+    @abstractmethod
+    def close(self) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Thresholds:
+    normal: float
+    playback: float
+
+
+def thresholds_for(settings: WakeSettings, scorer: Scorer, *, single: bool) -> Thresholds:
+    """Per-model key (``wake.micro_threshold`` ...) first; the generic ``wake.threshold`` only for a single engine."""
+    own = getattr(settings, f"{scorer.name}_threshold", None)
+    generic = settings.threshold if single else None
+    normal = own if own is not None else generic if generic is not None else scorer.default_threshold
+    own_pb = getattr(settings, f"{scorer.name}_playback_threshold", None)
+    generic_pb = settings.playback_threshold if single else None
+    playback = own_pb if own_pb is not None else generic_pb
+    if playback is None:
+        playback = max(scorer.default_playback_threshold, normal)
+    return Thresholds(normal, playback)
+
+
+class ModelState:
+    """A scorer with its thresholds and score statistics (last, best, and where the best was)."""
+
+    def __init__(self, scorer: Scorer, thresholds: Thresholds) -> None:
+        self.scorer = scorer
+        self.thresholds = thresholds
+        self.last_score = 0.0
+        self.max_score = 0.0
+        self.max_index = -1  # absolute sample index at which max_score was produced
+
+    def clear(self) -> None:
+        self.last_score = self.max_score = 0.0
+        self.max_index = -1
+
+
+class ScoredEngine:
+    """Template: ``process`` feeds the onset tracker and every model, then applies the detection policy.
+
+    With several models a detection by any of them wakes (the first in ``scorers`` order wins a tie); the
+    refractory period and the start-of-word estimate are shared, so one "Alexa" heard by both is one wake.
+    """
+
+    name = "scored"
+
+    def __init__(self, settings: WakeSettings, scorers: Sequence[Scorer], name: str | None = None) -> None:
+        if not scorers:
+            raise ValueError("a scored engine needs at least one scorer")
         self.settings = settings
         self.keyword = settings.keyword
-        self.threshold = settings.threshold if settings.threshold is not None else self.default_threshold
-        self.playback_threshold = (
-            settings.playback_threshold
-            if settings.playback_threshold is not None
-            else max(self.default_playback_threshold, self.threshold)
-        )
+        if name is not None:
+            self.name = name
+        single = len(scorers) == 1
+        self.models = [ModelState(s, thresholds_for(settings, s, single=single)) for s in scorers]
         self._policy = DuringPlayback(settings.during_playback)
         self._refractory = round(settings.refractory_s * SAMPLE_RATE)
         self._quiet_until = -1
@@ -48,44 +106,58 @@ class ScoredEngine(ABC):
         self.onsets = OnsetTracker()
         self._levels: deque[float] = deque(maxlen=_LEVEL_FRAMES)
         self._margin_db = settings.playback_margin_db
-        self.last_score = 0.0
-        self.max_score = 0.0  # highest score seen since reset (for measurements)
 
-    @abstractmethod
-    def _score(self, frame: bytes) -> float | None:
-        """Feed one frame to the model; return the highest new probability, or None if no new output."""
+    # Single-model views, kept for callers and tests written against one engine.
+    @property
+    def threshold(self) -> float:
+        return self.models[0].thresholds.normal
 
-    @abstractmethod
-    def _reset_model(self) -> None: ...
+    @property
+    def playback_threshold(self) -> float:
+        return self.models[0].thresholds.playback
 
-    @abstractmethod
-    def _close_model(self) -> None: ...
+    @property
+    def last_score(self) -> float:
+        return max(m.last_score for m in self.models)
 
-    def active_threshold(self) -> float | None:
+    @property
+    def max_score(self) -> float:
+        return max(m.max_score for m in self.models)
+
+    def active_threshold(self, model: ModelState | None = None) -> float | None:
         """The threshold in force now; None when detection is suppressed (boost with policy "ignore")."""
+        thresholds = (model or self.models[0]).thresholds
         if not self.boosted or self._policy is DuringPlayback.NORMAL:
-            return self.threshold
+            return thresholds.normal
         if self._policy is DuringPlayback.IGNORE:
             return None
-        return self.playback_threshold
+        return thresholds.playback
 
     def process(self, frame: bytes, end_index: int) -> Detection | None:
-        self._levels.extend(self.onsets.process(frame, end_index))
-        score = self._score(frame)
-        if score is None:
+        levels = self.onsets.process(frame, end_index)
+        self._levels.extend(levels)
+        fired: tuple[ModelState, float, float] | None = None
+        for model in self.models:
+            score = model.scorer.score(frame, levels, end_index)
+            if score is None:
+                continue
+            model.last_score = score
+            if score > model.max_score:
+                model.max_score, model.max_index = score, end_index
+            threshold = self.active_threshold(model)
+            if fired is None and threshold is not None and score > threshold:
+                fired = (model, score, threshold)
+        if fired is None or end_index < self._quiet_until:
             return None
-        self.last_score = score
-        self.max_score = max(self.max_score, score)
-        threshold = self.active_threshold()
-        if threshold is None or score <= threshold or end_index < self._quiet_until:
-            return None
+        model, score, threshold = fired
         if self.boosted and self._policy is DuringPlayback.RAISE and not self._louder_than_echo():
-            _LOGGER.debug("wake word (score %.3f) while speaking rejected: not louder than the echo", score)
+            _LOGGER.debug("wake word (%s %.3f) while speaking rejected: not louder than the echo",
+                          model.scorer.name, score)
             return None
         self._quiet_until = end_index + self._refractory
         start = self.onsets.estimate_start(end_index)
-        _LOGGER.info("wake word %r (%s) score %.3f >= %.3f", self.keyword, self.name, score, threshold)
-        return Detection(self.name, self.keyword, score, end_index, start)
+        _LOGGER.info("wake word %r (%s) score %.3f >= %.3f", self.keyword, model.scorer.name, score, threshold)
+        return Detection(model.scorer.name, self.keyword, score, end_index, start)
 
     def _louder_than_echo(self) -> bool:
         levels = np.fromiter(self._levels, dtype=np.float64)
@@ -96,12 +168,12 @@ class ScoredEngine(ABC):
         return word - echo >= self._margin_db
 
     def reset(self) -> None:
-        self._reset_model()
+        for model in self.models:
+            model.scorer.reset()
+            model.clear()
         self._levels.clear()
         self.onsets.reset()
         self._quiet_until = -1
-        self.last_score = 0.0
-        self.max_score = 0.0
 
     def set_sensitivity_boost(self, boosted: bool) -> None:
         if boosted != self.boosted:
@@ -109,4 +181,5 @@ class ScoredEngine(ABC):
         self.boosted = boosted
 
     def close(self) -> None:
-        self._close_model()
+        for model in self.models:
+            model.scorer.close()

@@ -7,7 +7,8 @@ microWakeWord costs. So openWakeWord only runs while :class:`SpeechGate` sees fr
 and it is fed from a ring buffer: when the gate opens, the model first gets up to ``PREROLL_S`` of the audio it
 has not seen (the word's onset and the quiet before it, which the model needs as context), then live frames.
 The model is never reset by the gate: the gate closes only after ``HOLD_S`` of quiet, so what the model saw last
-before closing and the start of the pre-roll are both quiet, and its sliding windows join without a seam.
+before closing and the start of the pre-roll are both quiet, and its sliding windows join without a seam. For the same reason the model runs ungated for its first
+``WARMUP_S`` (after start or reset), so its windows hold room audio rather than the zeros it starts with.
 """
 
 from __future__ import annotations
@@ -20,6 +21,10 @@ from avsd.wake.scored import Scorer
 
 PREROLL_S = 1.0  # audio from before the gate opened that the gated model gets first
 HOLD_S = 1.0  # the gate stays open this long after the last speech frame (openWakeWord fires after the word)
+# After start or reset the model runs ungated this long: its windows start out as digital zeros (pyopen-wakeword
+# autofills 8 s of them), and a jump from zeros to a pre-roll of room noise plus speech made it fire on
+# non-wake speech (measured: 0.65 on a sentence that scores 0.0001 ungated).
+WARMUP_S = 2.5
 # Noise floor of the gate: falls quickly to quieter frames, rises slowly (1 dB/s) so speech does not become the
 # floor but a new room noise is absorbed.
 _FLOOR_FALL = 0.3
@@ -75,11 +80,13 @@ class GatedScorer(Scorer):
         self._preroll = round(preroll_s * SAMPLE_RATE)
         self._ring = RingBuffer(preroll_s + 1.0)
         self._fed = 0  # ring index up to which ``inner`` has seen the audio
-        self.fed_samples = 0  # total samples given to ``inner`` (for tests and the bench)
+        self._warm_until = round(WARMUP_S * SAMPLE_RATE)  # ring index: ungated before it
+        self.fed_samples = 0  # samples given to ``inner`` since the last reset (for tests and the bench)
 
     def score(self, frame: bytes, levels: Sequence[float], end_index: int) -> float | None:
         first = self._ring.append(frame)
-        if not self.gate.update(levels):
+        is_open = self.gate.update(levels)
+        if not is_open and first >= self._warm_until:
             return None
         if self._fed == first:
             audio = frame  # continuous: the model saw everything up to this block
@@ -92,6 +99,8 @@ class GatedScorer(Scorer):
     def reset(self) -> None:
         self.inner.reset()
         self._fed = self._ring.end_index
+        self._warm_until = self._fed + round(WARMUP_S * SAMPLE_RATE)
+        self.fed_samples = 0
         self.gate.reset()
 
     def close(self) -> None:

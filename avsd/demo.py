@@ -30,6 +30,7 @@ from avsd.hw.patterns import LedInputs, pattern_for
 from avsd.playback.base import create_player
 from avsd.state import Transition
 from avsd.wake.base import create_engine
+from avsd.wake.report import ObservedEngine, describe
 
 DEMO_WAV = Path(__file__).parent / "audio" / "assets" / "alexa-what-time-is-it.wav"
 DEMO_RING_S = 2.0  # the demo "presses stop" this long after an alert starts sounding
@@ -106,7 +107,8 @@ async def run_demo(args: argparse.Namespace) -> int:
             state_dir = out_dir / "state"
             save_credentials(state_dir / "credentials.json", Credentials("avsd-demo", emulator.refresh_token))
             config = demo_config(base, emulator, state_dir, out_dir, args.engine)
-            engine = create_engine(config.wake)
+            engine = ObservedEngine(create_engine(config.wake), lambda detection: print(
+                f"{time.monotonic() - started:7.2f} s  {describe(detection)} of the input", flush=True))
             player = create_player(config.playback)
             print(f"avsd demo: emulator at {emulator.base_url}; wake word engine {engine.name}; "
                   f"input {input_wav}", flush=True)

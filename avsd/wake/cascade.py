@@ -7,8 +7,9 @@ microWakeWord costs. So openWakeWord only runs while :class:`SpeechGate` sees fr
 and it is fed from a ring buffer: when the gate opens, the model first gets up to ``PREROLL_S`` of the audio it
 has not seen (the word's onset and the quiet before it, which the model needs as context), then live frames.
 The model is never reset by the gate: the gate closes only after ``HOLD_S`` of quiet, so what the model saw last
-before closing and the start of the pre-roll are both quiet, and its sliding windows join without a seam. For the same reason the model runs ungated for its first
-``WARMUP_S`` (after start or reset), so its windows hold room audio rather than the zeros it starts with.
+before closing and the start of the pre-roll are both quiet, and its sliding windows join without a seam.
+For the same reason the model runs ungated for its first ``WARMUP_S`` (after start or reset), so its windows
+hold room audio rather than the zeros it starts with.
 """
 
 from __future__ import annotations

@@ -161,11 +161,15 @@ class ScoredEngine:
                           model.scorer.name, score)
             return None
         self._quiet_until = end_index + self._refractory
-        start = self.onsets.estimate_start(
-            end_index, max_lookback_s=_START_LOOKBACK_S, min_word_s=_START_MIN_WORD_S, earliest=True
-        )
+        start = self.estimate_start(end_index)
         _LOGGER.info("wake word %r (%s) score %.3f >= %.3f", self.keyword, model.scorer.name, score, threshold)
         return Detection(model.scorer.name, self.keyword, score, end_index, start)
+
+    def estimate_start(self, end_index: int) -> int:
+        """Where the wake word that was heard at ``end_index`` began (absolute sample index)."""
+        return self.onsets.estimate_start(
+            end_index, max_lookback_s=_START_LOOKBACK_S, min_word_s=_START_MIN_WORD_S, earliest=True
+        )
 
     def _louder_than_echo(self) -> bool:
         levels = np.fromiter(self._levels, dtype=np.float64)

@@ -33,6 +33,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -48,11 +49,17 @@ from avsd.wake.scored import ScoredEngine, Scorer
 from tests.fixtures import hardset, speechgen
 
 ENGINES = ("micro", "openwakeword", "cascade")
-DEFAULTS = {"micro": 0.9, "openwakeword": 0.5}
+AGREE_WINDOW = round(0.5 * SAMPLE_RATE)  # avsd.wake.scored._AGREE_WINDOW
 BLOCK = 1600 * 2  # 100 ms, as the daemon hands audio over while idle
 REFRACTORY = round(WakeSettings().refractory_s * SAMPLE_RATE)
 MICRO_SWEEP = (0.5, 0.7, 0.8, 0.9, 0.95, 0.97, 0.99)
 OWW_SWEEP = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95)
+AGREE_SWEEP = (
+    {"micro": 0.5, "openwakeword": 0.2},
+    {"micro": 0.3, "openwakeword": 0.1},
+    {"micro": 0.2, "openwakeword": 0.05},
+    {"micro": 0.1, "openwakeword": 0.05},
+)
 
 
 class Recorder(Scorer):
@@ -102,17 +109,49 @@ def run_clip(engine: ScoredEngine, recorders: list[Recorder], pcm: np.ndarray) -
     return {r.name: list(r.trace) for r in recorders}, cpu
 
 
-def detections(trace: Trace, thresholds: dict[str, float]) -> list[tuple[int, str, float]]:
-    """The engine's rule over recorded traces: first model above its threshold fires; one shared refractory."""
+@dataclass(frozen=True)
+class Rule:
+    """Per-model thresholds, and the agreement thresholds when the engine fuses its models."""
+
+    normal: dict[str, float]
+    agree: dict[str, float] | None = None
+
+
+def default_rule(name: str) -> Rule:
+    """The thresholds the engine really uses with the default settings."""
+    engine = create_engine(WakeSettings(engine=name))
+    assert isinstance(engine, ScoredEngine)
+    normal = {m.scorer.name: m.thresholds.normal for m in engine.models}
+    agrees = {m.scorer.name: m.thresholds.agree for m in engine.models}
+    engine.close()
+    if len(agrees) < 2 or any(a is None for a in agrees.values()):
+        return Rule(normal)
+    return Rule(normal, {k: float(v) for k, v in agrees.items() if v is not None})
+
+
+def detections(trace: Trace, rule: Rule) -> list[tuple[int, str, float]]:
+    """ScoredEngine's rule over recorded traces, block by block: the first model above its threshold fires, else
+    all models above their agreement thresholds within AGREE_WINDOW; one shared refractory period."""
     order = list(trace)
-    merged = sorted(
-        ((idx, order.index(name), name, score) for name, points in trace.items() for idx, score in points),
-    )
+    blocks: dict[int, list[tuple[int, str, float]]] = {}
+    for name, points in trace.items():
+        for idx, score in points:
+            blocks.setdefault(idx, []).append((order.index(name), name, score))
     fired: list[tuple[int, str, float]] = []
     quiet_until = -1
-    for idx, _, name, score in merged:
-        if score > thresholds[name] and idx >= quiet_until:
-            fired.append((idx, name, score))
+    agreed_at = dict.fromkeys(order, -AGREE_WINDOW - 1)
+    agreed_score = dict.fromkeys(order, 0.0)
+    for idx in sorted(blocks):
+        hit: tuple[str, float] | None = None
+        for _, name, score in sorted(blocks[idx]):
+            if rule.agree is not None and score > rule.agree[name]:
+                agreed_at[name], agreed_score[name] = idx, score
+            if hit is None and score > rule.normal[name]:
+                hit = (name, score)
+        if hit is None and rule.agree is not None and all(idx - agreed_at[n] <= AGREE_WINDOW for n in order):
+            hit = ("+".join(order), min(agreed_score.values()))
+        if hit is not None and idx >= quiet_until:
+            fired.append((idx, *hit))
             quiet_until = idx + REFRACTORY
     return fired
 
@@ -131,7 +170,7 @@ def evaluate(engine_name: str, pcm_sets: dict[str, list[tuple[hardset.Positive |
             trace, _ = run_clip(engine, recorders, pcm)
             traces.append(trace)
             if positive is not None and positive.alexa_start >= 0:
-                fired = detections(trace, {n: DEFAULTS[n] for n in trace})
+                fired = detections(trace, default_rule(engine_name))
                 if fired:
                     # the engine's own estimate at its own detection point (the shared onset tracker)
                     est = engine.estimate_start(fired[0][0])
@@ -151,7 +190,7 @@ def evaluate(engine_name: str, pcm_sets: dict[str, list[tuple[hardset.Positive |
     return result
 
 
-def rates(result: dict[str, Any], thresholds: dict[str, float], negative_hours: float) -> dict[str, float]:
+def rates(result: dict[str, Any], thresholds: Rule, negative_hours: float) -> dict[str, float]:
     out = {}
     for set_name, traces in result["traces"].items():
         out[set_name] = pct(sum(bool(detections(t, thresholds)) for t in traces), len(traces))
@@ -159,7 +198,7 @@ def rates(result: dict[str, Any], thresholds: dict[str, float], negative_hours: 
     return out
 
 
-def which_fired(result: dict[str, Any], thresholds: dict[str, float]) -> dict[str, int]:
+def which_fired(result: dict[str, Any], thresholds: Rule) -> dict[str, int]:
     counts: dict[str, int] = {}
     for traces in result["traces"].values():
         for trace in traces:
@@ -215,7 +254,7 @@ def run(quick: bool = False, with_daemon: bool = True) -> list[dict[str, Any]]:
         print(f"bench_wake: {name} evaluated", file=sys.stderr, flush=True)
     default = WakeSettings().engine
     for name, result in results.items():
-        thresholds = {n: DEFAULTS[n] for n in result["negative_trace"]}
+        thresholds = default_rule(name)
         r = rates(result, thresholds, hours)
         for set_name, target in (("real", "100"), ("real_augmented", "info"), ("hard", ">= 95")):
             rows.append({"metric": f"detection_{set_name}_{name}", "value": r[set_name], "unit": "%",
@@ -229,14 +268,20 @@ def run(quick: bool = False, with_daemon: bool = True) -> list[dict[str, Any]]:
                      "unit": "% of one core", "target": "info"})
         rows.append({"metric": f"engine_cpu_percent_speech_{name}", "value": round(result["engine_cpu_speech"], 2),
                      "unit": "% of one core", "target": "info", "gate_open_fraction": result["gate_fed_fraction"]})
-        rows.append({"metric": f"first_engine_to_fire_{name}", "value": which_fired(result, thresholds)})
+        rows.append({"metric": f"first_engine_to_fire_{name}", "value": which_fired(result, thresholds),
+                     "thresholds": thresholds.normal, "agree": thresholds.agree})
     # Trade-off curves: single engines over their threshold, the cascade over the grid.
     for name, sweep_key, sweep in (("micro", "micro", MICRO_SWEEP), ("openwakeword", "openwakeword", OWW_SWEEP)):
-        curve = [{"threshold": t, **rates(results[name], {sweep_key: t}, hours)} for t in sweep]
+        curve = [{"threshold": t, **rates(results[name], Rule({sweep_key: t}), hours)} for t in sweep]
         rows.append({"metric": f"tradeoff_{name}", "value": curve})
-    grid = [{"micro": m, "openwakeword": o, **rates(results["cascade"], {"micro": m, "openwakeword": o}, hours)}
-            for m in MICRO_SWEEP for o in OWW_SWEEP]
-    rows.append({"metric": "tradeoff_cascade", "value": grid})
+    for agree in (None, *AGREE_SWEEP):
+        grid = [
+            {"micro": m, "openwakeword": o,
+             **rates(results["cascade"], Rule({"micro": m, "openwakeword": o}, agree), hours)}
+            for m in MICRO_SWEEP for o in OWW_SWEEP
+        ]
+        label = "either" if agree is None else f"agree_{agree['micro']}_{agree['openwakeword']}"
+        rows.append({"metric": f"tradeoff_cascade_{label}", "value": grid})
     if with_daemon:
         rows += daemon_cpu(ENGINES, negatives)
     return rows

@@ -90,6 +90,19 @@ class WakeSettings:
         default=None,
         metadata={"help": "openWakeWord threshold, alone or in the cascade (0.5 when unset)", "min": 0.0, "max": 1.0},
     )
+    micro_agree_threshold: float | None = field(
+        default=None,
+        metadata={
+            "help": "cascade: microWakeWord and openWakeWord both above their agree thresholds within 0.5 s "
+            "also wakes (0.3 when unset)",
+            "min": 0.0,
+            "max": 1.0,
+        },
+    )
+    openwakeword_agree_threshold: float | None = field(
+        default=None,
+        metadata={"help": "cascade: openWakeWord's agree threshold (0.1 when unset)", "min": 0.0, "max": 1.0},
+    )
     gate_db: float = field(
         default=6.0,
         metadata={
@@ -152,6 +165,8 @@ class WakeSettings:
             "openwakeword_threshold",
             "micro_playback_threshold",
             "openwakeword_playback_threshold",
+            "micro_agree_threshold",
+            "openwakeword_agree_threshold",
         ):
             value = getattr(self, name)
             if value is not None and not 0.0 <= value <= 1.0:

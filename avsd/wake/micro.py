@@ -25,6 +25,7 @@ class MicroScorer(Scorer):
     # The model's own cutoff (alexa.json: probability_cutoff 0.9) over its 5-step sliding mean.
     default_threshold = 0.9
     default_playback_threshold = 0.97
+    default_agree_threshold = 0.3
 
     def __init__(self, keyword: str) -> None:
         require("pymicro_wakeword", "pymicro-wakeword")

@@ -21,6 +21,7 @@ class OpenWakeWordScorer(Scorer):
     name = "openwakeword"
     default_threshold = 0.5
     default_playback_threshold = 0.9
+    default_agree_threshold = 0.1
 
     def __init__(self, keyword: str) -> None:
         require("pyopen_wakeword", "pyopen-wakeword")

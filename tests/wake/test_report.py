@@ -38,7 +38,8 @@ def test_doctor_wake_says_when_it_would_not_wake(capsys: pytest.CaptureFixture[s
 
 def test_doctor_wake_uses_the_configured_thresholds(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     config = tmp_path / "avsd.toml"
-    config.write_text('[wake]\nmicro_threshold = 0.999\nopenwakeword_threshold = 0.9999999\n')
+    config.write_text("[wake]\nmicro_threshold = 1.0\nopenwakeword_threshold = 1.0\n"
+                      "micro_agree_threshold = 1.0\nopenwakeword_agree_threshold = 1.0\n")
     assert main(["doctor", "--config", str(config), "--wake", str(REAL_ALEXA)]) == 1
     out = capsys.readouterr().out
     assert "below its threshold 1.00" in out and "would not wake" in out

@@ -84,11 +84,19 @@ class WakeSettings:
     )
     micro_threshold: float | None = field(
         default=None,
-        metadata={"help": "microWakeWord threshold, alone or in the cascade (0.9 when unset)", "min": 0.0, "max": 1.0},
+        metadata={
+            "help": "microWakeWord threshold (unset: 0.9 alone, 0.7 in the cascade)",
+            "min": 0.0,
+            "max": 1.0,
+        },
     )
     openwakeword_threshold: float | None = field(
         default=None,
-        metadata={"help": "openWakeWord threshold, alone or in the cascade (0.5 when unset)", "min": 0.0, "max": 1.0},
+        metadata={
+            "help": "openWakeWord threshold (unset: 0.5 alone, 0.9 in the cascade)",
+            "min": 0.0,
+            "max": 1.0,
+        },
     )
     micro_agree_threshold: float | None = field(
         default=None,

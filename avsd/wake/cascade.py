@@ -77,7 +77,9 @@ class GatedScorer(Scorer):
         self.gate = gate
         self.name = inner.name
         self.default_threshold = inner.default_threshold
+        self.cascade_threshold = inner.cascade_threshold
         self.default_playback_threshold = inner.default_playback_threshold
+        self.default_agree_threshold = inner.default_agree_threshold
         self._preroll = round(preroll_s * SAMPLE_RATE)
         self._ring = RingBuffer(preroll_s + 1.0)
         self._fed = 0  # ring index up to which ``inner`` has seen the audio

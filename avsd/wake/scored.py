@@ -43,7 +43,8 @@ class Scorer(ABC):
     """One model: frames in, the highest new probability out (None when it produced no new output)."""
 
     name = "scorer"
-    default_threshold = 0.5
+    default_threshold = 0.5  # alone
+    cascade_threshold = 0.5  # in the cascade, where the other model and the agreement rule also wake
     default_playback_threshold = 0.9
     default_agree_threshold = 0.5
 
@@ -70,7 +71,8 @@ def thresholds_for(settings: WakeSettings, scorer: Scorer, *, single: bool) -> T
     """Per-model key (``wake.micro_threshold`` ...) first; the generic ``wake.threshold`` only for a single engine."""
     own = getattr(settings, f"{scorer.name}_threshold", None)
     generic = settings.threshold if single else None
-    normal = own if own is not None else generic if generic is not None else scorer.default_threshold
+    default = scorer.default_threshold if single else scorer.cascade_threshold
+    normal = own if own is not None else generic if generic is not None else default
     own_pb = getattr(settings, f"{scorer.name}_playback_threshold", None)
     generic_pb = settings.playback_threshold if single else None
     playback = own_pb if own_pb is not None else generic_pb

@@ -83,5 +83,6 @@ def test_demo_prints_which_engine_fired(tmp_path: Path, capsys: pytest.CaptureFi
     out = capsys.readouterr().out
     assert "wake word engine cascade" in out
     # the shipped WAV has "Alexa" from exactly 1.00 s (tests/fixtures/speech.json)
-    line = r"wake word by (micro|openwakeword|micro\+openwakeword) \(score 0\.\d\d\): word from 1\.0[0-2] s, heard at 1\.\d\d s"
+    line = (r"wake word by (micro|openwakeword|micro\+openwakeword) \(score 0\.\d\d\): "
+            r"word from 1\.0[0-2] s, heard at 1\.\d\d s")
     assert re.search(line, out), out

@@ -1,7 +1,8 @@
 """The default wake stage, ``cascade``: microWakeWord always on, openWakeWord whenever there is speech energy.
 
 Why two models: on real people openWakeWord is the one that hears "Alexa" (microWakeWord missed 3 of 7 real
-speakers), on espeak-ng voices it is the other way round; either one firing wakes the device. Why the gate:
+speakers), on espeak-ng voices it is the other way round; either one firing wakes the device, and so do both
+agreeing at lower thresholds (:mod:`avsd.wake.scored`, measured in bench/bench_wake.py). Why the gate:
 openWakeWord costs ~30x microWakeWord (its mel + embedding front end), and a quiet room should cost what
 microWakeWord costs. So openWakeWord only runs while :class:`SpeechGate` sees frames clearly above the noise floor,
 and it is fed from a ring buffer: when the gate opens, the model first gets up to ``PREROLL_S`` of the audio it
@@ -16,7 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from avsd.audio.frames import SAMPLE_RATE
+from avsd.audio.frames import FRAME_SECONDS, SAMPLE_RATE
 from avsd.audio.ring import RingBuffer
 from avsd.wake.scored import Scorer
 
@@ -37,7 +38,7 @@ class SpeechGate:
 
     def __init__(self, open_db: float, hold_s: float = HOLD_S) -> None:
         self.open_db = open_db
-        self._hold_frames = round(hold_s * 100)
+        self._hold_frames = round(hold_s / FRAME_SECONDS)
         self.floor_db: float | None = None
         self._hold = 0
         self.opened = 0  # how many times the gate opened (for tests and the bench)

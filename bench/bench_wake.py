@@ -17,8 +17,11 @@ shared refractory period), which gives the trade-off curve without re-running th
   in the hard set;
 - engine_cpu_percent_{silence,speech}_<engine>: the engine alone, CPU time / audio time;
 - daemon_cpu_percent_{silence,speech}_<engine>: `avsd run` as a process listening to room noise / to
-  non-wake speech at real-time pace (bench_pipeline.idle_process);
-- wake_to_first_audio_byte_p95_ms: bench_pipeline's dialog latency, default engine.
+  non-wake speech at real-time pace, 12 s measured after a 7 s start (steady state: the cascade's openWakeWord
+  warm-up is over);
+- wake_to_first_audio_byte_p95_ms: bench_pipeline's dialog latency (10 dialogs), default engine.
+
+Every positive is preceded by 3 s of its own room noise, so the cascade's gate is closed when the word starts.
 
 Generated audio is cached in $AVSD_BENCH_CACHE (default /tmp/avsd-wake-cache). ``--quick`` runs a small sample.
 """

@@ -31,6 +31,9 @@ WARMUP_S = 2.5
 # floor but a new room noise is absorbed.
 _FLOOR_FALL = 0.3
 _FLOOR_RISE_DB = 0.01
+# Digital silence (a stream that starts with zeros, a muted input) says nothing about the room: were it to pull the
+# floor down to 0 dB, the first room noise after it would hold the gate open for ~30 s (the floor rises 1 dB/s).
+_DIGITAL_SILENCE_DB = 3.0  # pre-emphasised frame level; a real microphone's self-noise is far above it
 
 
 class SpeechGate:
@@ -56,6 +59,9 @@ class SpeechGate:
         was_open = self._hold > 0
         floor = self.floor_db
         for db in levels:
+            if db < _DIGITAL_SILENCE_DB:
+                self._hold = max(0, self._hold - 1)
+                continue
             if floor is None:
                 floor = db
             if db > floor + self.open_db:

@@ -111,7 +111,7 @@ def test_cascade_either_model_wakes_but_once(real: dict[str, np.ndarray]) -> Non
 
 
 def test_openwakeword_alone_catches_what_micro_is_told_to_miss(real: dict[str, np.ndarray]) -> None:
-    engine = make(micro_threshold=1.0)  # micro can never fire: the cascade's openWakeWord must wake
+    engine = make(micro_threshold=1.0, micro_agree_threshold=1.0)  # micro can never take part: openWakeWord must
     found = feed_blocks(engine, np.concatenate([room_noise(4.0), real["porcupine-alexa"]]))
     assert [d.engine for d in found] == ["openwakeword"]
 
@@ -228,6 +228,16 @@ def test_gate_closes_after_the_speech_and_reopens_without_repeating() -> None:
     assert gate.update(quiet)  # the block in which it closes still goes to the model
     assert not gate.is_open and not gate.update(quiet)
     assert gate.update(loud) and gate.opened == 2
+
+
+def test_gate_is_not_fooled_by_digital_silence() -> None:
+    """A stream that starts with zeros, then a quiet room: the zeros must not become the floor."""
+    gate = SpeechGate(6.0)
+    assert not gate.update([0.0] * 100)  # 1 s of exact zeros
+    gate.update([35.0] * 10)
+    assert all(not gate.update([35.0 + (i % 3)] * 10) for i in range(50))  # 5 s of room noise: closed
+    assert gate.opened == 0
+    assert gate.update([60.0] * 10)  # and speech still opens it
 
 
 def test_real_cascade_in_silence_runs_only_micro() -> None:

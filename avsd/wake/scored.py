@@ -34,7 +34,7 @@ _START_LOOKBACK_S = 1.2
 _START_MIN_WORD_S = 0.3
 # Agreement: in the cascade, both models scoring above their (lower) agreement thresholds within 0.5 s also wakes.
 # Measured (bench_wake, thresholds 0.7 / 0.9): real recordings through room/microphone effects 83 % -> 92 % and
-# the hard synthetic set 57 % -> 61 %, with no false wake in 32 min of non-wake speech either way. Not while the
+# the hard synthetic set 57 % -> 60 %, with no false wake in 32 min of non-wake speech either way. Not while the
 # device speaks: there only the playback thresholds count.
 _AGREE_WINDOW = round(0.5 * SAMPLE_RATE)
 

@@ -48,7 +48,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from avsd.audio.frames import SAMPLE_RATE
-from avsd.wake.base import WakeSettings, create_engine
+from avsd.root import select_engine
+from avsd.wake.base import WakeSettings
 from avsd.wake.cascade import GatedScorer
 from avsd.wake.scored import ScoredEngine, Scorer
 from tests.fixtures import hardset, speechgen
@@ -94,7 +95,7 @@ Trace = dict[str, list[tuple[int, float]]]
 
 
 def make_engine(name: str) -> tuple[ScoredEngine, list[Recorder]]:
-    engine = create_engine(WakeSettings(engine=name, threshold=1.0, micro_threshold=1.0, openwakeword_threshold=1.0))
+    engine = select_engine(WakeSettings(engine=name, threshold=1.0, micro_threshold=1.0, openwakeword_threshold=1.0))
     assert isinstance(engine, ScoredEngine)
     recorders = []
     for model in engine.models:
@@ -134,7 +135,7 @@ class Rule:
 
 def default_rule(name: str) -> Rule:
     """The thresholds the engine really uses with the default settings."""
-    engine = create_engine(WakeSettings(engine=name))
+    engine = select_engine(WakeSettings(engine=name))
     assert isinstance(engine, ScoredEngine)
     normal = {m.scorer.name: m.thresholds.normal for m in engine.models}
     agrees = {m.scorer.name: m.thresholds.agree for m in engine.models}

@@ -1,4 +1,5 @@
-"""Wake-word engines behind one small protocol, their settings, and the factory that picks one.
+"""Wake-word engines behind one small protocol, and their settings. Which engine runs is chosen by the composition
+root (:func:`avsd.root.select_engine`), not here.
 
 Engines: ``cascade`` (the default: microWakeWord always, openWakeWord while there is speech; either wakes),
 ``micro`` (microWakeWord, pymicro-wakeword), ``openwakeword`` (pyopen-wakeword), ``porcupine``
@@ -182,36 +183,6 @@ class WakeSettings:
 
     def access_key(self) -> str:
         return self.porcupine_access_key or os.environ.get("PORCUPINE_ACCESS_KEY", "")
-
-
-def create_engine(settings: WakeSettings) -> WakeEngine:
-    """Build the configured engine. Raises WakeWordError with an actionable message when it cannot start."""
-    name = EngineName(settings.engine)
-    if name is EngineName.NONE:
-        from avsd.wake.null import NullEngine
-
-        return NullEngine()
-    if name is EngineName.PORCUPINE:
-        from avsd.wake.porcupine import PorcupineEngine
-
-        return PorcupineEngine(settings)
-    from avsd.wake.scored import ScoredEngine, Scorer
-
-    scorers: list[Scorer] = []
-    if name in (EngineName.MICRO, EngineName.CASCADE):
-        from avsd.wake.micro import MicroScorer
-
-        scorers.append(MicroScorer(settings.keyword))
-    if name in (EngineName.OPENWAKEWORD, EngineName.CASCADE):
-        from avsd.wake.oww import OpenWakeWordScorer
-
-        oww: Scorer = OpenWakeWordScorer(settings.keyword)
-        if name is EngineName.CASCADE:
-            from avsd.wake.cascade import GatedScorer, SpeechGate
-
-            oww = GatedScorer(oww, SpeechGate(settings.gate_db))
-        scorers.append(oww)
-    return ScoredEngine(settings, scorers, name=str(name))
 
 
 def builtin_model(models: type[_E], keyword: str, engine: str) -> _E:

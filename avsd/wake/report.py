@@ -16,7 +16,7 @@ from typing import TextIO
 import numpy as np
 
 from avsd.audio.frames import SAMPLE_RATE
-from avsd.wake.base import Detection, EngineName, WakeEngine, WakeSettings, create_engine
+from avsd.wake.base import Detection, EngineName, WakeEngine, WakeSettings
 
 _LOGGER = logging.getLogger(__name__)
 _BLOCK = 1600 * 2  # 100 ms, as the daemon feeds the engine while idle
@@ -87,6 +87,7 @@ def _shift(detection: Detection, pad: int) -> Detection:
 
 def scan(settings: WakeSettings, pcm: bytes) -> ScanResult:
     """Each model's best score over ``pcm`` (16 kHz S16_LE mono) and the configured stage's detections."""
+    from avsd.root import select_engine  # the composition root builds every engine
     from avsd.wake.scored import ScoredEngine
 
     pad = round(_PAD_S * SAMPLE_RATE)
@@ -97,7 +98,7 @@ def scan(settings: WakeSettings, pcm: bytes) -> ScanResult:
     for model in models:
         if model in (EngineName.NONE, EngineName.PORCUPINE):
             continue  # no scores to show
-        single = create_engine(replace(settings, engine=model))
+        single = select_engine(replace(settings, engine=model))
         try:
             assert isinstance(single, ScoredEngine)
             _feed(single, padded)
@@ -112,7 +113,7 @@ def scan(settings: WakeSettings, pcm: bytes) -> ScanResult:
             scans.append(ModelScan(str(model), float(np.round(state.max_score, 4)), at, thresholds.normal))
         finally:
             single.close()
-    stage = create_engine(settings)
+    stage = select_engine(settings)
     try:
         detections = tuple(_shift(d, pad) for d in _feed(stage, padded))
     finally:

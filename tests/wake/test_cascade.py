@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from avsd.audio.frames import SAMPLE_RATE
-from avsd.wake.base import EngineName, WakeSettings, create_engine
+from avsd.root import select_engine
+from avsd.wake.base import EngineName, WakeSettings
 from avsd.wake.cascade import PREROLL_S, WARMUP_S, GatedScorer, SpeechGate
 from avsd.wake.scored import ScoredEngine, Scorer
 from tests.fixtures import hardset, speechgen
@@ -29,7 +30,7 @@ def feed_blocks(engine: ScoredEngine, pcm: np.ndarray, first_index: int = 0) -> 
 
 
 def make(engine: str = "cascade", **kwargs: object) -> ScoredEngine:
-    built = create_engine(WakeSettings(engine=engine, **kwargs))  # type: ignore[arg-type]
+    built = select_engine(WakeSettings(engine=engine, **kwargs))  # type: ignore[arg-type]
     assert isinstance(built, ScoredEngine)
     return built
 

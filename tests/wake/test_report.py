@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from avsd.cli import main
-from avsd.wake.base import Detection, WakeSettings, create_engine
+from avsd.root import select_engine
+from avsd.wake.base import Detection, WakeSettings
 from avsd.wake.report import ObservedEngine, describe, scan
 from tests.fixtures import hardset, speechgen
 from tests.wake.helpers import FIXTURES, feed, wav_bytes
@@ -71,7 +72,7 @@ def test_observed_engine_reports_and_isolates_its_observer() -> None:
         seen.append(detection)
         raise RuntimeError("a broken observer must not take the wake word down")
 
-    engine = ObservedEngine(create_engine(WakeSettings(engine="micro")), observer)
+    engine = ObservedEngine(select_engine(WakeSettings(engine="micro")), observer)
     found = feed(engine, wav_bytes("alexa.wav"))
     assert len(found) == 1 and seen == found
     assert re.fullmatch(r"wake word by micro \(score 0\.\d\d\): word from 1\.0\d s, heard at 1\.\d\d s",

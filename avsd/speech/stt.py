@@ -13,9 +13,9 @@ normalises the cepstral mean over the utterance itself (batch CMN) instead of th
 from a fixed vector and adapts over the first second or two. Utterances to an assistant are short, so the live
 estimate was still wrong for most of them: measured on the bench's 320 espeak-ng utterances, whole-utterance
 decoding took intent+slots from 64.1 % to 70.0 % (pitch-shifted voices 54 % -> 68 %), and a short answer with
-no leading silence ("ten minutes" after "For how long?") is heard right. Free-text mode keeps the live mean. The cost is latency: the decoder
-starts when the speech ends (one worker thread per model; pocketsphinx is not thread-safe per decoder, and the
-loop never waits for it); the bench measures end of speech -> Speak.
+no leading silence ("ten minutes" after "For how long?") is heard right. Free-text mode keeps the live mean.
+The cost is latency: the decoder starts when the speech ends (one worker thread per model; pocketsphinx is not
+thread-safe per decoder, and the loop never waits for it); the bench measures end of speech -> Speak.
 
 Quirk: pocketsphinx's feature front end misbehaves on *digital* silence (exact zeros, as in synthetic speech or
 padded WAVs): words next to it get lost ("cancel the timer" -> "cancel the"). Real microphones never produce it;

@@ -14,6 +14,7 @@ are translated into this tree at exactly one boundary per dependency and re-rais
      │    │    └── DirectiveParseError           a JSON part that is not a valid directive
      │    ├── AvsServerError(status, code, description)   non-2xx with a System.Exception body
      │    ├── AvsConnectionError                 transport failure, timeout, GOAWAY, stream reset
+     │    │    └── StreamRefusedError            the server never processed the request (safe to resend)
      │    └── NotConnectedError                  an ordinary event while not connected
      ├── AudioDeviceError                        microphone / PCM device missing or failing
      ├── WakeWordError                           wake-word engine cannot start
@@ -110,6 +111,15 @@ class AvsConnectionError(AvsError):
     """The HTTP/2 connection or a stream failed (reset, GOAWAY, EOF, timeout)."""
 
     code = "avs-connection"
+
+
+class StreamRefusedError(AvsConnectionError):
+    """The request was refused before the server processed it (GOAWAY, connection closed before sending).
+
+    Mapped from httpcore at the HTTP boundary (avsd/avs/http.py); the AVS client resends such an event on the
+    next connection when its body can be rebuilt."""
+
+    code = "avs-stream-refused"
 
 
 class NotConnectedError(AvsError):

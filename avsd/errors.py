@@ -14,7 +14,8 @@ are translated into this tree at exactly one boundary per dependency and re-rais
      │    │    └── DirectiveParseError           a JSON part that is not a valid directive
      │    ├── AvsServerError(status, code, description)   non-2xx with a System.Exception body
      │    ├── AvsConnectionError                 transport failure, timeout, GOAWAY, stream reset
-     │    │    └── StreamRefusedError            the server never processed the request (safe to resend)
+     │    │    ├── StreamRefusedError            the server never processed the request (safe to resend)
+     │    │    └── ConnectionClosedError         GOAWAY before the answer: maybe processed (resend, may duplicate)
      │    └── NotConnectedError                  an ordinary event while not connected
      ├── AudioDeviceError                        microphone / PCM device missing or failing
      ├── WakeWordError                           wake-word engine cannot start
@@ -120,6 +121,13 @@ class StreamRefusedError(AvsConnectionError):
     next connection when its body can be rebuilt."""
 
     code = "avs-stream-refused"
+
+
+class ConnectionClosedError(AvsConnectionError):
+    """The connection closed (GOAWAY) after the request was sent but before its answer: the server may or may not
+    have processed it. Events are resent with the same messageId (at least once; AVS can de-duplicate)."""
+
+    code = "avs-connection-closed"
 
 
 class NotConnectedError(AvsError):

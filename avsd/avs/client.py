@@ -56,6 +56,7 @@ from avsd.errors import (
     AvsConnectionError,
     AvsError,
     AvsServerError,
+    ConnectionClosedError,
     CredentialsError,
     MultipartError,
     NotConnectedError,
@@ -409,16 +410,17 @@ class AvsClient:
         for resends in range(MAX_RESENDS + 1):
             try:
                 return await self._send(conn, event, audio)
-            except StreamRefusedError as exc:
-                # Not processed by the server (GOAWAY): safe to resend, same messageId, on the next connection.
-                conn.request_reconnect("the server refused a stream (GOAWAY)")
+            except (StreamRefusedError, ConnectionClosedError) as exc:
+                # Refused: not processed, safe to resend. Closed before the answer: maybe processed; resent with the
+                # same messageId (at least once). Recognize audio cannot be replayed: that one fails.
+                conn.request_reconnect("the server is closing the connection (GOAWAY)")
                 if audio is not None or resends == MAX_RESENDS:
                     raise
-                _LOGGER.info("%s refused by a closing connection; resending on the next one", event.qualified_name)
+                _LOGGER.info("%s: %s; resending on the next connection", event.qualified_name, exc.code)
                 conn = await self._next_connection(conn, exc)
         raise AssertionError("unreachable")  # pragma: no cover
 
-    async def _next_connection(self, old: _Connection, refused: StreamRefusedError) -> _Connection:
+    async def _next_connection(self, old: _Connection, refused: AvsConnectionError) -> _Connection:
         """The first CONNECTED connection after ``old``; NotConnectedError if none within the event timeout."""
         try:
             async with asyncio.timeout(self.settings.event_timeout_s):

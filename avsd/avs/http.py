@@ -5,6 +5,7 @@ plain data (:class:`HttpReply`, :class:`HttpStream`) and avsd errors, never an h
 exception is translated in :func:`http_errors` and re-raised ``from exc``::
 
     httpx.TimeoutException (connect/read/write/pool)      -> AvsConnectionError("... timed out")
+    httpx.RemoteProtocolError(ConnectionTerminated)       -> ConnectionClosedError (GOAWAY before the answer)
     transport.StreamRefused (GOAWAY refused the stream)   -> StreamRefusedError   (not processed: safe to resend)
     httpx.StreamConsumed (a body iterated twice)          -> StreamRefusedError   (backstop; should not happen)
     RuntimeError "client has been closed"                 -> StreamRefusedError   (never sent)
@@ -19,6 +20,7 @@ exception is translated in :func:`http_errors` and re-raised ``from exc``::
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import ssl
@@ -26,12 +28,13 @@ from collections.abc import AsyncIterable, AsyncIterator, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import h2.events
 import h2.exceptions
 import httpcore
 import httpx
 
 from avsd.avs.transport import Http2Transport, StreamRefused
-from avsd.errors import AvsConnectionError, StreamRefusedError
+from avsd.errors import AvsConnectionError, ConnectionClosedError, StreamRefusedError
 
 Body = bytes | AsyncIterable[bytes] | None
 
@@ -46,6 +49,12 @@ def http_errors(what: str) -> Iterator[None]:
     except httpx.StreamConsumed as exc:
         # httpcore re-sent a request whose streamed body was already used (it retries after GOAWAY).
         raise StreamRefusedError(f"{what}: request body already consumed by a refused attempt") from exc
+    except httpx.RemoteProtocolError as exc:
+        cause = exc.__cause__  # httpx keeps httpcore's exception, which carries the h2 event
+        if cause is not None and cause.args and isinstance(cause.args[0], h2.events.ConnectionTerminated):
+            # httpcore abandons every open stream on GOAWAY, even those the server still answers.
+            raise ConnectionClosedError(f"{what}: connection closed (GOAWAY) before the answer") from exc
+        raise AvsConnectionError(f"{what}: {type(exc).__name__}: {exc}") from exc
     except (httpx.TimeoutException, httpcore.TimeoutException) as exc:
         raise AvsConnectionError(f"{what}: timed out ({type(exc).__name__})") from exc
     except (
@@ -205,6 +214,7 @@ class Http2Connection:
             timeout=_build_timeout(timeout_s, connect_timeout_s),
         )
         self._connect_timeout_s = connect_timeout_s
+        self._closing = asyncio.Event()
 
     @contextlib.asynccontextmanager
     async def open(
@@ -225,14 +235,34 @@ class Http2Connection:
             timeout = httpx.Timeout(self._connect_timeout_s, read=None)
         with http_errors(what):
             request = self._client.build_request(method, url, headers=dict(headers), content=body, timeout=timeout)
-            response = await self._client.send(request, stream=True)
+            response = await self._send_unless_closed(request, what)
         try:
             yield HttpStream(response, what)
         finally:
             with http_errors(what):
                 await response.aclose()
 
+    async def _send_unless_closed(self, request: httpx.Request, what: str) -> httpx.Response:
+        # httpcore's pool does not wake requests queued for a connection when it is closed: they would wait for
+        # the pool timeout (30 s). Closing this connection ends them at once.
+        if self._closing.is_set():
+            raise StreamRefusedError(f"{what}: connection closed before the request was sent")
+        send = asyncio.ensure_future(self._client.send(request, stream=True))
+        closing = asyncio.ensure_future(self._closing.wait())
+        try:
+            await asyncio.wait({send, closing}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            closing.cancel()
+            if not send.done():
+                send.cancel()
+                with contextlib.suppress(Exception, asyncio.CancelledError):
+                    await send
+        if send.cancelled():
+            raise ConnectionClosedError(f"{what}: connection closed while the request was waiting or sending")
+        return send.result()
+
     async def aclose(self) -> None:
+        self._closing.set()
         with contextlib.suppress(Exception):
             await self._client.aclose()
 

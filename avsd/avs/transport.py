@@ -40,6 +40,13 @@ from httpcore._async import http2 as _httpcore_http2
 _LOGGER = logging.getLogger(__name__)
 
 
+class StreamRefused(Exception):
+    """The connection went away (GOAWAY) before the server processed this stream: resending it is safe.
+
+    Deliberately not an httpcore exception, so that neither httpcore's pool (which would retry it) nor httpx's
+    exception mapping touch it; avsd/avs/http.py maps it to StreamRefusedError."""
+
+
 class AsyncioStream(httpcore.AsyncNetworkStream):
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self._reader = reader
@@ -102,6 +109,12 @@ class AsyncioStream(httpcore.AsyncNetworkStream):
 
 
 class AsyncioBackend(httpcore.AsyncNetworkBackend):
+    """``single_connection``: a second connect raises :class:`StreamRefused` (see the module docstring, 3.)."""
+
+    def __init__(self, *, single_connection: bool = False) -> None:
+        self._single_connection = single_connection
+        self._connected = False
+
     async def connect_tcp(
         self,
         host: str,
@@ -110,6 +123,10 @@ class AsyncioBackend(httpcore.AsyncNetworkBackend):
         local_address: str | None = None,
         socket_options: Iterable[typing.Any] | None = None,
     ) -> httpcore.AsyncNetworkStream:
+        if self._single_connection and self._connected:
+            # httpcore's pool is reconnecting behind the AVS client's back: refuse, the client reconnects itself.
+            raise StreamRefused("the connection is gone; not opening another one")
+        self._connected = True
         try:
             async with asyncio.timeout(timeout):
                 reader, writer = await asyncio.open_connection(
@@ -152,15 +169,8 @@ class Http2Transport(httpx.AsyncHTTPTransport):
             keepalive_expiry=None,
             http1=False,
             http2=True,
-            network_backend=AsyncioBackend(),
+            network_backend=AsyncioBackend(single_connection=True),
         )
-
-
-class StreamRefused(Exception):
-    """The connection went away (GOAWAY) before the server processed this stream: resending it is safe.
-
-    Deliberately not an httpcore exception, so that neither httpcore's pool (which would retry it) nor httpx's
-    exception mapping touch it; avsd/avs/http.py maps it to StreamRefusedError."""
 
 
 # The stream whose send window the current task is waiting on (set only inside _wait_for_outgoing_flow).

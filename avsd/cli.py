@@ -189,9 +189,8 @@ def _config_path(args: argparse.Namespace) -> Path | None:
 def _login(args: argparse.Namespace) -> int:
     import getpass
 
-    import httpx
-
     from avsd.avs.client import make_ssl_context
+    from avsd.avs.http import HttpClient
     from avsd.config import load_config
     from avsd.login import LoginTarget, login_browser, login_cbl
 
@@ -214,7 +213,7 @@ def _login(args: argparse.Namespace) -> int:
             secret = getpass.getpass("client secret of the security profile: ")
 
     async def go() -> None:
-        async with httpx.AsyncClient(http2=True, verify=make_ssl_context(config.avs.ca_file)) as http:
+        async with HttpClient(ssl_context=make_ssl_context(config.avs.ca_file)) as http:
             if args.browser:
                 await login_browser(target, http, sys.stdout, client_secret=secret, port=args.port)
             else:

@@ -113,9 +113,9 @@ class HttpStream:
                 yield chunk
 
     async def read(self, limit: int) -> bytes:
-        """At most ``limit`` bytes of the body (an error body may be endless)."""
+        """At most ``limit`` bytes of the body, content-encoding undone (an error body may be endless)."""
         body = bytearray()
-        async for chunk in self.chunks():
+        async for chunk in self.decoded():
             body += chunk
             if len(body) >= limit:
                 break

@@ -53,6 +53,7 @@ from avsd.avs.multipart import boundary_from_content_type, closing_delimiter, ne
 from avsd.avs.response import DirectiveStreamReader
 from avsd.errors import (
     AuthError,
+    AuthUnavailableError,
     AvsConnectionError,
     AvsError,
     AvsServerError,
@@ -250,7 +251,12 @@ class AvsClient:
                 try:
                     reason = await self._run_connection()
                     _LOGGER.info("reconnecting: %s", reason)
+                except AuthUnavailableError as exc:
+                    # LWA unreachable or 5xx: the device is offline, not unlinked. Retried with back-off.
+                    self.last_error = str(exc)
+                    _LOGGER.warning("Login with Amazon unreachable (%s); offline, retrying", exc.description)
                 except AuthError as exc:
+                    # Only a real refusal (invalid_grant ...) means the link is gone.
                     self.last_error = str(exc)
                     _LOGGER.error(
                         "AVS login refused (%s); run `avsd login` to link the device again", exc.error

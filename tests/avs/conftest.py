@@ -48,14 +48,20 @@ class Device:
 
 @contextlib.asynccontextmanager
 async def connected_device(
-    tmp_path: Path, emulator: Emulator, settings: ConnectionSettings | None = None, *, start: bool = True
+    tmp_path: Path,
+    emulator: Emulator,
+    settings: ConnectionSettings | None = None,
+    *,
+    start: bool = True,
+    token_url: str | None = None,
+    refresh_token: str | None = None,
 ) -> AsyncIterator[Device]:
     credentials = tmp_path / "credentials.json"
-    save_credentials(credentials, Credentials("avsd-test", emulator.refresh_token))
+    save_credentials(credentials, Credentials("avsd-test", refresh_token or emulator.refresh_token))
     ssl_context = make_ssl_context(str(emulator.ca_file))
     http = HttpClient(ssl_context=ssl_context)
     tokens = TokenProvider(
-        token_url=emulator.base_url + "/auth/o2/token", credentials_path=credentials, http=http
+        token_url=token_url or emulator.base_url + "/auth/o2/token", credentials_path=credentials, http=http
     )
     context = ContextRegistry()
     context.register(lambda: context_entry("SpeechRecognizer", "RecognizerState", {"wakeword": "ALEXA"}))

@@ -6,17 +6,21 @@ Real TLS + HTTP/2 against the emulator on loopback; the faults are the emulator'
 from __future__ import annotations
 
 import asyncio
+import logging
 import random
+import socket
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from avsd.agents.events import EventQueue
+from avsd.avs.client import ConnectionState
 from avsd.avs.messages import Event
 from avsd.emulator.faults import Fault, FaultKind, FaultTarget
 from avsd.emulator.server import Emulator
 from avsd.errors import AvsError, AvsServerError
-from tests.avs.conftest import connected_device
+from tests.avs.conftest import Device, connected_device
 
 QUEUED = 20
 ROUNDS = 10
@@ -87,3 +91,51 @@ async def test_ping_answered_403_invalidates_the_token_and_reconnects(tmp_path: 
         assert raised.value.status == 403
         await device.connected_times(2, timeout=10)
         assert device.tokens.refresh_count == before + 1
+
+
+async def _states_until(
+    device: Device, done: Callable[[list[ConnectionState]], bool], timeout: float
+) -> list[ConnectionState]:
+    """Wait (on state changes, no polling) until ``done(device.states)``."""
+    changed = asyncio.Event()
+    device.client.add_state_observer(lambda _state: changed.set())
+    async with asyncio.timeout(timeout):
+        while not done(device.states):
+            changed.clear()
+            await changed.wait()
+    return device.states
+
+
+@pytest.mark.timeout(30)
+async def test_refresh_outage_is_offline_and_retried_not_a_refused_login(
+    tmp_path: Path, emulator: Emulator, caplog: pytest.LogCaptureFixture
+) -> None:
+    # LWA on a port nothing listens on: a real connection refusal, as when the network or LWA is down.
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        dead_port = probe.getsockname()[1]
+    caplog.set_level(logging.INFO)
+    async with connected_device(
+        tmp_path, emulator, start=False, token_url=f"https://127.0.0.1:{dead_port}/auth/o2/token"
+    ) as device:
+        device.task = asyncio.create_task(device.client.run())
+        # The supervisor keeps trying: waiting, then connecting again, three times.
+        await _states_until(device, lambda states: states.count(ConnectionState.CONNECTING) >= 3, 10)
+        assert ConnectionState.WAITING_TO_RETRY in device.states
+        assert ConnectionState.AUTH_FAILED not in device.states
+        assert "unreachable" in device.client.last_error
+    text = caplog.text
+    assert "avsd login" not in text
+    assert "offline, retrying" in text
+
+
+@pytest.mark.timeout(30)
+async def test_refused_refresh_token_says_run_avsd_login(
+    tmp_path: Path, emulator: Emulator, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
+    async with connected_device(tmp_path, emulator, start=False, refresh_token="Atzr|revoked") as device:
+        device.task = asyncio.create_task(device.client.run())
+        await _states_until(device, lambda states: ConnectionState.AUTH_FAILED in states, 10)
+        assert "invalid_grant" in device.client.last_error
+    assert "run `avsd login`" in caplog.text

@@ -134,6 +134,9 @@ class TokenProvider:
         # from cancelling the refresh that the others are waiting for.
         if self._refreshing is None or self._refreshing.done():
             self._refreshing = asyncio.create_task(self._refresh(), name="lwa-refresh")
+            # Every waiter may have gone (cancelled) by the time it fails: its error is reported to the waiters
+            # that remain, never as "Task exception was never retrieved".
+            self._refreshing.add_done_callback(lambda task: task.cancelled() or task.exception())
         return await asyncio.shield(self._refreshing)
 
     async def _refresh(self) -> AccessToken:

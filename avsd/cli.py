@@ -23,6 +23,7 @@ _LOGGER = logging.getLogger("avsd")
 
 def setup_logging(level: str, *, debug: bool = False) -> None:
     """Journald without timestamps under systemd, else stderr. Only avsd's own loggers are configured."""
+    from avsd.logredact import protect, quiet_protocol_loggers
     from avsd.systemd import journal_handler
 
     handler = journal_handler()
@@ -32,6 +33,8 @@ def setup_logging(level: str, *, debug: bool = False) -> None:
             "%(asctime)s %(levelname)s %(name)s: %(message)s"
         )
         handler.setFormatter(logging.Formatter(fmt))
+    protect(handler)  # redacts tokens; drops hpack/h2/httpcore DEBUG records
+    quiet_protocol_loggers()
     root = logging.getLogger("avsd")
     root.handlers[:] = [handler]
     root.setLevel(logging.DEBUG if debug else getattr(logging, level.upper(), logging.INFO))

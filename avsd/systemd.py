@@ -21,6 +21,8 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
+from avsd.logredact import protect
+
 logger = logging.getLogger(__name__)
 
 # systemd-python is an optional extra ("systemd"); the plain socket below speaks the same protocol.
@@ -240,4 +242,4 @@ def journal_handler(env: Mapping[str, str] | None = None) -> logging.Handler | N
         return None
     handler: logging.Handler = journal.JournalHandler(SYSLOG_IDENTIFIER="avsd")
     handler.setFormatter(logging.Formatter("%(name)s: %(message)s"))
-    return handler
+    return protect(handler)  # tokens never reach the journal

@@ -35,6 +35,7 @@ import httpx
 
 from avsd.avs.transport import Http2Transport, StreamRefused
 from avsd.errors import AvsConnectionError, ConnectionClosedError, StreamRefusedError
+from avsd.logredact import quiet_protocol_loggers
 
 Body = bytes | AsyncIterable[bytes] | None
 
@@ -138,6 +139,7 @@ class HttpClient:
         follow_redirects: bool = False,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
+        quiet_protocol_loggers()  # hpack logs decoded authorization headers at DEBUG
         self._client = httpx.AsyncClient(
             http2=http2,
             verify=ssl_context if ssl_context is not None else True,
@@ -209,6 +211,7 @@ class Http2Connection:
     """The AVS connection: one HTTP/2 connection, no silent reconnects (see transport.py), streamed bodies."""
 
     def __init__(self, ssl_context: ssl.SSLContext, *, timeout_s: float, connect_timeout_s: float) -> None:
+        quiet_protocol_loggers()
         self._client = httpx.AsyncClient(
             transport=Http2Transport(ssl_context),
             timeout=_build_timeout(timeout_s, connect_timeout_s),

@@ -13,7 +13,7 @@ from collections.abc import Awaitable, Callable
 from typing import Protocol
 
 from avsd.avs.messages import Event
-from avsd.errors import AvsError
+from avsd.errors import AvsdError
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -42,9 +42,14 @@ class EventQueue:
             event = await self._queue.get()
             try:
                 await self._send_event(event)
-            except AvsError as exc:
+            except AvsdError as exc:
                 self.dropped += 1
                 _LOGGER.info("%s not sent: %s", event.qualified_name, exc)
+            except Exception:
+                # A service-loop boundary: an unexpected error costs this event, never the queue (and with it the
+                # daemon's TaskGroup, as httpx.StreamConsumed once did).
+                self.dropped += 1
+                _LOGGER.exception("%s not sent: unexpected error", event.qualified_name)
             finally:
                 self._queue.task_done()
 

@@ -440,7 +440,11 @@ class AvsClient:
             raise NotConnectedError(f"not reconnected within {self.settings.event_timeout_s} s") from refused
 
     async def _send(self, conn: _Connection, event: Event, audio: AsyncIterable[bytes] | None) -> EventResult:
-        token = await self.tokens.get_token()
+        try:
+            token = await self.tokens.get_token()
+        except (AuthError, CredentialsError) as exc:
+            # The sender of an event only ever sees AvsError; the supervisor reports the login problem itself.
+            raise NotConnectedError(f"cannot send {event.qualified_name}: no access token ({exc})") from exc
         boundary = new_boundary()
         # Without audio the body is bytes: httpx can send it again, and a resend gets a fresh one anyway.
         body = event_body(boundary, event) if audio is None else _event_body(boundary, event, audio, conn)

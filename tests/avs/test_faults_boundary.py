@@ -19,7 +19,7 @@ from avsd.avs.client import ConnectionState
 from avsd.avs.messages import Event
 from avsd.emulator.faults import Fault, FaultKind, FaultTarget
 from avsd.emulator.server import Emulator
-from avsd.errors import AvsError, AvsServerError
+from avsd.errors import AvsError, AvsServerError, NotConnectedError
 from tests.avs.conftest import Device, connected_device
 
 QUEUED = 20
@@ -139,3 +139,28 @@ async def test_refused_refresh_token_says_run_avsd_login(
         await _states_until(device, lambda states: ConnectionState.AUTH_FAILED in states, 10)
         assert "invalid_grant" in device.client.last_error
     assert "run `avsd login`" in caplog.text
+
+
+@pytest.mark.timeout(30)
+async def test_lwa_outage_while_sending_is_an_avs_error_and_the_queue_survives(
+    tmp_path: Path, emulator: Emulator
+) -> None:
+    """Found by the fault soak: an AuthUnavailableError (not an AvsError) from the token refresh inside
+    send_event ended EventQueue.run, and with it the daemon's TaskGroup."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        dead_port = probe.getsockname()[1]
+    async with connected_device(tmp_path, emulator) as device:
+        device.tokens._token_url = f"https://127.0.0.1:{dead_port}/auth/o2/token"  # LWA goes away
+        device.tokens.invalidate(await device.tokens.get_token())  # and the token must be refreshed
+        queue = EventQueue(device.client.send_event)
+        worker = asyncio.create_task(queue.run())
+        queue.send(_volume_event(1))
+        queue.send(_volume_event(2))
+        async with asyncio.timeout(10):
+            await queue.drain()
+        assert not worker.done()
+        assert queue.dropped == 2
+        with pytest.raises(NotConnectedError, match="no access token"):
+            await device.client.send_event(_volume_event(3))
+        worker.cancel()

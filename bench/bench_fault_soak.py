@@ -34,7 +34,7 @@ import tempfile
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -94,16 +94,19 @@ def rss_mib() -> float:
     return 0.0
 
 
-@dataclass
 class Tally:
-    sent: dict[str, str] = field(default_factory=dict)  # messageId -> "queued" | "direct" | "certified"
-    failed_reported: Counter[str] = field(default_factory=Counter)
-    failed_ids: set[str] = field(default_factory=set)
-    crashes: list[str] = field(default_factory=list)
-    stuck: list[str] = field(default_factory=list)  # rounds that did not settle within SETTLE_S
-    states: list[tuple[float, ConnectionState]] = field(default_factory=list)
-    received: Counter[str] = field(default_factory=Counter)  # messageId -> times the server got it
-    answered_ok: set[str] = field(default_factory=set)
+    """What happened to every event. (A plain class: bench/run.py loads benches without registering them in
+    sys.modules, which dataclasses need.)"""
+
+    def __init__(self) -> None:
+        self.sent: dict[str, str] = {}  # messageId -> "queued" | "direct" | "certified"
+        self.failed_reported: Counter[str] = Counter()
+        self.failed_ids: set[str] = set()
+        self.crashes: list[str] = []
+        self.stuck: list[str] = []  # rounds that did not settle within SETTLE_S
+        self.states: list[tuple[float, ConnectionState]] = []
+        self.received: Counter[str] = Counter()  # messageId -> times the server got it
+        self.answered_ok: set[str] = set()
 
 
 @contextlib.asynccontextmanager

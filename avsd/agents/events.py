@@ -46,8 +46,8 @@ class EventQueue:
                 self.dropped += 1
                 _LOGGER.info("%s not sent: %s", event.qualified_name, exc)
             except Exception:
-                # A service-loop boundary: an unexpected error costs this event, never the queue (and with it the
-                # daemon's TaskGroup, as httpx.StreamConsumed once did).
+                # The service-loop boundary: a failure that escaped the client's error mapping costs this one
+                # event, not the worker (which used to end the daemon's TaskGroup, issue 8 defect 1).
                 self.dropped += 1
                 _LOGGER.exception("%s not sent: unexpected error", event.qualified_name)
             finally:

@@ -1,5 +1,8 @@
-"""Fault soak (issue 8): the real AVS client, event queue and certified outbox against the local server while it
-injects every kind of fault it knows (avsd/emulator/faults.py), one after the other.
+"""Client-level fault soak (issue 8): the AVS client, event queue and certified outbox alone against the local
+server, with the PRODUCTION reconnect back-off, while the server injects every kind of fault it knows
+(avsd/emulator/faults.py), one after the other. bench/bench_soak.py soaks the whole root-built daemon with a
+shortened back-off table; this one shows the reconnect time a device really has, and accounts every event by
+messageId at the HTTP boundary (answered 2xx, or its sender was told through avsd's error tree).
 
 The emulator runs on its own loop in a second thread, as a remote server would. Each round queues ordinary events
 (EventQueue), sends events directly (AvsClient.send_event, answered 200 with a directive so that body faults have
@@ -11,15 +14,15 @@ reset by every successful connection (``stable_after_s = 0``, as the SDK does); 
 timeout, so ping faults are met within a round.
 
 Metrics (JSON lines, bench/run.py conventions):
-- soak_faults_injected, soak_fault_kinds: faults injected and distinct kinds (of the emulator's 11)
-- soak_crashes: tasks of the client/queue/outbox that ended, or exceptions outside avsd's error tree (target 0)
-- soak_reconnect_p95_s: fault cleared (injected; for OFFLINE its end) -> CONNECTED again, for faults that
+- client_soak_faults_injected, client_soak_fault_kinds: faults injected and distinct kinds (of the emulator's 11)
+- client_soak_crashes: client/queue/outbox tasks that ended, or exceptions outside avsd's error tree (target 0)
+- client_soak_reconnect_p95_s: fault cleared (injected; for OFFLINE its end) -> CONNECTED again, for faults that
   disconnected (target <= 1 s)
-- soak_events_lost: events neither answered 2xx by the server nor reported failed to their sender (target 0)
-- soak_certified_lost: certified events never received by the server (target 0: the outbox retries)
-- soak_events_failed_reported: ordinary events that failed through avsd's error tree (their sender was told)
-- soak_duplicates: messageIds the server received more than once (resends after GOAWAY, outbox retries)
-- soak_rss_mib_before / _after: resident memory of the process (client + server thread) before and after
+- client_soak_events_lost: events neither answered 2xx by the server nor reported failed to their sender (target 0)
+- client_soak_certified_lost: certified events never received by the server (target 0: the outbox retries)
+- client_soak_events_failed_reported: ordinary events that failed through avsd's error tree (their sender was told)
+- client_soak_duplicates: messageIds the server received more than once (resends after GOAWAY, outbox retries)
+- client_soak_rss_mib_before / _after: resident memory of the process (client + server thread) before and after
 
 Usage: python bench/bench_fault_soak.py [FAULTS]   (default 1,100; tests run a short version)
 """
@@ -287,26 +290,26 @@ async def soak(emulator_thread: EmulatorThread, tmp: Path, faults: int) -> list[
             print(f"# lost {tally.sent[m]} {m} received {tally.received[m]}", file=sys.stderr)
     duplicates = sum(n - 1 for n in tally.received.values() if n > 1)
     return [
-        {"metric": "soak_faults_injected", "value": injected, "unit": "faults", "target": ">= 1000"},
-        {"metric": "soak_fault_kinds", "value": len(kinds), "unit": f"of {len(FaultKind)} kinds",
+        {"metric": "client_soak_faults_injected", "value": injected, "unit": "faults", "target": ">= 1000"},
+        {"metric": "client_soak_fault_kinds", "value": len(kinds), "unit": f"of {len(FaultKind)} kinds",
          "target": str(len(FaultKind))},
-        {"metric": "soak_events_sent", "value": len(tally.sent), "unit": "events", "target": "info"},
-        {"metric": "soak_crashes", "value": len(tally.crashes), "unit": "crashes", "target": "0",
+        {"metric": "client_soak_events_sent", "value": len(tally.sent), "unit": "events", "target": "info"},
+        {"metric": "client_soak_crashes", "value": len(tally.crashes), "unit": "crashes", "target": "0",
          "detail": tally.crashes[:5]},
-        {"metric": "soak_rounds_not_settled", "value": len(tally.stuck), "unit": "rounds", "target": "0",
+        {"metric": "client_soak_rounds_not_settled", "value": len(tally.stuck), "unit": "rounds", "target": "0",
          "detail": tally.stuck[:5]},
-        {"metric": "soak_reconnects", "value": len(reconnects), "unit": "reconnects", "target": "info"},
-        {"metric": "soak_reconnect_p95_s", "value": round(p95(reconnects), 3) if len(reconnects) > 1 else None,
+        {"metric": "client_soak_reconnects", "value": len(reconnects), "unit": "reconnects", "target": "info"},
+        {"metric": "client_soak_reconnect_p95_s", "value": round(p95(reconnects), 3) if len(reconnects) > 1 else None,
          "unit": "s", "target": "<= 1"},
-        {"metric": "soak_events_lost", "value": len(lost), "unit": "events", "target": "0",
+        {"metric": "client_soak_events_lost", "value": len(lost), "unit": "events", "target": "0",
          "detail": lost[:5]},
-        {"metric": "soak_certified_lost", "value": len(certified_lost) + pending_certified, "unit": "events",
+        {"metric": "client_soak_certified_lost", "value": len(certified_lost) + pending_certified, "unit": "events",
          "target": "0"},
-        {"metric": "soak_events_failed_reported", "value": sum(tally.failed_reported.values()), "unit": "events",
+        {"metric": "client_soak_events_failed_reported", "value": sum(tally.failed_reported.values()), "unit": "events",
          "target": "info", "detail": dict(tally.failed_reported)},
-        {"metric": "soak_duplicates", "value": duplicates, "unit": "events", "target": "counted"},
-        {"metric": "soak_rss_mib_before", "value": round(rss_before, 1), "unit": "MiB", "target": "info"},
-        {"metric": "soak_rss_mib_after", "value": round(rss_after, 1), "unit": "MiB", "target": "info"},
+        {"metric": "client_soak_duplicates", "value": duplicates, "unit": "events", "target": "counted"},
+        {"metric": "client_soak_rss_mib_before", "value": round(rss_before, 1), "unit": "MiB", "target": "info"},
+        {"metric": "client_soak_rss_mib_after", "value": round(rss_after, 1), "unit": "MiB", "target": "info"},
     ]
 
 

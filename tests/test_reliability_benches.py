@@ -33,14 +33,14 @@ def test_short_fault_soak_every_kind_no_crash_no_loss() -> None:
     soak = _bench("bench_fault_soak")
     rounds = len(soak.VARIANTS)
     m = _metrics(soak.run(faults=rounds + 1))  # one of each variant: every fault kind the emulator has
-    assert m["soak_fault_kinds"] == 11
-    assert m["soak_crashes"] == 0
-    assert m["soak_rounds_not_settled"] == 0
-    assert m["soak_events_lost"] == 0
-    assert m["soak_certified_lost"] == 0
-    assert m["soak_reconnects"] >= 8  # the faults that drop the connection did drop it
+    assert m["client_soak_fault_kinds"] == 11
+    assert m["client_soak_crashes"] == 0
+    assert m["client_soak_rounds_not_settled"] == 0
+    assert m["client_soak_events_lost"] == 0
+    assert m["client_soak_certified_lost"] == 0
+    assert m["client_soak_reconnects"] >= 8  # the faults that drop the connection did drop it
     # The full soak (README) meets <= 1 s; this short one runs on a loaded test machine, so some slack.
-    assert m["soak_reconnect_p95_s"] is not None and m["soak_reconnect_p95_s"] <= 1.5
+    assert m["client_soak_reconnect_p95_s"] is not None and m["client_soak_reconnect_p95_s"] <= 1.5
 
 
 @pytest.mark.timeout(60)

@@ -140,7 +140,7 @@ class _Reconnect(Exception):
 
 
 class _Connection:
-    """One HTTP/2 connection (one httpx client with a single pooled connection)."""
+    """One HTTP/2 connection (an :class:`Http2Connection` of the HTTP boundary) and its liveness."""
 
     def __init__(self, base_url: str, ssl_context: ssl.SSLContext, settings: ConnectionSettings) -> None:
         self.base_url = base_url

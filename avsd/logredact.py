@@ -3,9 +3,10 @@
 Why both:
 - ``hpack`` logs every header it encodes or decodes at DEBUG, ``authorization: Bearer Atza|...`` included, and
   also the Huffman-coded header block, which no pattern can redact. A program that embeds avsd (or the emulator)
-  and sets the root logger to DEBUG printed bearer tokens. So the protocol loggers below are set to INFO when
-  avsd builds an HTTP client or the emulator starts (unless the program set their level itself), and avsd's
-  handlers drop their DEBUG records whatever their level.
+  and sets the root logger to DEBUG printed bearer tokens. So the HTTP/2 stack's loggers (``QUIETED_LOGGERS``)
+  are set to WARNING when avsd builds an HTTP client or the emulator starts, unless the program set their level
+  itself (WARNING, not INFO: an explicit INFO would let httpx's per-request INFO lines through a root logger the
+  program keeps at WARNING). avsd's handlers drop every protocol logger's DEBUG records whatever its level.
 - :class:`RedactingFilter` rewrites any record that reaches an avsd handler: ``Authorization``/``Bearer``/
   ``Basic`` values, ``access_token``/``refresh_token``/``client_secret``/``device_code`` values (JSON, form or
   ``key=value``), ``x-amz-access-token`` values and bare ``Atza|``/``Atzr|`` strings, in the message and in the
@@ -33,6 +34,8 @@ PROTOCOL_LOGGERS = (
     "websockets",
     "twilio.http_client",
 )
+# The HTTP/2 stack avsd itself drives; their levels are raised (the others are only filtered at avsd's handlers).
+QUIETED_LOGGERS = ("hpack", "h2", "hyperframe", "httpcore", "httpx")
 
 _VALUE = r"[^\s'\",;&}\])<]+"  # up to a delimiter; never '<' so <redacted> is not redacted again
 _PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
@@ -92,11 +95,11 @@ def protect(handler: logging.Handler) -> logging.Handler:
 
 
 def quiet_protocol_loggers() -> None:
-    """Hold the protocol loggers at INFO unless the program chose a level for them itself."""
-    for name in PROTOCOL_LOGGERS:
+    """Hold the HTTP/2 stack's loggers at WARNING unless the program chose a level for them itself."""
+    for name in QUIETED_LOGGERS:
         logger = logging.getLogger(name)
         if logger.level == logging.NOTSET:
-            logger.setLevel(logging.INFO)
+            logger.setLevel(logging.WARNING)
 
 
 def protect_root_handlers() -> None:
@@ -108,6 +111,7 @@ def protect_root_handlers() -> None:
 
 __all__ = [
     "PROTOCOL_LOGGERS",
+    "QUIETED_LOGGERS",
     "REDACTED",
     "RedactingFilter",
     "protect",

@@ -112,3 +112,25 @@ def test_setup_logging_and_journal_handlers_redact(capsys: pytest.CaptureFixture
 def test_redact(line: str, secret: str) -> None:
     clean = redact(line)
     assert secret not in clean and "<redacted>" in clean
+
+
+@pytest.mark.timeout(30)
+async def test_a_program_keeping_root_at_warning_gets_no_new_protocol_lines(tmp_path: Path) -> None:
+    """Raising the protocol loggers must not make them louder: httpx's INFO request lines stay out of a root
+    logger at WARNING (an explicit INFO level on 'httpx' let them through)."""
+    out = io.StringIO()
+    handler = logging.StreamHandler(out)
+    root = logging.getLogger()
+    saved = root.level, {name: logging.getLogger(name).level for name in PROTOCOL_LOGGERS}
+    root.addHandler(handler)
+    root.setLevel(logging.WARNING)
+    for name in PROTOCOL_LOGGERS:
+        logging.getLogger(name).setLevel(logging.NOTSET)
+    try:
+        await _talk(tmp_path)
+    finally:
+        root.removeHandler(handler)
+        root.setLevel(saved[0])
+        for name, level in saved[1].items():
+            logging.getLogger(name).setLevel(level)
+    assert "HTTP Request" not in out.getvalue()

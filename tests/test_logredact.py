@@ -24,7 +24,11 @@ def root_at_debug() -> Iterator[io.StringIO]:
     handler = logging.StreamHandler(out)
     handler.setFormatter(logging.Formatter("%(name)s %(levelname)s %(message)s"))
     root = logging.getLogger()
+    avsd_logger = logging.getLogger("avsd")  # an earlier `avsd` CLI call in this process configured it
     saved = root.level, {name: logging.getLogger(name).level for name in PROTOCOL_LOGGERS}
+    saved_avsd = avsd_logger.handlers[:], avsd_logger.propagate, avsd_logger.level
+    avsd_logger.handlers[:], avsd_logger.propagate = [], True
+    avsd_logger.setLevel(logging.NOTSET)
     root.addHandler(handler)
     root.setLevel(logging.DEBUG)
     for name in PROTOCOL_LOGGERS:
@@ -36,6 +40,8 @@ def root_at_debug() -> Iterator[io.StringIO]:
         root.setLevel(saved[0])
         for name, level in saved[1].items():
             logging.getLogger(name).setLevel(level)
+        avsd_logger.handlers[:], avsd_logger.propagate = saved_avsd[0], saved_avsd[1]
+        avsd_logger.setLevel(saved_avsd[2])
 
 
 async def _talk(tmp_path: Path) -> list[str]:
@@ -80,16 +86,26 @@ async def test_avsd_handler_drops_protocol_debug_even_when_the_program_enables_i
     assert "Atza|" not in text and "authorization" not in text.lower()
 
 
-def test_setup_logging_and_journal_handlers_redact(capsys: pytest.CaptureFixture[str]) -> None:
+def test_setup_logging_and_journal_handlers_redact(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     from avsd.cli import setup_logging
 
-    setup_logging("debug", debug=True)
-    log = logging.getLogger("avsd.test")
-    log.info("refresh answered %s", '{"access_token":"Atza|abc","refresh_token":"Atzr|def","expires_in":3600}')
+    avsd_logger = logging.getLogger("avsd")
+    monkeypatch.setattr(avsd_logger, "handlers", [])  # setup_logging replaces them; restored after the test
+    monkeypatch.setattr(avsd_logger, "propagate", True)
+    monkeypatch.delenv("JOURNAL_STREAM", raising=False)
+    level_before = avsd_logger.level
     try:
-        raise RuntimeError("header authorization: Bearer Atza|in-a-traceback")
-    except RuntimeError:
-        log.exception("request failed")
+        setup_logging("debug", debug=True)
+        log = logging.getLogger("avsd.test")
+        log.info("refresh answered %s", '{"access_token":"Atza|abc","refresh_token":"Atzr|def","expires_in":3600}')
+        try:
+            raise RuntimeError("header authorization: Bearer Atza|in-a-traceback")
+        except RuntimeError:
+            log.exception("request failed")
+    finally:
+        avsd_logger.setLevel(level_before)
     err = capsys.readouterr().err
     assert "Atza|" not in err and "Atzr|" not in err
     assert '"access_token":"<redacted>"' in err and "Bearer <redacted>" in err

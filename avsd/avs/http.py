@@ -100,6 +100,7 @@ class HttpStream:
         self._what = what
         self.status: int = response.status_code
         self.headers: Mapping[str, str] = response.headers
+        self.http_version = str(response.http_version)
 
     async def chunks(self) -> AsyncIterator[bytes]:
         """The raw body (no content decoding) chunk by chunk."""
@@ -162,7 +163,7 @@ class HttpClient:
         """Send and read at most ``limit`` bytes of the answer."""
         async with self.stream(method, url, headers=headers, form=form, content=content, timeout=timeout) as reply:
             body = await reply.read(limit)
-            return HttpReply(reply.status, dict(reply.headers), body, self._version(reply))
+            return HttpReply(reply.status, dict(reply.headers), body, reply.http_version)
 
     @contextlib.asynccontextmanager
     async def stream(
@@ -191,10 +192,6 @@ class HttpClient:
         finally:
             with http_errors(what):
                 await response.aclose()
-
-    @staticmethod
-    def _version(reply: HttpStream) -> str:
-        return str(reply._response.http_version)
 
     async def aclose(self) -> None:
         with contextlib.suppress(Exception):

@@ -150,3 +150,23 @@ async def test_a_program_keeping_root_at_warning_gets_no_new_protocol_lines(tmp_
         for name, level in saved[1].items():
             logging.getLogger(name).setLevel(level)
     assert "HTTP Request" not in out.getvalue()
+
+
+def test_entry_points_that_use_basic_config_protect_the_root_handlers() -> None:
+    """`python -m avsd.emulator.cli --debug` configures the root logger; its handler redacts too."""
+    from avsd.logredact import protect_root_handlers
+
+    out = io.StringIO()
+    handler = logging.StreamHandler(out)
+    root = logging.getLogger()
+    root.addHandler(handler)
+    try:
+        protect_root_handlers()
+        logging.getLogger("avsd.emulator.test").warning("client sent authorization: Bearer Atza|from-a-client")
+        logging.getLogger("hpack.hpack").warning("Decoded (b'authorization', b'Bearer Atza|x')")
+        logging.getLogger("hpack.hpack").debug("Decoded (b'authorization', b'Bearer Atza|y')")
+    finally:
+        root.removeHandler(handler)
+    text = out.getvalue()
+    assert "Atza|" not in text
+    assert text.count("Bearer <redacted>") == 2  # WARNING records are kept (redacted); the DEBUG one is dropped

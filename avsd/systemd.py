@@ -22,6 +22,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from avsd.logredact import protect
+from avsd.tasks import TaskSet
 
 logger = logging.getLogger(__name__)
 
@@ -192,7 +193,7 @@ def handle_reload(
     function that removes the handler. Call on the loop thread.
     """
     state = {"running": False, "again": False}
-    tasks: set[asyncio.Task[None]] = set()
+    tasks = TaskSet(logger)
 
     async def _reload() -> None:
         while True:
@@ -215,9 +216,7 @@ def handle_reload(
             state["again"] = True
             return
         state["running"] = True
-        task = loop.create_task(_reload(), name="reload")
-        tasks.add(task)
-        task.add_done_callback(tasks.discard)
+        tasks.spawn(_reload(), "reload")
 
     def _remove() -> None:
         loop.remove_signal_handler(signal.SIGHUP)

@@ -31,6 +31,7 @@ from typing import Protocol
 
 from avsd.avs.messages import Directive, Event, ExceptionErrorType, exception_encountered
 from avsd.errors import DirectiveParseError
+from avsd.tasks import TaskSet
 
 log = logging.getLogger(__name__)
 
@@ -121,7 +122,7 @@ class DirectiveSequencer:
         self._dialog_wakeup = asyncio.Event()
         self._reporting = False
         self._reports: asyncio.Queue[Event] = asyncio.Queue(maxsize=self._settings.queue_size)
-        self._scrubs: set[asyncio.Task[None]] = set()
+        self._scrubs = TaskSet(log)
         self._tg: asyncio.TaskGroup | None = None
         self._stopped = asyncio.Event()
         # Set whenever work leaves a queue, a job ends or a report is sent: idle() re-checks then (no polling).
@@ -178,15 +179,10 @@ class DirectiveSequencer:
             return None
         for job in (*queued, *running):
             job.cancelled = True
-        task = asyncio.get_running_loop().create_task(self._cancel_jobs(queued, running, reason))
-        self._scrubs.add(task)
-        task.add_done_callback(self._scrub_done)
+        task = self._scrubs.spawn(self._cancel_jobs(queued, running, reason), "directives-scrub")
+        task.add_done_callback(lambda _task: self._progress.set())  # after the TaskSet dropped it
         self._progress.set()
         return task
-
-    def _scrub_done(self, task: asyncio.Task[None]) -> None:
-        self._scrubs.discard(task)
-        self._progress.set()
 
     async def _cancel_jobs(self, queued: list[_Job], running: list[_Job], reason: str) -> None:
         for job in queued:

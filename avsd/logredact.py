@@ -45,7 +45,7 @@ _PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
         re.compile(
             r"(?i)(\b(?:authorization|x-amz-access-token|access_token|refresh_token|client_secret|device_code"
             r"|id_token|api_key|auth_token)['\"]?\s*[:=,]\s*(?:(?-i:b)(?=['\"]))?['\"]?(?:(?:bearer|basic)\s+)?)"
-            r"(?!(?:bearer|basic)\s)"
+            r"(?!(?:bearer|basic)\s|(?-i:b)?['\"])"  # idempotent: never re-redact b'Bearer <redacted>'
             + _VALUE
         ),
         rf"\1{REDACTED}",
@@ -74,6 +74,9 @@ class RedactingFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         if record.levelno < logging.INFO and _is_protocol_logger(record.name):
             return False
+        if getattr(record, "avsd_redacted", False):  # a second protected handler sees the same record
+            return True
+        record.avsd_redacted = True
         message = record.getMessage()
         clean = redact(message)
         if clean != message:

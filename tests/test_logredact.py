@@ -163,7 +163,7 @@ def test_entry_points_that_use_basic_config_protect_the_root_handlers() -> None:
     root.addHandler(handler)
     try:
         protect_root_handlers()
-        logging.getLogger("avsd.emulator.test").warning("client sent authorization: Bearer Atza|from-a-client")
+        logging.getLogger("embedding.program").warning("client sent authorization: Bearer Atza|from-a-client")
         logging.getLogger("hpack.hpack").warning("Decoded (b'authorization', b'Bearer Atza|x')")
         logging.getLogger("hpack.hpack").debug("Decoded (b'authorization', b'Bearer Atza|y')")
     finally:

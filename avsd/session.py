@@ -309,11 +309,14 @@ class HeadlessSession:
         sent = [0]
         chunks = _stoppable(audio_chunks(audio, audio_format, sent), ask.stop, self._closed)
         started = time.monotonic()
+        limit = timeout or self.ask_timeout_s
         try:
-            async with asyncio.timeout((timeout or self.ask_timeout_s) + 5.0):
+            # Our own deadline: while the downchannel task holds httpcore's read lock (its read has no timeout),
+            # an event waiting for its headers never reaches its own read timeout.
+            async with asyncio.timeout(limit):
                 result = await self.client.send_event(event, chunks)
         except TimeoutError:
-            raise AvsConnectionError("no answer to Recognize in time") from None
+            raise AvsConnectionError(f"Recognize: timed out ({limit:g} s without an answer)") from None
         finally:
             del self._asks[drid]
         if self._closed.is_set():

@@ -18,6 +18,7 @@ import asyncio
 import threading
 from collections.abc import Callable, Coroutine
 from concurrent.futures import CancelledError as FutureCancelledError
+from concurrent.futures import Future, wait
 from pathlib import Path
 from types import TracebackType
 from typing import Any, TypeVar
@@ -183,6 +184,7 @@ class Client:
         self._thread = threading.Thread(target=self._loop.run_forever, name="avsd-client", daemon=True)
         self._thread.start()
         self._closed = False
+        self._pending: set[Future[Any]] = set()
 
     @classmethod
     def from_credentials_file(cls, path: str | Path | None = None, base_url: str | None = None, **kwargs: Any) -> Any:
@@ -197,6 +199,8 @@ class Client:
             coro.close()
             raise NotConnectedError("the client is closed")
         future = asyncio.run_coroutine_threadsafe(coro, self._loop)
+        self._pending.add(future)
+        future.add_done_callback(self._pending.discard)
         try:
             return future.result()
         except FutureCancelledError:
@@ -236,10 +240,14 @@ class Client:
         """Close the connection (a request in flight on another thread raises AvsConnectionError) and the loop."""
         if self._closed:
             return
+        self._closed = True
         try:
             asyncio.run_coroutine_threadsafe(self._async.close(), self._loop).result()
+            # Requests of other threads end with AvsConnectionError once the session is closed; let them.
+            wait(list(self._pending), timeout=5.0)
         finally:
-            self._closed = True
+            for future in list(self._pending):
+                future.cancel()
             self._loop.call_soon_threadsafe(self._loop.stop)
             self._thread.join(timeout=10.0)
             if not self._thread.is_alive():

@@ -166,7 +166,7 @@ async def run_ask(args: argparse.Namespace) -> int:
     if problem is not None:
         print(f"avsd ask: {problem}", file=sys.stderr)
         return 2
-    args.out.mkdir(parents=True, exist_ok=True)  # noqa: ASYNC240 - before anything runs
+    args.out.mkdir(parents=True, exist_ok=True)
     items = _inputs(args)
     gate = asyncio.Semaphore(args.concurrency)
     try:

@@ -4,8 +4,9 @@ Accepted: bytes; an async iterable of byte chunks; a file-like object. A file en
 with unread bytes at its position (``BytesIO(data)``) is read like a file; one whose position is at its end
 (empty, or written to by another thread such as a microphone callback) is read as it grows until it is closed
 (or StopCapture, or ``max_s``). A growing BytesIO is never read through its own position (the writer moves that
-one); avsd keeps its own offset and polls ``getvalue()``. Bytes written after avsd's last poll (at most ``poll_s``) and then closed are lost with
-the buffer; end a stream with a little silence, as speech does anyway.
+one); avsd keeps its own offset and polls ``getvalue()``. Bytes written after avsd's last poll (at most
+``poll_s`` earlier) and then closed at once are lost with the buffer: wait ``poll_s`` before closing, or end the
+stream with a little silence, as speech does anyway.
 
 The audio is 16 kHz mono S16LE PCM, raw or as a WAV (its header is read and checked, then skipped). For
 ``OPUS`` it is encoded by avsd's encoder (hard CBR, 20 ms packets, each its own DATA frame).

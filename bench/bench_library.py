@@ -271,7 +271,9 @@ async def concurrent(server: Server, pcm: bytes) -> list[dict[str, Any]]:
     return rows
 
 
-def row(metric: str, value: float | None, unit: str, target: str, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+def row(
+    metric: str, value: float | None, unit: str, target: str, extra: dict[str, Any] | None = None
+) -> dict[str, Any]:
     return {"metric": metric, "value": None if value is None else round(value, 3), "unit": unit, "target": target,
             **(extra or {})}
 

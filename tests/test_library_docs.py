@@ -116,3 +116,15 @@ def test_every_example_runs_as_written(workdir: Path) -> None:
     assert sorted(p.name for p in (workdir / "replies").glob("*.wav")) == [
         "01-question.wav", "01-set-a-timer.wav", "02-what-time-is-it.wav"
     ]
+
+
+def test_the_readme_avsd_ask_command_runs_as_written() -> None:
+    readme = (REPO / "README.md").read_text()
+    section = readme.split("## avsd as a Python library", 1)[1].split("\n## ", 1)[0]
+    (line,) = [ln for ln in section.splitlines() if ln.startswith("avsd ask ")]
+    proc = subprocess.run(as_argv(line), cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)},
+                          capture_output=True, text=True, timeout=120, check=False)
+    assert proc.returncode == 0, proc.stderr
+    out = Path(shlex.split(line)[shlex.split(line).index("--out") + 1])
+    assert proc.stdout.count("SpeechSynthesizer.Speak ->") == 2
+    assert (out / "02-what-time-is-it.wav").stat().st_size > 10000

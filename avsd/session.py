@@ -26,7 +26,6 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
-from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -42,106 +41,11 @@ from avsd.avs.client import AvsClient, ConnectionSettings, ConnectionState, make
 from avsd.avs.context import ContextRegistry
 from avsd.avs.credentials import Credentials
 from avsd.avs.messages import Directive, Event, context_entry
-from avsd.errors import AuthError, AvsConnectionError, NotConnectedError
+from avsd.errors import AuthError, AuthUnavailableError, AvsConnectionError, NotConnectedError
+from avsd.reply import AudioFormat, DistanceProfile, Reply, ReplyDirective, play_url
 from avsd.session_audio import AudioInput, audio_chunks
 
 _LOGGER = logging.getLogger(__name__)
-
-
-class AudioFormat(StrEnum):
-    PCM = "AUDIO_L16_RATE_16000_CHANNELS_1"
-    OPUS = "OPUS"
-
-
-class DistanceProfile(StrEnum):
-    CLOSE_TALK = "CLOSE_TALK"  # 0-2.5 ft; the caller ends the audio (push-to-talk)
-    NEAR_FIELD = "NEAR_FIELD"  # 0-5 ft; the cloud ends it (StopCapture)
-    FAR_FIELD = "FAR_FIELD"  # 0-20+ ft; the cloud ends it (StopCapture)
-
-
-@dataclass(frozen=True, slots=True)
-class ReplyDirective:
-    """One directive of a reply. ``audio_attachment``: the Speak/Play audio bytes as received (MP3), else None."""
-
-    namespace: str
-    name: str
-    payload: Mapping[str, Any]
-    dialog_request_id: str | None
-    message_id: str
-    audio_attachment: bytes | None = field(default=None, repr=False)
-
-    @property
-    def qualified_name(self) -> str:
-        return f"{self.namespace}.{self.name}"
-
-    @property
-    def directive(self) -> dict[str, Any]:
-        """The directive as JSON (alexa_client's ``Directive.directive``)."""
-        header: dict[str, Any] = {"namespace": self.namespace, "name": self.name, "messageId": self.message_id}
-        if self.dialog_request_id:
-            header["dialogRequestId"] = self.dialog_request_id
-        return {"header": header, "payload": dict(self.payload)}
-
-
-@dataclass(frozen=True, slots=True)
-class Reply:
-    """What Alexa answered to one ask."""
-
-    dialog_request_id: str
-    status: int  # 200 with directives, 204 for "nothing to say"
-    directives: tuple[ReplyDirective, ...]
-    expect_speech: Mapping[str, Any] | None = None  # the ExpectSpeech payload: answer with the same dialog id
-    first_audio_s: float | None = None  # request start -> first reply-audio byte, seconds
-    audio_bytes_sent: int = 0
-
-    @property
-    def expects_speech(self) -> bool:
-        return self.expect_speech is not None
-
-    @property
-    def speech(self) -> bytes:
-        """Every Speak's MP3, in order, as received."""
-        return b"".join(d.audio_attachment or b"" for d in self.directives if d.name == "Speak")
-
-    @property
-    def caption(self) -> str:
-        """Speak captions (SpeechSynthesizer 1.3 ``caption.content``), joined."""
-        texts = []
-        for d in self.directives:
-            caption = d.payload.get("caption") if d.name == "Speak" else None
-            text = caption.get("content") if isinstance(caption, Mapping) else caption
-            if isinstance(text, str) and text:
-                texts.append(text)
-        return "\n".join(texts)
-
-    @property
-    def card(self) -> Mapping[str, Any] | None:
-        """The TemplateRuntime.RenderTemplate payload, if any."""
-        for d in self.directives:
-            if d.namespace == "TemplateRuntime" and d.name == "RenderTemplate":
-                return d.payload
-        return None
-
-    @property
-    def stream_url(self) -> str | None:
-        """An AudioPlayer.Play stream that is a URL (not an attachment)."""
-        for d in self.directives:
-            if d.name == "Play":
-                url = _play_url(d.payload)
-                if url and content_id_from_url(url) is None:
-                    return url
-        return None
-
-    def summary(self) -> str:
-        names = ", ".join(d.qualified_name for d in self.directives) or f"no directives ({self.status})"
-        return names + (" (expects speech)" if self.expects_speech else "")
-
-
-def _play_url(payload: Mapping[str, Any]) -> str | None:
-    item = payload.get("audioItem")
-    stream = item.get("stream") if isinstance(item, Mapping) else None
-    url = stream.get("url") if isinstance(stream, Mapping) else None
-    return url if isinstance(url, str) else None
 
 
 class AnonymousTokens(TokenProvider):
@@ -191,7 +95,9 @@ class HeadlessSession:
         self.directive_observers: list[Callable[[ReplyDirective], None]] = []
         self._asks: dict[str, _Ask] = {}  # open asks by dialogRequestId
         self._expecting: dict[str, Mapping[str, Any]] = {}  # ExpectSpeech initiator by dialogRequestId
-        self._tasks: list[asyncio.Task[None]] = []
+        self._expect_timers: dict[str, asyncio.TimerHandle] = {}
+        self._tasks: list[asyncio.Task[None]] = []  # sequencer, event queue
+        self._client_task: asyncio.Task[None] | None = None
         self._closed = asyncio.Event()
         self._settled = asyncio.Event()  # connected or refused
 
@@ -240,11 +146,14 @@ class HeadlessSession:
                 await self.tokens.get_token()  # a refused grant surfaces here with LWA's reason
         except TimeoutError:
             raise AvsConnectionError("Login with Amazon did not answer in time") from None
+        except AuthUnavailableError as exc:  # unreachable or 5xx: a connection problem, not refused credentials
+            raise AvsConnectionError(f"could not reach Login with Amazon: {exc}") from exc
         if not self._tasks:
             self.client.add_state_observer(self._on_state)
-            for name, coro in (("directives", self.sequencer.run()), ("events", self.events.run()),
-                               ("avs-client", self.client.run())):
+            for name, coro in (("directives", self.sequencer.run()), ("events", self.events.run())):
                 self._tasks.append(asyncio.create_task(coro, name=f"session-{name}"))
+        if self._client_task is None:
+            self._client_task = asyncio.create_task(self.client.run(), name="session-avs-client")
         try:
             async with asyncio.timeout(timeout):
                 while not self.connected:
@@ -252,9 +161,20 @@ class HeadlessSession:
                     if self.client.state is ConnectionState.AUTH_FAILED:
                         raise AuthError("refused", self.client.last_error)
                     await self._settled.wait()
-        except TimeoutError:
-            detail = self.client.last_error or "no answer"
-            raise AvsConnectionError(f"could not connect to {self.client.base_url}: {detail}") from None
+        except BaseException as exc:
+            # A failed connect leaves nothing retrying in the background; connect() may be called again.
+            await self._stop_client()
+            if isinstance(exc, TimeoutError):
+                detail = self.client.last_error or "no answer"
+                raise AvsConnectionError(f"could not connect to {self.client.base_url}: {detail}") from None
+            raise
+
+    async def _stop_client(self) -> None:
+        task, self._client_task = self._client_task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
 
     def _on_state(self, state: ConnectionState) -> None:
         if state in (ConnectionState.CONNECTED, ConnectionState.AUTH_FAILED, ConnectionState.WAITING_TO_RETRY):
@@ -265,6 +185,9 @@ class HeadlessSession:
         self._closed.set()
         for ask in self._asks.values():
             ask.stop.set()
+        for timer in self._expect_timers.values():
+            timer.cancel()
+        await self._stop_client()
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
@@ -303,6 +226,9 @@ class HeadlessSession:
         drid = dialog_request_id or str(uuid.uuid4())
         if drid in self._asks:
             raise ValueError(f"dialog request {drid} already has an ask in flight")
+        timer = self._expect_timers.pop(drid, None)
+        if timer is not None:
+            timer.cancel()
         event = recognize_event(drid, profile, audio_format, self._expecting.pop(drid, None))
         ask = _Ask(drid, profile)
         self._asks[drid] = ask
@@ -331,7 +257,7 @@ class HeadlessSession:
         first_audio: float | None = None
         for d in directives:
             audio: bytes | None = None
-            url = d.payload.get("url") if d.name == "Speak" else _play_url(d.payload) if d.name == "Play" else None
+            url = d.payload.get("url") if d.name == "Speak" else play_url(d.payload) if d.name == "Play" else None
             cid = content_id_from_url(url) if isinstance(url, str) else None
             if cid:
                 attachment = self.attachments.get(cid)
@@ -343,6 +269,7 @@ class HeadlessSession:
                 expect = d.payload
                 initiator = d.payload.get("initiator")
                 self._expecting[drid] = initiator if isinstance(initiator, Mapping) else {}
+                self._expect_later(drid, d.payload.get("timeoutInMilliseconds"))
             reply_directive = ReplyDirective(
                 d.namespace, d.name, d.payload, d.dialog_request_id, d.message_id, audio
             )
@@ -350,6 +277,19 @@ class HeadlessSession:
                 observer(reply_directive)
             out.append(reply_directive)
         return Reply(drid, status, tuple(out), expect, first_audio, sent)
+
+
+    def _expect_later(self, drid: str, timeout_ms: Any) -> None:
+        """Nobody answered the ExpectSpeech in time: ``ExpectSpeechTimedOut`` (§6.1), as a device would."""
+        if not isinstance(timeout_ms, int | float) or isinstance(timeout_ms, bool) or timeout_ms <= 0:
+            return
+
+        def timed_out() -> None:
+            self._expect_timers.pop(drid, None)
+            if self._expecting.pop(drid, None) is not None and not self._closed.is_set():
+                self.events.send(Event.new("SpeechRecognizer", "ExpectSpeechTimedOut"))
+
+        self._expect_timers[drid] = asyncio.get_running_loop().call_later(timeout_ms / 1000.0, timed_out)
 
 
 def recognize_event(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import socket
 import threading
 import time
 import wave
@@ -14,11 +15,11 @@ import httpx
 import pytest
 
 import avsd
-from avsd.avs.client import REGIONS
+from avsd.avs.client import REGIONS, ConnectionState
 from avsd.avs.credentials import Credentials, save_credentials
 from avsd.client import NEAR_FIELD, OPUS, AsyncClient, token_url_for
 from avsd.emulator.faults import Fault, FaultKind
-from avsd.emulator.scenario import load_scenario
+from avsd.emulator.scenario import DirectiveSpec, Rule, Scenario, load_scenario
 from avsd.emulator.server import Emulator
 from avsd.errors import AuthError, AvsConnectionError, AvsdError, AvsServerError
 from avsd.session_audio import AudioInputError, audio_chunks
@@ -238,3 +239,41 @@ async def test_a_wav_that_is_not_16k_mono_is_refused(tmp_path: Path) -> None:
     with pytest.raises(AudioInputError, match="44100 Hz"):
         async for _ in audio_chunks(out.getvalue(), "AUDIO_L16_RATE_16000_CHANNELS_1", [0]):
             pass
+
+
+async def test_unanswered_expect_speech_sends_expect_speech_timed_out() -> None:
+    expect = DirectiveSpec("SpeechRecognizer", "ExpectSpeech", {"timeoutInMilliseconds": 300})
+    rule = Rule(match=RECOGNIZE, times=1, directives=(DirectiveSpec("SpeechSynthesizer", "Speak", speech="Yes?"), expect))
+    async with asyncio.timeout(30), Emulator(scenario=Scenario(rules=(rule,))) as emu, client_for(emu) as client:
+        reply = await client.ask(fixture_pcm("alexa"))
+        assert reply.expects_speech
+        timed_out = await emu.wait_for_event("SpeechRecognizer.ExpectSpeechTimedOut", timeout=5.0)
+        assert timed_out.event is not None and "dialogRequestId" not in timed_out.event["event"]["header"]
+        # Answered late, it is a new Recognize of that dialog, no longer echoing an initiator it no longer has.
+        await client.ask(fixture_pcm("alexa"), dialog_request_id=reply.dialog_request_id)
+        last = recognizes(emu)[-1]
+    assert last.event is not None and last.event["event"]["payload"]["initiator"]["type"] == "PRESS_AND_HOLD"
+
+
+async def test_a_failed_connect_leaves_nothing_running_and_can_be_retried() -> None:
+    async with asyncio.timeout(40), Emulator() as emu:
+        client = client_for(emu, connect_timeout=1.0)
+        emu.inject(Fault(FaultKind.OFFLINE, seconds=1.0))
+        back = time.monotonic() + 1.2
+        with pytest.raises(AvsConnectionError, match="could not reach Login with Amazon"):
+            await client.connect()
+        await asyncio.sleep(back - time.monotonic())
+        await client.connect()  # retried once the server is back
+        assert (await client.ask(fixture_pcm("alexa"))).speech
+        await client.close()
+        # LWA answers but AVS does not: connect gives up after its timeout and nothing keeps retrying.
+        with socket.socket() as unused:
+            unused.bind(("127.0.0.1", 0))
+            dead = f"https://127.0.0.1:{unused.getsockname()[1]}"
+        client = AsyncClient("avsd-test", None, emu.refresh_token, dead, ca_file=emu.ca_file,
+                             token_url=emu.base_url + "/auth/o2/token", connect_timeout=1.0)
+        with pytest.raises(AvsConnectionError, match="could not connect to"):
+            await client.connect()
+        assert client.session.client.state is ConnectionState.DISCONNECTED
+        assert not [t for t in asyncio.all_tasks() if t.get_name() == "session-avs-client"]
+        await client.close()

@@ -120,7 +120,7 @@ async def test_multi_step_dialog_answers_expect_speech_with_the_same_dialog_requ
 async def test_ten_concurrent_asks_share_one_connection_and_overlap() -> None:
     # The server on its own loop in a thread, as a remote one: on one shared loop the uploads finish before the
     # server reads anything, which hid an httpcore flow-control stall (see avsd/avs/transport.py).
-    emu, handler = thinking_emulator(1.0)
+    emu, handler = thinking_emulator(1.0, reply_text="It is noon.")  # one text: its MP3 is made once
     loop = asyncio.new_event_loop()
     thread = threading.Thread(target=loop.run_forever, daemon=True)
     thread.start()
@@ -145,8 +145,9 @@ async def test_ten_concurrent_asks_share_one_connection_and_overlap() -> None:
     assert len({r.connection_id for r in emu.records if r.path.startswith("/v2")}) == 1
     assert emu.downchannel_count == 1 and len(recognizes(emu)) == 19
     # Eight at once (the client's cap: AVS allows 10 streams, 2 kept for the downchannel and a ping) take about as
-    # long as one; never more than 8 were in flight at the server.
-    assert wall_8 < 1.6 * one
+    # long as one (bench: 1.1x; the bound leaves room for a loaded machine; stalled uploads took 4-6x); never more
+    # than 8 were in flight at the server.
+    assert wall_8 < 2.5 * one
     assert handler.max_in_flight == 8
 
 
@@ -243,7 +244,8 @@ async def test_a_wav_that_is_not_16k_mono_is_refused(tmp_path: Path) -> None:
 
 async def test_unanswered_expect_speech_sends_expect_speech_timed_out() -> None:
     expect = DirectiveSpec("SpeechRecognizer", "ExpectSpeech", {"timeoutInMilliseconds": 300})
-    rule = Rule(match=RECOGNIZE, times=1, directives=(DirectiveSpec("SpeechSynthesizer", "Speak", speech="Yes?"), expect))
+    speak = DirectiveSpec("SpeechSynthesizer", "Speak", speech="Yes?")
+    rule = Rule(match=RECOGNIZE, times=1, directives=(speak, expect))
     async with asyncio.timeout(30), Emulator(scenario=Scenario(rules=(rule,))) as emu, client_for(emu) as client:
         reply = await client.ask(fixture_pcm("alexa"))
         assert reply.expects_speech

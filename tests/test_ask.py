@@ -86,3 +86,31 @@ def test_bad_config_and_missing_credentials_exit_78(tmp_path: Path, capsys: pyte
     empty.write_text(f"[daemon]\nstate_dir = '{tmp_path / 'state'}'\n")
     assert main(["ask", str(WAV), "--backend", "avs", "--config", str(empty)]) == 78
     assert "avsd login" in capsys.readouterr().err
+
+
+def test_backend_avs_uses_the_device_config_and_credentials(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import asyncio
+    import threading
+
+    from avsd.avs.credentials import Credentials, save_credentials
+    from avsd.emulator.server import Emulator
+
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    emu = Emulator()
+    asyncio.run_coroutine_threadsafe(emu.start(), loop).result(10)
+    try:
+        save_credentials(tmp_path / "state" / "credentials.json", Credentials("avsd-test", emu.refresh_token))
+        config = tmp_path / "avsd.toml"
+        config.write_text(f"[daemon]\nstate_dir = '{tmp_path / 'state'}'\n"
+                          f"[avs]\nendpoint = '{emu.base_url}'\nca_file = '{emu.ca_file}'\n")
+        assert main(["ask", str(WAV), "--config", str(config), "--out", str(tmp_path / "out")]) == 0
+        assert capsys.readouterr().out.startswith(f"{WAV}: SpeechSynthesizer.Speak -> ")
+        assert [r.qualified_name for r in emu.records if r.qualified_name] == [
+            "System.SynchronizeState", "SpeechRecognizer.Recognize"
+        ]
+    finally:
+        asyncio.run_coroutine_threadsafe(emu.stop(), loop).result(10)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(5)

@@ -21,7 +21,7 @@ from concurrent.futures import CancelledError as FutureCancelledError
 from concurrent.futures import Future, wait
 from pathlib import Path
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import Any, Self, TypeVar
 
 from avsd.avs.auth import DEFAULT_TOKEN_URL
 from avsd.avs.client import REGIONS, ConnectionSettings, resolve_endpoint
@@ -87,7 +87,7 @@ class AsyncClient:
         self._session: HeadlessSession | None = None
 
     @classmethod
-    def from_credentials_file(cls, path: str | Path | None = None, base_url: str | None = None, **kwargs: Any) -> Any:
+    def from_credentials_file(cls, path: str | Path | None = None, base_url: str | None = None, **kwargs: Any) -> Self:
         """Credentials from avsd's credentials file (``avsd login`` wrote it; default: avsd's state dir)."""
         if path is None:
             from avsd.config import Config
@@ -187,7 +187,7 @@ class Client:
         self._pending: set[Future[Any]] = set()
 
     @classmethod
-    def from_credentials_file(cls, path: str | Path | None = None, base_url: str | None = None, **kwargs: Any) -> Any:
+    def from_credentials_file(cls, path: str | Path | None = None, base_url: str | None = None, **kwargs: Any) -> Self:
         if path is None:
             from avsd.config import Config
 

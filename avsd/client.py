@@ -33,7 +33,6 @@ from avsd.session import (
     HeadlessSession,
     Reply,
     ReplyDirective,
-    build_session,
 )
 from avsd.session_audio import AudioInput, text_to_pcm
 
@@ -108,7 +107,9 @@ class AsyncClient:
     async def connect(self) -> None:
         """Get an access token, open the HTTP/2 connection and the downchannel, send SynchronizeState."""
         if self._session is None:
-            self._session = build_session(
+            from avsd.root import build_headless_session  # the composition root (its imports cost ~0.2 s)
+
+            self._session = build_headless_session(
                 self._settings,
                 credentials=self._credentials,
                 credentials_path=self._credentials_file,

@@ -14,7 +14,7 @@ Directives without a dialogRequestId (SetEndpoint, StopCapture, ...) go through 
 Limits respected: every ask is one event stream on the one HTTP/2 connection; the client allows at most 8
 event streams (AVS allows 10: 8 + downchannel + ping) and one event awaiting response headers at a time (§1.3).
 
-:func:`build_session` is the one place this variant is wired (it moves into the composition root later).
+:func:`avsd.root.build_headless_session` wires it (the composition root picks the concrete classes).
 """
 
 from __future__ import annotations
@@ -26,20 +26,16 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import httpx
 
 from avsd.agents.events import EventQueue
-from avsd.agents.sequencer import DirectiveSequencer, SequencerSettings
-from avsd.agents.speech_recognizer import SpeechRecognizerAgent
+from avsd.agents.sequencer import DirectiveSequencer
 from avsd.agents.system import SystemAgent
 from avsd.avs.attachments import AttachmentStore, content_id_from_url
 from avsd.avs.auth import TokenProvider
-from avsd.avs.client import AvsClient, ConnectionSettings, ConnectionState, make_ssl_context
-from avsd.avs.context import ContextRegistry
-from avsd.avs.credentials import Credentials
+from avsd.avs.client import AvsClient, ConnectionState
 from avsd.avs.messages import Directive, Event, context_entry
 from avsd.errors import AuthError, AuthUnavailableError, AvsConnectionError, NotConnectedError
 from avsd.reply import AudioFormat, DistanceProfile, Reply, ReplyDirective, play_url
@@ -319,7 +315,7 @@ async def _stoppable(chunks: AsyncIterator[bytes], stop: asyncio.Event, closed: 
             await chunks.aclose()  # type: ignore[attr-defined]
 
 
-def _headless_context() -> list[Callable[[], Mapping[str, Any]]]:
+def headless_context() -> list[Callable[[], Mapping[str, Any]]]:
     """The context a headless device reports (§5.2): nothing playing, nothing speaking."""
     return [
         lambda: context_entry("SpeechRecognizer", "RecognizerState", {"wakeword": "ALEXA"}),
@@ -332,67 +328,6 @@ def _headless_context() -> list[Callable[[], Mapping[str, Any]]]:
     ]
 
 
-def build_session(
-    settings: ConnectionSettings,
-    *,
-    credentials: Credentials | None = None,
-    credentials_path: Path | None = None,
-    token_url: str = "",
-    ask_timeout_s: float = 30.0,
-) -> HeadlessSession:
-    """The headless composition: the same client core as the appliance, capturing agents instead of players.
-
-    Credentials: ``credentials`` (kept in memory), else ``credentials_path`` (avsd's credentials file), else
-    none (:class:`AnonymousTokens`, for a local server that accepts any token). Call inside a running loop.
-    """
-    ssl_context = make_ssl_context(settings.ca_file)
-    lwa_http: httpx.AsyncClient | None = None
-    tokens: TokenProvider
-    if credentials is None and credentials_path is None:
-        tokens = AnonymousTokens()
-    else:
-        lwa_http = httpx.AsyncClient(http2=True, verify=ssl_context, timeout=60.0)
-        tokens = TokenProvider(
-            token_url=token_url, credentials_path=credentials_path, http=lwa_http, credentials=credentials
-        )
-    context = ContextRegistry()
-    attachments = AttachmentStore()
-    holder: list[HeadlessSession] = []
-    events_holder: list[EventQueue] = []
-
-    async def send_exception(event: Event) -> None:
-        events_holder[0].send(event)
-
-    sequencer = DirectiveSequencer(send_exception, SequencerSettings())
-    client = AvsClient(
-        settings,
-        tokens,
-        context=context,
-        on_directive=lambda directive: holder[0].route(directive),
-        attachments=attachments,
-        ssl_context=ssl_context,
-    )
-    events = EventQueue(client.send_event)
-    events_holder.append(events)
-    system = SystemAgent(client=client, events=events)
-    session = HeadlessSession(
-        client=client,
-        sequencer=sequencer,
-        events=events,
-        system=system,
-        attachments=attachments,
-        tokens=tokens,
-        lwa_http=lwa_http,
-        ask_timeout_s=ask_timeout_s,
-    )
-    holder.append(session)
-    sequencer.register(system)
-    sequencer.register(SpeechRecognizerAgent(session))
-    for provider in _headless_context():
-        context.register(provider)
-    return session
-
-
 __all__ = [
     "AnonymousTokens",
     "AudioFormat",
@@ -400,6 +335,6 @@ __all__ = [
     "HeadlessSession",
     "Reply",
     "ReplyDirective",
-    "build_session",
+    "headless_context",
     "recognize_event",
 ]

@@ -54,7 +54,6 @@ from avsd.dialog import DialogController
 from avsd.errors import AvsConnectionError
 from avsd.observers import FAILURES
 from avsd.root import Parts
-from avsd.state import DialogState
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -273,10 +272,7 @@ class Daemon:
     async def settle(self, timeout: float = 60.0) -> None:
         """Wait until the dialog is over (back to a resting state) and queued events are sent."""
         async with asyncio.timeout(timeout):
-            resting = (DialogState.IDLE, DialogState.OFFLINE, DialogState.MUTED)
-            # A demo/test helper watching several parts at once; a short poll is simpler than an event per part.
-            while self.dialog.state not in resting or self.dialog.has_dialog:  # noqa: ASYNC110
-                await asyncio.sleep(0.05)
+            await self.dialog.wait_until_over()
             await self.sequencer.idle()
             await self.events.drain()
 

@@ -24,6 +24,7 @@ _LOGGER = logging.getLogger("avsd")
 
 def setup_logging(level: str, *, debug: bool = False) -> None:
     """Journald without timestamps under systemd, else stderr. Only avsd's own loggers are configured."""
+    from avsd.logredact import protect, quiet_protocol_loggers
     from avsd.systemd import journal_handler
 
     handler = journal_handler()
@@ -33,6 +34,8 @@ def setup_logging(level: str, *, debug: bool = False) -> None:
             "%(asctime)s %(levelname)s %(name)s: %(message)s"
         )
         handler.setFormatter(logging.Formatter(fmt))
+    protect(handler)  # redacts tokens; drops hpack/h2/httpcore DEBUG records
+    quiet_protocol_loggers()
     root = logging.getLogger("avsd")
     root.handlers[:] = [handler]
     root.setLevel(logging.DEBUG if debug else getattr(logging, level.upper(), logging.INFO))
@@ -107,6 +110,12 @@ def build_parser() -> argparse.ArgumentParser:
     config.add_argument("--check", type=Path, default=None, metavar="FILE", help="validate FILE; exit 78 if bad")
     _add_common(config)
 
+    ask = sub.add_parser("ask", help="send WAV files or text to Alexa, save the replies (MP3 + WAV)")
+    from avsd.ask import add_arguments as add_ask_arguments
+
+    add_ask_arguments(ask)
+    _add_common(ask)
+
     emulator = sub.add_parser("emulator", help="run the local AVS server (emulator)")
     from avsd.emulator.cli import add_arguments as add_emulator_arguments
 
@@ -143,6 +152,11 @@ def _dispatch(args: argparse.Namespace) -> int:
 
         setup_logging("info", debug=args.debug)
         return asyncio.run(run_emulator(args))
+    if args.command == "ask":
+        from avsd.ask import run_ask
+
+        setup_logging("error", debug=args.debug)
+        return asyncio.run(run_ask(args))
     if args.command == "demo":
         from avsd.demo import run_demo
 
@@ -201,9 +215,8 @@ def _config_path(args: argparse.Namespace) -> Path | None:
 def _login(args: argparse.Namespace) -> int:
     import getpass
 
-    import httpx
-
     from avsd.avs.client import make_ssl_context
+    from avsd.avs.http import HttpClient
     from avsd.config import load_config
     from avsd.login import LoginTarget, login_browser, login_cbl
 
@@ -226,7 +239,7 @@ def _login(args: argparse.Namespace) -> int:
             secret = getpass.getpass("client secret of the security profile: ")
 
     async def go() -> None:
-        async with httpx.AsyncClient(http2=True, verify=make_ssl_context(config.avs.ca_file)) as http:
+        async with HttpClient(ssl_context=make_ssl_context(config.avs.ca_file)) as http:
             if args.browser:
                 await login_browser(target, http, sys.stdout, client_secret=secret, port=args.port)
             else:

@@ -24,7 +24,8 @@ from typing import Any
 from avsd.avs.client import ConnectionSettings
 from avsd.avs.credentials import Credentials
 from avsd.errors import AuthError, AvsdError, ConfigError
-from avsd.session import HeadlessSession, Reply, build_session
+from avsd.root import build_headless_session
+from avsd.session import HeadlessSession, Reply
 
 MAX_CONCURRENCY = 10  # AVS allows 10 streams per connection; the client keeps 2 of them for downchannel + ping
 BACKENDS = ("avs", "emulator", "assistant")
@@ -72,8 +73,12 @@ async def backend_session(args: argparse.Namespace) -> AsyncIterator[HeadlessSes
         async with Emulator(scenario=scenario) as emulator:
             settings = ConnectionSettings(endpoint=emulator.base_url, ca_file=str(emulator.ca_file),
                                           event_timeout_s=args.timeout)
-            session = build_session(settings, credentials=Credentials("avsd-ask", emulator.refresh_token),
-                                    token_url=emulator.base_url + "/auth/o2/token", ask_timeout_s=args.timeout)
+            session = build_headless_session(
+                settings,
+                credentials=Credentials("avsd-ask", emulator.refresh_token),
+                token_url=emulator.base_url + "/auth/o2/token",
+                ask_timeout_s=args.timeout,
+            )
             try:
                 yield session
             finally:
@@ -84,8 +89,9 @@ async def backend_session(args: argparse.Namespace) -> AsyncIterator[HeadlessSes
     from avsd.config import load_config, override
 
     config = override(load_config(args.config), "avs.event_timeout_s", args.timeout)
-    session = build_session(config.avs, credentials_path=config.credentials_path, token_url=config.token_url(),
-                            ask_timeout_s=args.timeout)
+    session = build_headless_session(
+        config.avs, credentials_path=config.credentials_path, token_url=config.token_url(), ask_timeout_s=args.timeout
+    )
     try:
         yield session
     finally:
@@ -166,7 +172,7 @@ async def run_ask(args: argparse.Namespace) -> int:
     if problem is not None:
         print(f"avsd ask: {problem}", file=sys.stderr)
         return 2
-    args.out.mkdir(parents=True, exist_ok=True)  # noqa: ASYNC240 - before anything runs
+    args.out.mkdir(parents=True, exist_ok=True)
     items = _inputs(args)
     gate = asyncio.Semaphore(args.concurrency)
     try:

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from avsd import __version__
+from avsd.backends import Backend
 from avsd.errors import AvsdError, ConfigError, CredentialsError
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_CONFIG = 0, 1, 2, 78
@@ -23,6 +24,7 @@ _LOGGER = logging.getLogger("avsd")
 
 def setup_logging(level: str, *, debug: bool = False) -> None:
     """Journald without timestamps under systemd, else stderr. Only avsd's own loggers are configured."""
+    from avsd.logredact import protect, quiet_protocol_loggers
     from avsd.systemd import journal_handler
 
     handler = journal_handler()
@@ -32,6 +34,8 @@ def setup_logging(level: str, *, debug: bool = False) -> None:
             "%(asctime)s %(levelname)s %(name)s: %(message)s"
         )
         handler.setFormatter(logging.Formatter(fmt))
+    protect(handler)  # redacts tokens; drops hpack/h2/httpcore DEBUG records
+    quiet_protocol_loggers()
     root = logging.getLogger("avsd")
     root.handlers[:] = [handler]
     root.setLevel(logging.DEBUG if debug else getattr(logging, level.upper(), logging.INFO))
@@ -63,6 +67,10 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--fast", action="store_true", help="feed the WAV as fast as possible, not in real time")
     demo.add_argument("--engine", default=None, help="wake-word engine (default: the configured one)")
     demo.add_argument("--config", type=Path, default=None, help="TOML config for the device side")
+    demo.add_argument(
+        "--backend", choices=[b.value for b in Backend], default=Backend.EMULATOR.value,
+        help="who answers: emulator (scenarios), assistant (the offline assistant); avs = Amazon",
+    )
     _add_common(demo)
 
     login = sub.add_parser("login", help="link this device to an Amazon account (Code-Based Linking)")
@@ -83,6 +91,8 @@ def build_parser() -> argparse.ArgumentParser:
     doctor = sub.add_parser("doctor", help="check config, login, network, microphone, speaker, GPIO, wake word")
     doctor.add_argument("--config", type=Path, default=None, help="TOML config file (default /etc/avsd/avsd.toml)")
     doctor.add_argument("--hardware", choices=("auto", "mock", "none"), default="auto", help="GPIO to check")
+    doctor.add_argument("--wake", type=Path, default=None, metavar="FILE.wav",
+                        help="only run the wake stage over FILE.wav: each model's best score, and whether it wakes")
     _add_common(doctor)
 
     devices = sub.add_parser("devices", help="list audio input and output devices")
@@ -180,6 +190,11 @@ def _dispatch(args: argparse.Namespace) -> int:
         from avsd.doctor import doctor
 
         setup_logging("error", debug=args.debug)
+        if args.wake is not None:
+            from avsd.config import load_config
+            from avsd.wake.report import doctor_wake
+
+            return doctor_wake(load_config(_config_path(args)).wake, args.wake, sys.stdout)
         return asyncio.run(doctor(_config_path(args), sys.stdout, hardware=args.hardware))
     if args.command == "devices":
         return _devices()
@@ -214,9 +229,8 @@ def _config_path(args: argparse.Namespace) -> Path | None:
 def _login(args: argparse.Namespace) -> int:
     import getpass
 
-    import httpx
-
     from avsd.avs.client import make_ssl_context
+    from avsd.avs.http import HttpClient
     from avsd.config import load_config
     from avsd.login import LoginTarget, login_browser, login_cbl
 
@@ -239,7 +253,7 @@ def _login(args: argparse.Namespace) -> int:
             secret = getpass.getpass("client secret of the security profile: ")
 
     async def go() -> None:
-        async with httpx.AsyncClient(http2=True, verify=make_ssl_context(config.avs.ca_file)) as http:
+        async with HttpClient(ssl_context=make_ssl_context(config.avs.ca_file)) as http:
             if args.browser:
                 await login_browser(target, http, sys.stdout, client_secret=secret, port=args.port)
             else:

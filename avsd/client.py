@@ -18,9 +18,10 @@ import asyncio
 import threading
 from collections.abc import Callable, Coroutine
 from concurrent.futures import CancelledError as FutureCancelledError
+from concurrent.futures import Future, wait
 from pathlib import Path
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import Any, Self, TypeVar
 
 from avsd.avs.auth import DEFAULT_TOKEN_URL
 from avsd.avs.client import REGIONS, ConnectionSettings, resolve_endpoint
@@ -32,7 +33,6 @@ from avsd.session import (
     HeadlessSession,
     Reply,
     ReplyDirective,
-    build_session,
 )
 from avsd.session_audio import AudioInput, text_to_pcm
 
@@ -86,7 +86,7 @@ class AsyncClient:
         self._session: HeadlessSession | None = None
 
     @classmethod
-    def from_credentials_file(cls, path: str | Path | None = None, base_url: str | None = None, **kwargs: Any) -> Any:
+    def from_credentials_file(cls, path: str | Path | None = None, base_url: str | None = None, **kwargs: Any) -> Self:
         """Credentials from avsd's credentials file (``avsd login`` wrote it; default: avsd's state dir)."""
         if path is None:
             from avsd.config import Config
@@ -107,7 +107,9 @@ class AsyncClient:
     async def connect(self) -> None:
         """Get an access token, open the HTTP/2 connection and the downchannel, send SynchronizeState."""
         if self._session is None:
-            self._session = build_session(
+            from avsd.root import build_headless_session  # the composition root (its imports cost ~0.2 s)
+
+            self._session = build_headless_session(
                 self._settings,
                 credentials=self._credentials,
                 credentials_path=self._credentials_file,
@@ -183,9 +185,10 @@ class Client:
         self._thread = threading.Thread(target=self._loop.run_forever, name="avsd-client", daemon=True)
         self._thread.start()
         self._closed = False
+        self._pending: set[Future[Any]] = set()
 
     @classmethod
-    def from_credentials_file(cls, path: str | Path | None = None, base_url: str | None = None, **kwargs: Any) -> Any:
+    def from_credentials_file(cls, path: str | Path | None = None, base_url: str | None = None, **kwargs: Any) -> Self:
         if path is None:
             from avsd.config import Config
 
@@ -197,6 +200,8 @@ class Client:
             coro.close()
             raise NotConnectedError("the client is closed")
         future = asyncio.run_coroutine_threadsafe(coro, self._loop)
+        self._pending.add(future)
+        future.add_done_callback(self._pending.discard)
         try:
             return future.result()
         except FutureCancelledError:
@@ -236,10 +241,14 @@ class Client:
         """Close the connection (a request in flight on another thread raises AvsConnectionError) and the loop."""
         if self._closed:
             return
+        self._closed = True
         try:
             asyncio.run_coroutine_threadsafe(self._async.close(), self._loop).result()
+            # Requests of other threads end with AvsConnectionError once the session is closed; let them.
+            wait(list(self._pending), timeout=5.0)
         finally:
-            self._closed = True
+            for future in list(self._pending):
+                future.cancel()
             self._loop.call_soon_threadsafe(self._loop.stop)
             self._thread.join(timeout=10.0)
             if not self._thread.is_alive():

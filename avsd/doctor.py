@@ -17,10 +17,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
 
-import httpx
-
+from avsd.avs.http import HttpClient
 from avsd.config import Config, load_config
-from avsd.errors import AuthError, AuthUnavailableError, AvsdError, ConfigError, CredentialsError
+from avsd.errors import (
+    AuthError,
+    AuthUnavailableError,
+    AvsConnectionError,
+    AvsdError,
+    ConfigError,
+    CredentialsError,
+)
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -73,6 +79,8 @@ async def check_credentials(ctx: DoctorContext) -> CheckResult:
         return _skip("credentials", "no valid config")
     from avsd.avs.credentials import load_credentials
 
+    if ctx.config.avs.backend == "assistant":
+        return CheckResult("credentials", True, "not needed: avs.backend = assistant (offline)")
     try:
         load_credentials(ctx.config.credentials_path)
     except CredentialsError as exc:
@@ -80,16 +88,18 @@ async def check_credentials(ctx: DoctorContext) -> CheckResult:
     return CheckResult("credentials", True, str(ctx.config.credentials_path))
 
 
-def _http(config: Config) -> httpx.AsyncClient:
+def _http(config: Config) -> HttpClient:
     from avsd.avs.client import make_ssl_context
 
-    return httpx.AsyncClient(http2=True, verify=make_ssl_context(config.avs.ca_file), timeout=15.0)
+    return HttpClient(ssl_context=make_ssl_context(config.avs.ca_file), timeout=15.0)
 
 
 async def check_token(ctx: DoctorContext) -> CheckResult:
     config = ctx.config
     if config is None:
         return _skip("token refresh", "no valid config")
+    if config.avs.backend == "assistant":
+        return CheckResult("token refresh", True, "not needed: avs.backend = assistant (offline)")
     from avsd.avs.auth import TokenProvider
 
     async with _http(config) as http:
@@ -109,6 +119,8 @@ async def check_token(ctx: DoctorContext) -> CheckResult:
 
 async def check_avs(ctx: DoctorContext) -> CheckResult:
     config = ctx.config
+    if config is not None and config.avs.backend == "assistant":
+        return CheckResult("AVS endpoint", True, "not needed: avs.backend = assistant (offline)")
     if config is None or ctx.access_token is None:
         return _skip("AVS endpoint", "no access token")
     from avsd.avs.client import resolve_endpoint
@@ -116,14 +128,15 @@ async def check_avs(ctx: DoctorContext) -> CheckResult:
     base = resolve_endpoint(config.avs.endpoint)
     async with _http(config) as http:
         try:
-            response = await http.get(f"{base}/ping", headers={"authorization": f"Bearer {ctx.access_token}"})
-        except httpx.HTTPError as exc:
+            headers = {"authorization": f"Bearer {ctx.access_token}"}
+            response = await http.request("GET", f"{base}/ping", headers=headers)
+        except AvsConnectionError as exc:
             return _fail(
-                "AVS endpoint", f"{base}: {type(exc).__name__}: {exc}",
+                "AVS endpoint", f"{base}: {exc}",
                 "check the network, DNS and avs.endpoint (NA/EU/FE); a proxy must allow HTTP/2",
             )
-    if response.status_code != 204:
-        return _fail("AVS endpoint", f"{base}/ping answered {response.status_code}",
+    if response.status != 204:
+        return _fail("AVS endpoint", f"{base}/ping answered {response.status}",
                      "403: relink with `avsd login`; other codes: check avs.endpoint")
     return CheckResult("AVS endpoint", True, f"{base} answers ping over {response.http_version}")
 
@@ -172,13 +185,14 @@ async def check_speaker(ctx: DoctorContext) -> CheckResult:
     if ctx.config is None:
         return _skip("speaker", "no valid config")
     from avsd.agents.notifications import chime_wav
-    from avsd.playback.base import Media, PlaybackOutcome, create_player
+    from avsd.playback.base import Media, PlaybackOutcome
+    from avsd.root import select_player
 
     with tempfile.TemporaryDirectory(prefix="avsd-doctor-") as tmp:
         chime = Path(tmp) / "chime.wav"
         chime.write_bytes(chime_wav())
         try:
-            player = create_player(ctx.config.playback, name="doctor")
+            player = select_player(ctx.config.playback, name="doctor")
             try:
                 playback = player.play(Media.file(chime))
                 async with asyncio.timeout(10):
@@ -201,7 +215,8 @@ async def check_gpio(ctx: DoctorContext) -> CheckResult:
     if ctx.hardware == "none" or (config.button.pin is None and config.led.kind in ("none", "terminal")):
         return CheckResult("GPIO", True, "no button or GPIO LEDs configured")
     from avsd.hw.factory import HardwareError, pin_factory_for
-    from avsd.hw.leds import NullLed, create_led
+    from avsd.hw.leds import NullLed
+    from avsd.root import select_led_driver
 
     loop = asyncio.get_running_loop()
     used: list[str] = []
@@ -212,7 +227,7 @@ async def check_gpio(ctx: DoctorContext) -> CheckResult:
 
             GpioButton(config.button, lambda action: None, loop=loop, pin_factory=factory).close()
             used.append(f"button GPIO{config.button.pin}")
-        led = create_led(config.led, pin_factory=factory)
+        led = select_led_driver(config.led, pin_factory=factory)
         if not isinstance(led, NullLed):
             used.append(f"LED {config.led.kind}")
         led.close()
@@ -224,10 +239,10 @@ async def check_gpio(ctx: DoctorContext) -> CheckResult:
 async def check_wake_word(ctx: DoctorContext) -> CheckResult:
     if ctx.config is None:
         return _skip("wake word", "no valid config")
-    from avsd.wake.base import create_engine
+    from avsd.root import select_engine
 
     try:
-        engine = await asyncio.to_thread(create_engine, ctx.config.wake)
+        engine = await asyncio.to_thread(select_engine, ctx.config.wake)
         try:
             engine.process(bytes(3200), 1600)  # 100 ms of silence must go through without an error
         finally:
@@ -237,9 +252,20 @@ async def check_wake_word(ctx: DoctorContext) -> CheckResult:
     return CheckResult("wake word", True, f"{engine.name} loaded ({ctx.config.wake.keyword})")
 
 
+async def check_assistant(ctx: DoctorContext) -> CheckResult:
+    if ctx.config is None:
+        return _skip("assistant", "no valid config")
+    if ctx.config.avs.backend != "assistant":
+        return CheckResult("assistant", True, "not used (avs.backend = avs)")
+    from avsd.assistant.selftest import self_test
+
+    ok, detail, remedy = await asyncio.to_thread(self_test, ctx.config.assistant)
+    return CheckResult("assistant", True, detail) if ok else _fail("assistant", detail, remedy)
+
+
 CHECKS: tuple[Check, ...] = (
     check_config, check_credentials, check_token, check_avs,
-    check_microphone, check_speaker, check_gpio, check_wake_word,
+    check_microphone, check_speaker, check_gpio, check_wake_word, check_assistant,
 )
 
 
@@ -277,4 +303,6 @@ async def doctor(config_path: Path | None, out: TextIO, *, hardware: str = "auto
     results = await run_checks(DoctorContext(config_path, hardware=hardware))
     out.write(format_table(results))
     out.flush()
+    if any(r.name == "config" and not r.ok for r in results):
+        return 78  # the exit-78 contract: a bad config file, as for every subcommand that reads it
     return 0 if all(r.ok for r in results) else 1

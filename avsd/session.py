@@ -14,7 +14,7 @@ Directives without a dialogRequestId (SetEndpoint, StopCapture, ...) go through 
 Limits respected: every ask is one event stream on the one HTTP/2 connection; the client allows at most 8
 event streams (AVS allows 10: 8 + downchannel + ping) and one event awaiting response headers at a time (§1.3).
 
-:func:`build_session` is the one place this variant is wired (it moves into the composition root later).
+:func:`avsd.root.build_headless_session` wires it (the composition root picks the concrete classes).
 """
 
 from __future__ import annotations
@@ -26,122 +26,21 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
-from enum import StrEnum
-from pathlib import Path
 from typing import Any
 
-import httpx
-
 from avsd.agents.events import EventQueue
-from avsd.agents.sequencer import DirectiveSequencer, SequencerSettings
-from avsd.agents.speech_recognizer import SpeechRecognizerAgent
+from avsd.agents.sequencer import DirectiveSequencer
 from avsd.agents.system import SystemAgent
 from avsd.avs.attachments import AttachmentStore, content_id_from_url
 from avsd.avs.auth import TokenProvider
-from avsd.avs.client import AvsClient, ConnectionSettings, ConnectionState, make_ssl_context
-from avsd.avs.context import ContextRegistry
-from avsd.avs.credentials import Credentials
+from avsd.avs.client import AvsClient, ConnectionState
+from avsd.avs.http import HttpClient
 from avsd.avs.messages import Directive, Event, context_entry
-from avsd.errors import AuthError, AvsConnectionError, NotConnectedError
+from avsd.errors import AuthError, AuthUnavailableError, AvsConnectionError, NotConnectedError
+from avsd.reply import AudioFormat, DistanceProfile, Reply, ReplyDirective, play_url
 from avsd.session_audio import AudioInput, audio_chunks
 
 _LOGGER = logging.getLogger(__name__)
-
-
-class AudioFormat(StrEnum):
-    PCM = "AUDIO_L16_RATE_16000_CHANNELS_1"
-    OPUS = "OPUS"
-
-
-class DistanceProfile(StrEnum):
-    CLOSE_TALK = "CLOSE_TALK"  # 0-2.5 ft; the caller ends the audio (push-to-talk)
-    NEAR_FIELD = "NEAR_FIELD"  # 0-5 ft; the cloud ends it (StopCapture)
-    FAR_FIELD = "FAR_FIELD"  # 0-20+ ft; the cloud ends it (StopCapture)
-
-
-@dataclass(frozen=True, slots=True)
-class ReplyDirective:
-    """One directive of a reply. ``audio_attachment``: the Speak/Play audio bytes as received (MP3), else None."""
-
-    namespace: str
-    name: str
-    payload: Mapping[str, Any]
-    dialog_request_id: str | None
-    message_id: str
-    audio_attachment: bytes | None = field(default=None, repr=False)
-
-    @property
-    def qualified_name(self) -> str:
-        return f"{self.namespace}.{self.name}"
-
-    @property
-    def directive(self) -> dict[str, Any]:
-        """The directive as JSON (alexa_client's ``Directive.directive``)."""
-        header: dict[str, Any] = {"namespace": self.namespace, "name": self.name, "messageId": self.message_id}
-        if self.dialog_request_id:
-            header["dialogRequestId"] = self.dialog_request_id
-        return {"header": header, "payload": dict(self.payload)}
-
-
-@dataclass(frozen=True, slots=True)
-class Reply:
-    """What Alexa answered to one ask."""
-
-    dialog_request_id: str
-    status: int  # 200 with directives, 204 for "nothing to say"
-    directives: tuple[ReplyDirective, ...]
-    expect_speech: Mapping[str, Any] | None = None  # the ExpectSpeech payload: answer with the same dialog id
-    first_audio_s: float | None = None  # request start -> first reply-audio byte, seconds
-    audio_bytes_sent: int = 0
-
-    @property
-    def expects_speech(self) -> bool:
-        return self.expect_speech is not None
-
-    @property
-    def speech(self) -> bytes:
-        """Every Speak's MP3, in order, as received."""
-        return b"".join(d.audio_attachment or b"" for d in self.directives if d.name == "Speak")
-
-    @property
-    def caption(self) -> str:
-        """Speak captions (SpeechSynthesizer 1.3 ``caption.content``), joined."""
-        texts = []
-        for d in self.directives:
-            caption = d.payload.get("caption") if d.name == "Speak" else None
-            text = caption.get("content") if isinstance(caption, Mapping) else caption
-            if isinstance(text, str) and text:
-                texts.append(text)
-        return "\n".join(texts)
-
-    @property
-    def card(self) -> Mapping[str, Any] | None:
-        """The TemplateRuntime.RenderTemplate payload, if any."""
-        for d in self.directives:
-            if d.namespace == "TemplateRuntime" and d.name == "RenderTemplate":
-                return d.payload
-        return None
-
-    @property
-    def stream_url(self) -> str | None:
-        """An AudioPlayer.Play stream that is a URL (not an attachment)."""
-        for d in self.directives:
-            if d.name == "Play":
-                url = _play_url(d.payload)
-                if url and content_id_from_url(url) is None:
-                    return url
-        return None
-
-    def summary(self) -> str:
-        names = ", ".join(d.qualified_name for d in self.directives) or f"no directives ({self.status})"
-        return names + (" (expects speech)" if self.expects_speech else "")
-
-
-def _play_url(payload: Mapping[str, Any]) -> str | None:
-    item = payload.get("audioItem")
-    stream = item.get("stream") if isinstance(item, Mapping) else None
-    url = stream.get("url") if isinstance(stream, Mapping) else None
-    return url if isinstance(url, str) else None
 
 
 class AnonymousTokens(TokenProvider):
@@ -177,7 +76,7 @@ class HeadlessSession:
         system: SystemAgent,
         attachments: AttachmentStore,
         tokens: TokenProvider,
-        lwa_http: httpx.AsyncClient | None,
+        lwa_http: HttpClient | None,
         ask_timeout_s: float,
     ) -> None:
         self.client = client
@@ -191,7 +90,9 @@ class HeadlessSession:
         self.directive_observers: list[Callable[[ReplyDirective], None]] = []
         self._asks: dict[str, _Ask] = {}  # open asks by dialogRequestId
         self._expecting: dict[str, Mapping[str, Any]] = {}  # ExpectSpeech initiator by dialogRequestId
-        self._tasks: list[asyncio.Task[None]] = []
+        self._expect_timers: dict[str, asyncio.TimerHandle] = {}
+        self._tasks: list[asyncio.Task[None]] = []  # sequencer, event queue
+        self._client_task: asyncio.Task[None] | None = None
         self._closed = asyncio.Event()
         self._settled = asyncio.Event()  # connected or refused
 
@@ -240,11 +141,14 @@ class HeadlessSession:
                 await self.tokens.get_token()  # a refused grant surfaces here with LWA's reason
         except TimeoutError:
             raise AvsConnectionError("Login with Amazon did not answer in time") from None
+        except AuthUnavailableError as exc:  # unreachable or 5xx: a connection problem, not refused credentials
+            raise AvsConnectionError(f"could not reach Login with Amazon: {exc}") from exc
         if not self._tasks:
             self.client.add_state_observer(self._on_state)
-            for name, coro in (("directives", self.sequencer.run()), ("events", self.events.run()),
-                               ("avs-client", self.client.run())):
+            for name, coro in (("directives", self.sequencer.run()), ("events", self.events.run())):
                 self._tasks.append(asyncio.create_task(coro, name=f"session-{name}"))
+        if self._client_task is None:
+            self._client_task = asyncio.create_task(self.client.run(), name="session-avs-client")
         try:
             async with asyncio.timeout(timeout):
                 while not self.connected:
@@ -252,9 +156,20 @@ class HeadlessSession:
                     if self.client.state is ConnectionState.AUTH_FAILED:
                         raise AuthError("refused", self.client.last_error)
                     await self._settled.wait()
-        except TimeoutError:
-            detail = self.client.last_error or "no answer"
-            raise AvsConnectionError(f"could not connect to {self.client.base_url}: {detail}") from None
+        except BaseException as exc:
+            # A failed connect leaves nothing retrying in the background; connect() may be called again.
+            await self._stop_client()
+            if isinstance(exc, TimeoutError):
+                detail = self.client.last_error or "no answer"
+                raise AvsConnectionError(f"could not connect to {self.client.base_url}: {detail}") from None
+            raise
+
+    async def _stop_client(self) -> None:
+        task, self._client_task = self._client_task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
 
     def _on_state(self, state: ConnectionState) -> None:
         if state in (ConnectionState.CONNECTED, ConnectionState.AUTH_FAILED, ConnectionState.WAITING_TO_RETRY):
@@ -265,6 +180,9 @@ class HeadlessSession:
         self._closed.set()
         for ask in self._asks.values():
             ask.stop.set()
+        for timer in self._expect_timers.values():
+            timer.cancel()
+        await self._stop_client()
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
@@ -303,17 +221,23 @@ class HeadlessSession:
         drid = dialog_request_id or str(uuid.uuid4())
         if drid in self._asks:
             raise ValueError(f"dialog request {drid} already has an ask in flight")
+        timer = self._expect_timers.pop(drid, None)
+        if timer is not None:
+            timer.cancel()
         event = recognize_event(drid, profile, audio_format, self._expecting.pop(drid, None))
         ask = _Ask(drid, profile)
         self._asks[drid] = ask
         sent = [0]
         chunks = _stoppable(audio_chunks(audio, audio_format, sent), ask.stop, self._closed)
         started = time.monotonic()
+        limit = timeout or self.ask_timeout_s
         try:
-            async with asyncio.timeout((timeout or self.ask_timeout_s) + 5.0):
+            # Our own deadline: while the downchannel task holds httpcore's read lock (its read has no timeout),
+            # an event waiting for its headers never reaches its own read timeout.
+            async with asyncio.timeout(limit):
                 result = await self.client.send_event(event, chunks)
         except TimeoutError:
-            raise AvsConnectionError("no answer to Recognize in time") from None
+            raise AvsConnectionError(f"Recognize: timed out ({limit:g} s without an answer)") from None
         finally:
             del self._asks[drid]
         if self._closed.is_set():
@@ -328,7 +252,7 @@ class HeadlessSession:
         first_audio: float | None = None
         for d in directives:
             audio: bytes | None = None
-            url = d.payload.get("url") if d.name == "Speak" else _play_url(d.payload) if d.name == "Play" else None
+            url = d.payload.get("url") if d.name == "Speak" else play_url(d.payload) if d.name == "Play" else None
             cid = content_id_from_url(url) if isinstance(url, str) else None
             if cid:
                 attachment = self.attachments.get(cid)
@@ -340,6 +264,7 @@ class HeadlessSession:
                 expect = d.payload
                 initiator = d.payload.get("initiator")
                 self._expecting[drid] = initiator if isinstance(initiator, Mapping) else {}
+                self._expect_later(drid, d.payload.get("timeoutInMilliseconds"))
             reply_directive = ReplyDirective(
                 d.namespace, d.name, d.payload, d.dialog_request_id, d.message_id, audio
             )
@@ -347,6 +272,19 @@ class HeadlessSession:
                 observer(reply_directive)
             out.append(reply_directive)
         return Reply(drid, status, tuple(out), expect, first_audio, sent)
+
+
+    def _expect_later(self, drid: str, timeout_ms: Any) -> None:
+        """Nobody answered the ExpectSpeech in time: ``ExpectSpeechTimedOut`` (§6.1), as a device would."""
+        if not isinstance(timeout_ms, int | float) or isinstance(timeout_ms, bool) or timeout_ms <= 0:
+            return
+
+        def timed_out() -> None:
+            self._expect_timers.pop(drid, None)
+            if self._expecting.pop(drid, None) is not None and not self._closed.is_set():
+                self.events.send(Event.new("SpeechRecognizer", "ExpectSpeechTimedOut"))
+
+        self._expect_timers[drid] = asyncio.get_running_loop().call_later(timeout_ms / 1000.0, timed_out)
 
 
 def recognize_event(
@@ -376,7 +314,7 @@ async def _stoppable(chunks: AsyncIterator[bytes], stop: asyncio.Event, closed: 
             await chunks.aclose()  # type: ignore[attr-defined]
 
 
-def _headless_context() -> list[Callable[[], Mapping[str, Any]]]:
+def headless_context() -> list[Callable[[], Mapping[str, Any]]]:
     """The context a headless device reports (§5.2): nothing playing, nothing speaking."""
     return [
         lambda: context_entry("SpeechRecognizer", "RecognizerState", {"wakeword": "ALEXA"}),
@@ -389,67 +327,6 @@ def _headless_context() -> list[Callable[[], Mapping[str, Any]]]:
     ]
 
 
-def build_session(
-    settings: ConnectionSettings,
-    *,
-    credentials: Credentials | None = None,
-    credentials_path: Path | None = None,
-    token_url: str = "",
-    ask_timeout_s: float = 30.0,
-) -> HeadlessSession:
-    """The headless composition: the same client core as the appliance, capturing agents instead of players.
-
-    Credentials: ``credentials`` (kept in memory), else ``credentials_path`` (avsd's credentials file), else
-    none (:class:`AnonymousTokens`, for a local server that accepts any token). Call inside a running loop.
-    """
-    ssl_context = make_ssl_context(settings.ca_file)
-    lwa_http: httpx.AsyncClient | None = None
-    tokens: TokenProvider
-    if credentials is None and credentials_path is None:
-        tokens = AnonymousTokens()
-    else:
-        lwa_http = httpx.AsyncClient(http2=True, verify=ssl_context, timeout=60.0)
-        tokens = TokenProvider(
-            token_url=token_url, credentials_path=credentials_path, http=lwa_http, credentials=credentials
-        )
-    context = ContextRegistry()
-    attachments = AttachmentStore()
-    holder: list[HeadlessSession] = []
-    events_holder: list[EventQueue] = []
-
-    async def send_exception(event: Event) -> None:
-        events_holder[0].send(event)
-
-    sequencer = DirectiveSequencer(send_exception, SequencerSettings())
-    client = AvsClient(
-        settings,
-        tokens,
-        context=context,
-        on_directive=lambda directive: holder[0].route(directive),
-        attachments=attachments,
-        ssl_context=ssl_context,
-    )
-    events = EventQueue(client.send_event)
-    events_holder.append(events)
-    system = SystemAgent(client=client, events=events)
-    session = HeadlessSession(
-        client=client,
-        sequencer=sequencer,
-        events=events,
-        system=system,
-        attachments=attachments,
-        tokens=tokens,
-        lwa_http=lwa_http,
-        ask_timeout_s=ask_timeout_s,
-    )
-    holder.append(session)
-    sequencer.register(system)
-    sequencer.register(SpeechRecognizerAgent(session))
-    for provider in _headless_context():
-        context.register(provider)
-    return session
-
-
 __all__ = [
     "AnonymousTokens",
     "AudioFormat",
@@ -457,6 +334,6 @@ __all__ = [
     "HeadlessSession",
     "Reply",
     "ReplyDirective",
-    "build_session",
+    "headless_context",
     "recognize_event",
 ]

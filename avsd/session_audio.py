@@ -1,10 +1,12 @@
 """Audio given to a headless ask -> the Recognize upload's chunks.
 
-Accepted: bytes; an async iterable of byte chunks; a file-like object. A file ends at EOF, except an
-``io.BytesIO``, which is read as it grows (another thread writing into it, e.g. a microphone callback) until it is
-closed. The BytesIO is never read through its own position (the writer moves that one); avsd keeps its own offset
-and polls ``getvalue()``. Bytes written after avsd's last poll (at most ``poll_s``) and then closed are lost with
-the buffer; end a stream with a little silence, as speech does anyway.
+Accepted: bytes; an async iterable of byte chunks; a file-like object. A file ends at EOF. An ``io.BytesIO``
+with unread bytes at its position (``BytesIO(data)``) is read like a file; one whose position is at its end
+(empty, or written to by another thread such as a microphone callback) is read as it grows until it is closed
+(or StopCapture, or ``max_s``). A growing BytesIO is never read through its own position (the writer moves that
+one); avsd keeps its own offset and polls ``getvalue()``. Bytes written after avsd's last poll (at most
+``poll_s`` earlier) and then closed at once are lost with the buffer: wait ``poll_s`` before closing, or end the
+stream with a little silence, as speech does anyway.
 
 The audio is 16 kHz mono S16LE PCM, raw or as a WAV (its header is read and checked, then skipped). For
 ``OPUS`` it is encoded by avsd's encoder (hard CBR, 20 ms packets, each its own DATA frame).
@@ -68,6 +70,10 @@ async def _raw_chunks(audio: AudioInput, poll_s: float) -> AsyncIterator[bytes]:
         data = bytes(audio)
         for offset in range(0, len(data), CHUNK_BYTES):
             yield data[offset : offset + CHUNK_BYTES]
+    elif isinstance(audio, io.BytesIO) and audio.tell() < len(audio.getvalue()):
+        # Unread bytes at its position: a prepared buffer (``BytesIO(data)``), read like a file, to its end.
+        while chunk := audio.read(CHUNK_BYTES):
+            yield chunk
     elif isinstance(audio, io.BytesIO):
         async for chunk in _growing(audio, poll_s):
             yield chunk

@@ -15,22 +15,24 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import os
 import random
 from collections.abc import Awaitable, Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-import httpx
-
+from avsd.avs.backoff import Backoff
+from avsd.avs.http import HttpClient
 from avsd.errors import AvsConnectionError, AvsdError, AvsServerError
+from avsd.fileio import atomic_write
+from avsd.settings import setting
 
 _LOGGER = logging.getLogger(__name__)
 
 CAPABILITIES_PATH = "/v1/devices/@self/capabilities"
 ENVELOPE_VERSION = "20160207"
 STATE_FILE = "capabilities.json"
+MAX_ERROR_BODY = 4096
 
 # Interface versions this avsd speaks (the baseline of the protocol reference).
 VERSIONS: Mapping[str, str] = {
@@ -60,15 +62,10 @@ class CapabilitiesError(AvsdError):
 
 @dataclass(frozen=True, slots=True)
 class CapabilitiesSettings:
-    maximum_alerts: int = field(
-        default=15, metadata={"help": "Alerts 1.1 maximumAlerts.overall declared to AVS", "min": 1, "max": 100}
-    )
-    retry_initial_s: float = field(
-        default=2.0, metadata={"help": "first back-off after a failed publish (seconds)", "min": 0.0, "max": 60.0}
-    )
-    retry_max_s: float = field(
-        default=300.0, metadata={"help": "longest back-off between publish attempts", "min": 0.0, "max": 3600.0}
-    )
+    maximum_alerts: int = setting(15, "Alerts 1.1 maximumAlerts.overall declared to AVS", min=1, max=100)
+    # A zero first wait would retry a failing publish in a tight loop.
+    retry_initial_s: float = setting(2.0, "first back-off after a failed publish (seconds)", gt=0.0, max=60.0)
+    retry_max_s: float = setting(300.0, "longest back-off between publish attempts", gt=0.0, max=3600.0)
 
 
 def interfaces_from_context(entries: Iterable[Mapping[str, Any]]) -> list[str]:
@@ -116,30 +113,29 @@ class TokenSource(Protocol):
 
 
 class HttpCapabilitiesApi:
-    """The one httpx boundary of this module: PUT the body, translate failures to the avsd tree."""
+    """PUT the body through the HTTP boundary (avsd/avs/http.py); non-2xx becomes AvsServerError."""
 
-    def __init__(self, http: httpx.AsyncClient, tokens: TokenSource) -> None:
+    def __init__(self, http: HttpClient, tokens: TokenSource) -> None:
         self._http = http
         self._tokens = tokens
 
     async def put(self, url: str, body: bytes) -> None:
         token = await self._tokens.get_token()
-        try:
-            response = await self._http.put(
-                url,
-                content=body,
-                # Both headers: the SDK sends x-amz-access-token, other clients Authorization (§6.10).
-                headers={
-                    "content-type": "application/json",
-                    "authorization": f"Bearer {token}",
-                    "x-amz-access-token": token,
-                },
-            )
-        except httpx.HTTPError as exc:
-            raise AvsConnectionError(f"capabilities PUT failed: {type(exc).__name__}: {exc}") from exc
-        if response.status_code == 204 or 200 <= response.status_code < 300:
+        response = await self._http.request(
+            "PUT",
+            url,
+            content=body,
+            # Both headers: the SDK sends x-amz-access-token, other clients Authorization (§6.10).
+            headers={
+                "content-type": "application/json",
+                "authorization": f"Bearer {token}",
+                "x-amz-access-token": token,
+            },
+            limit=MAX_ERROR_BODY,
+        )
+        if 200 <= response.status < 300:
             return
-        if response.status_code == 403:
+        if response.status == 403:
             self._tokens.invalidate(token)
         message = ""
         try:
@@ -147,7 +143,7 @@ class HttpCapabilitiesApi:
             message = str(doc.get("message") or doc.get("description") or "") if isinstance(doc, dict) else ""
         except ValueError:
             pass
-        raise AvsServerError(response.status_code, "CAPABILITIES", message)
+        raise AvsServerError(response.status, "CAPABILITIES", message)
 
 
 class CapabilitiesPublisher:
@@ -177,14 +173,9 @@ class CapabilitiesPublisher:
         return last is None or last.get("url") != url or last.get("body") != body.decode()
 
     def _remember(self, url: str, body: bytes) -> None:
-        tmp = self._state_path.with_suffix(".tmp")
+        data = json.dumps({"url": url, "body": body.decode()}).encode()
         try:
-            self._state_path.parent.mkdir(parents=True, exist_ok=True)
-            with tmp.open("w", encoding="utf-8") as out:
-                json.dump({"url": url, "body": body.decode()}, out)
-                out.flush()
-                os.fsync(out.fileno())
-            os.replace(tmp, self._state_path)
+            atomic_write(self._state_path, data)
         except OSError as exc:
             raise CapabilitiesError(f"cannot write {self._state_path}: {exc}") from exc
 
@@ -193,7 +184,8 @@ class CapabilitiesPublisher:
         if not self.needed(url, body):
             _LOGGER.info("capabilities unchanged since the last publish; not sent")
             return False
-        delay = 0.0
+        cfg = self._settings
+        backoff = Backoff.exponential(cfg.retry_initial_s, cfg.retry_max_s, jitter=(0.5, 1.0), rng=self._rng)
         while True:
             try:
                 await self._put(url, body)
@@ -211,9 +203,7 @@ class CapabilitiesPublisher:
                 self.published += 1
                 _LOGGER.info("capabilities published (%d bytes)", len(body))
                 return True
-            cfg = self._settings
-            delay = min(cfg.retry_max_s, max(cfg.retry_initial_s, delay * 2))
-            await asyncio.sleep(delay * self._rng.uniform(0.5, 1.0))
+            await asyncio.sleep(backoff.next_delay())
 
 
 __all__ = [

@@ -13,7 +13,7 @@ from collections.abc import Awaitable, Callable
 from typing import Protocol
 
 from avsd.avs.messages import Event
-from avsd.errors import AvsError
+from avsd.errors import AvsdError
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -42,9 +42,14 @@ class EventQueue:
             event = await self._queue.get()
             try:
                 await self._send_event(event)
-            except AvsError as exc:
+            except AvsdError as exc:
                 self.dropped += 1
                 _LOGGER.info("%s not sent: %s", event.qualified_name, exc)
+            except Exception:
+                # The service-loop boundary: a failure that escaped the client's error mapping costs this one
+                # event, not the worker (which used to end the daemon's TaskGroup, issue 8 defect 1).
+                self.dropped += 1
+                _LOGGER.exception("%s not sent: unexpected error", event.qualified_name)
             finally:
                 self._queue.task_done()
 

@@ -45,6 +45,20 @@ class Recognizer(Protocol):
     def recognition(self, grammar: str | None = None) -> SpeechRecognition: ...
 
 
+
+
+def grammar_recognizer(language: Language, *, reject_unknown: bool = True) -> PocketsphinxModel:
+    """pocketsphinx with the language's two grammars: commands, and answers while a question is pending."""
+    return PocketsphinxModel(
+        jsgf={
+            "commands": language.jsgf(reject_unknown=reject_unknown),
+            ANSWERS_GRAMMAR: language.jsgf(answers=True, reject_unknown=reject_unknown),
+        },
+        words=language.vocabulary(),
+        pronunciations=language.pronunciations,
+    )
+
+
 def caption(text: str, seconds: float) -> dict[str, str]:
     """SpeechSynthesizer 1.3 caption: the spoken text as one WebVTT cue."""
     end = max(seconds, 0.5)
@@ -71,18 +85,14 @@ class AssistantBrain:
         self.settings = settings or AssistantSettings()
         self.music = MusicLibrary(Path(self.settings.music_dir)) if self.settings.music_dir else None
         self.music_server: MusicServer | None = None
-        names = self.music.names() if self.music is not None else ()
+        names = self.music.names() if self.music is not None else []
+        if names and recognizer is None:
+            names = _sayable(names, self.settings.locale)
         self.language = Language.load(self.settings.locale, music_names=names)
         self.skills = Skills(self.language, skill_settings or SkillSettings(clock_24h=self.settings.clock_24h))
         self.tts: SpeechSynthesizer = tts or EspeakTts(TtsSettings(self.settings.voice, self.settings.rate_wpm))
-        reject = self.settings.reject_unknown
-        self.recognizer: Recognizer = recognizer or PocketsphinxModel(
-            jsgf={
-                "commands": self.language.jsgf(reject_unknown=reject),
-                ANSWERS_GRAMMAR: self.language.jsgf(answers=True, reject_unknown=reject),
-            },
-            words=self.language.vocabulary(),
-            pronunciations=self.language.pronunciations,
+        self.recognizer: Recognizer = recognizer or grammar_recognizer(
+            self.language, reject_unknown=self.settings.reject_unknown
         )
         self.now = now
         self.turns: list[TurnRecord] = []  # the last few turns, for tests, the bench and the demo log
@@ -182,7 +192,7 @@ class AssistantBrain:
 
     @staticmethod
     def _offset(state: DeviceState) -> int:
-        return 0  # PlaybackState's offset is read by the device on resume; starting over is the safe default
+        return state.player_offset_ms  # where AudioPlayer.PlaybackState says it stopped
 
 
 @dataclass(frozen=True, slots=True)
@@ -224,7 +234,8 @@ class _AssistantTurn:
         self.recognition.feed(pcm)
 
     def end_of_speech(self) -> None:
-        self._end_of_speech_at = time.monotonic()
+        if self._end_of_speech_at is None:
+            self._end_of_speech_at = time.monotonic()
         self._start()
 
     def _start(self) -> asyncio.Task[Answer]:
@@ -256,8 +267,39 @@ class _AssistantTurn:
         return await self._start()
 
 
+def _sayable(names: list[str], locale: str) -> list[str]:
+    """Music names whose every word the recogniser can pronounce (the others are left out of the grammar, with a
+    log line: a title such as "Xanadu" cannot be asked for by voice, but plays as part of the folder)."""
+    from avsd.assistant.grammar import normalize_name
+    from avsd.speech.stt import known_words
+
+    words = {w for n in names for w in normalize_name(n).split()}
+    known = known_words(words, Language.load(locale).pronunciations)
+    ok = [n for n in names if all(w in known for w in normalize_name(n).split())]
+    if len(ok) < len(names):
+        _log.info("music: %d names have words the recogniser cannot say; not in the grammar", len(names) - len(ok))
+    return ok
+
+
 def create_brain(settings: AssistantSettings) -> AssistantBrain | Any:
-    """The brain ``[assistant]`` asks for: the skills, or a Rasa bot; Wyoming servers when their URLs are set."""
+    """The brain ``[assistant]`` asks for: the skills, or a Rasa bot; Wyoming servers when their URLs are set.
+    A bad ``[assistant]`` value raises ConfigError naming the key."""
+    from avsd.assistant.grammar import GrammarError
+    from avsd.errors import ConfigError
+
+    for key in ("stt_url", "tts_url"):
+        url = getattr(settings, key)
+        if url and not url.startswith(("tcp://", "unix://")):
+            raise ConfigError(f"assistant.{key}", f"{url!r} is not a Wyoming URL (tcp://host:port or unix:///path)")
+    if settings.rasa_url and not settings.rasa_url.startswith(("http://", "https://")):
+        raise ConfigError("assistant.rasa_url", f"{settings.rasa_url!r} is not an http(s) URL")
+    try:
+        return _create_brain(settings)
+    except GrammarError as exc:
+        raise ConfigError("assistant.locale", str(exc)) from exc
+
+
+def _create_brain(settings: AssistantSettings) -> AssistantBrain | Any:
     tts: SpeechSynthesizer = EspeakTts(TtsSettings(settings.voice, settings.rate_wpm))
     recognizer: Recognizer | None = None
     if settings.tts_url:

@@ -99,6 +99,8 @@ class MusicLibrary:
             tags = id3_tags(path)
             stem = path.stem.replace("_", " ")
             artist, _, title = stem.partition(" - ") if " - " in stem else ("", "", stem)
+            if artist.strip().isdigit():  # "01 - Song": a track number, not an artist
+                artist = ""
             title = re.sub(r"^\d+[\s.-]+", "", title).strip() or stem  # "01 - Song" / "01. Song"
             album = path.parent.name if path.parent != self.folder else ""
             tracks.append(

@@ -43,12 +43,13 @@ class DeviceState:
     player_token: str = ""
     player_activity: str = "IDLE"
     initiator: Mapping[str, Any] | None = None
+    player_offset_ms: int = 0
 
     @classmethod
     def from_event(cls, event: Mapping[str, Any]) -> DeviceState:
         alerts: list[AlertInfo] = []
         active: list[str] = []
-        volume, muted, token, activity = None, False, "", "IDLE"
+        volume, muted, token, activity, offset = None, False, "", "IDLE", 0
         for item in event.get("context") or []:
             if not isinstance(item, Mapping):
                 continue
@@ -66,6 +67,8 @@ class DeviceState:
             elif name == "AudioPlayer.PlaybackState":
                 token = str(payload.get("token", ""))
                 activity = str(payload.get("playerActivity", "IDLE"))
+                raw_offset = payload.get("offsetInMilliseconds")
+                offset = raw_offset if isinstance(raw_offset, int) and raw_offset >= 0 else 0
         ev_payload = (event.get("event") or {}).get("payload") or {}
         initiator = ev_payload.get("initiator")
         return cls(
@@ -76,6 +79,7 @@ class DeviceState:
             token,
             activity,
             initiator if isinstance(initiator, Mapping) and initiator.get("type") == INITIATOR_TYPE else None,
+            offset,
         )
 
 

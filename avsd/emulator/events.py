@@ -57,6 +57,7 @@ RECOGNIZE = "SpeechRecognizer.Recognize"
 _CLOUD_ENDPOINTING_PROFILES = {"NEAR_FIELD", "FAR_FIELD"}
 _MAX_JSON_PART = 1024 * 1024
 _BYTES_PER_SECOND = 32000  # 16 kHz, 16-bit, mono (§4.3)
+_BRAIN_TIMEOUT_S = 30.0  # a brain that hangs (a stuck recogniser or bot) must not hold the stream forever
 _BODY_FAULTS = frozenset({FaultKind.TRICKLE, FaultKind.MALFORMED_JSON, FaultKind.MALFORMED_MULTIPART})
 # Faults after which the normal headers cannot be sent early.
 _LATE_HEADER_FAULTS = frozenset({FaultKind.STATUS, FaultKind.RST_STREAM, FaultKind.STALL})
@@ -99,6 +100,17 @@ class EventHandler:
 
     async def handle(self, conn: ServerConnection, stream: RequestStream, record: RecordedRequest) -> None:
         up = _Upload()
+        try:
+            await self._handle(conn, stream, record, up)
+        finally:
+            if up.turn is not None:
+                # A rejected or abandoned upload still ends its turn, so the brain frees what it holds (a
+                # recogniser). Answering twice is harmless: a turn's answer is computed once.
+                up.turn.end_of_speech()
+
+    async def _handle(
+        self, conn: ServerConnection, stream: RequestStream, record: RecordedRequest, up: _Upload
+    ) -> None:
         try:
             boundary = boundary_from_content_type(stream.headers.get("content-type", ""))
             parser = MultipartParser(boundary)
@@ -184,7 +196,7 @@ class EventHandler:
             record.fault = str(fault.kind)
         if name == RECOGNIZE:
             if rule is None:
-                up.turn = self.emu.brain.recognize(doc)
+                up.turn = self._start_turn(doc)
             profile = str(doc["event"].get("payload", {}).get("profile", ""))
             if profile in _CLOUD_ENDPOINTING_PROFILES and self.emu.stop_capture:
                 if rule is not None and rule.stop_capture_after_s is not None:
@@ -342,18 +354,30 @@ class EventHandler:
             return
         await self._push_quietly(conn, downchannel, raw, attachments)
 
+    def _start_turn(self, event: dict[str, Any]) -> Turn | None:
+        try:
+            return self.emu.brain.recognize(event)
+        except Exception:
+            _log.exception("brain failed to start a turn; the Recognize will get no directives")
+            return None
+
     async def _specs(
         self, event: dict[str, Any], rule: Rule | None, turn: Turn | None
     ) -> tuple[DirectiveSpec, ...]:
         """The scenario rule's directives, else the brain's answer (a Recognize's turn, or any other event)."""
         if rule is not None:
             return rule.directives
-        if turn is not None:
-            return (await turn.answer()).directives
-        if qualified_name(event) == RECOGNIZE:  # a Recognize whose JSON part was its last part
-            turn = self.emu.brain.recognize(event)
-            return (await turn.answer()).directives
-        return (await self.emu.brain.on_event(event)).directives
+        # The brain is a boundary: whatever goes wrong inside it costs this answer, never the server.
+        try:
+            async with asyncio.timeout(_BRAIN_TIMEOUT_S):
+                if qualified_name(event) == RECOGNIZE:
+                    if turn is None:
+                        return ()  # the brain could not start a turn (logged)
+                    return (await turn.answer()).directives
+                return (await self.emu.brain.on_event(event)).directives
+        except Exception:
+            _log.exception("brain failed on %s; answering with no directives", qualified_name(event))
+            return ()
 
     async def render(
         self, spec: DirectiveSpec, dialog_request_id: str | None, event: dict[str, Any] | None = None

@@ -19,7 +19,7 @@ from avsd.audio.resample import StreamResampler
 from avsd.speech.tts import Pcm
 
 _MULAW_BIAS = 0x84
-_MULAW_CLIP = 32635
+_MULAW_CLIP = 8159  # 14-bit
 
 
 class AudioDecodeError(ValueError):
@@ -34,13 +34,14 @@ def _build_mulaw_tables() -> tuple[npt.NDArray[np.int16], npt.NDArray[np.uint8]]
     mantissa = inverted & 0x0F
     magnitude = (((mantissa << 3) + _MULAW_BIAS) << exponent) - _MULAW_BIAS
     decode = np.where(sign != 0, -magnitude, magnitude).astype(np.int16)
-    # Encode: for every 16-bit sample, the G.711 segment search done once, vectorised.
-    samples = np.arange(-32768, 32768, dtype=np.int32)
-    sign_bits = np.where(samples < 0, 0x80, 0x00)
-    mag = np.minimum(np.abs(samples), _MULAW_CLIP) + _MULAW_BIAS
-    exp = np.clip(np.floor(np.log2(mag)).astype(np.int32) - 7, 0, 7)
-    mant = (mag >> (exp + 3)) & 0x0F
-    encode = (~(sign_bits | (exp << 4) | mant) & 0xFF).astype(np.uint8)
+    # Encode: the G.711 (CCITT) algorithm on the 14-bit value, for every 16-bit sample once, vectorised.
+    samples = np.arange(-32768, 32768, dtype=np.int32) >> 2  # arithmetic shift, as the reference does
+    mask = np.where(samples < 0, 0x7F, 0xFF)
+    mag = np.minimum(np.abs(samples), _MULAW_CLIP) + (_MULAW_BIAS >> 2)
+    seg_ends = np.array([0x3F, 0x7F, 0xFF, 0x1FF, 0x3FF, 0x7FF, 0xFFF, 0x1FFF])
+    seg = np.searchsorted(seg_ends, mag)  # first segment whose end >= mag
+    code = np.where(seg >= 8, 0x7F, (np.minimum(seg, 7) << 4) | ((mag >> (np.minimum(seg, 7) + 1)) & 0x0F))
+    encode = ((code ^ mask) & 0xFF).astype(np.uint8)
     return decode, encode
 
 

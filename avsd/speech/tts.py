@@ -159,5 +159,8 @@ def write_fallback_asset(path: Path = ASSET_PATH) -> int:
 
 
 if __name__ == "__main__":
+    from avsd.logredact import protect_root_handlers
+
     logging.basicConfig(level=logging.INFO)
+    protect_root_handlers()
     _log.info("wrote %s (%d bytes)", ASSET_PATH, write_fallback_asset())

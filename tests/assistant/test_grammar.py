@@ -72,13 +72,19 @@ def test_music_patterns_need_music(lang: Language) -> None:
 def test_jsgf_lists_every_intent_and_compiles(lang: Language) -> None:
     from avsd.speech.stt import PocketsphinxModel
 
-    jsgf = lang.jsgf(answers=True)
+    jsgf = lang.jsgf()
     for name, _ in lang.intents:
         assert f"<i_{name.lower()}>" in jsgf
-    assert "<answer>" in jsgf and "/1e-25/ (<other>)" in jsgf
-    model = PocketsphinxModel(jsgf={"a": jsgf}, words=lang.vocabulary(), pronunciations=lang.pronunciations)
+    assert "/1e-15/ (<other>)" in jsgf and "<answer>" not in jsgf.split("\n")[2]
+    answers = lang.jsgf(answers=True)  # while a question is pending: the answer, or stop
+    assert "<answer>" in answers.split("\n")[2] and "<i_stop>" in answers and "<i_settimer>" not in answers
+    model = PocketsphinxModel(
+        jsgf={"c": jsgf, "a": answers}, words=lang.vocabulary(), pronunciations=lang.pronunciations
+    )
     try:
-        assert model.transcribe(bytes(16000)).text == ""  # silence: nothing
+        for grammar in ("c", "a"):  # silence: nothing, or "something else" (the fallback); never a command
+            heard = model.transcribe(bytes(16000), grammar).text
+            assert lang.parse(heard).name == FALLBACK_INTENT, heard
     finally:
         model.close()
 

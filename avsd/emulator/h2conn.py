@@ -38,6 +38,11 @@ _CLOSE_TIMEOUT_S = 1.0
 _ids = itertools.count(1)
 
 
+def next_connection_id() -> int:
+    """Connection ids are shared by HTTP/2 and HTTP/1.1 connections (one sequence in logs and records)."""
+    return next(_ids)
+
+
 class StreamGoneError(AvsConnectionError):
     """The stream was reset by the peer (or the connection closed) while a handler used it."""
 
@@ -122,7 +127,7 @@ class ServerConnection:
         handler: Handler,
         clock: Callable[[], float],
     ) -> None:
-        self.id = next(_ids)
+        self.id = next_connection_id()
         self._reader, self._writer = reader, writer
         self._handler, self._clock = handler, clock
         config = h2.config.H2Configuration(client_side=False, header_encoding="utf-8")

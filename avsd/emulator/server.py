@@ -29,17 +29,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 from typing import Any
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import urlsplit
 
 from avsd.audio.endpointer import EndpointerSettings
 from avsd.avs.messages import DIRECTIVES_PATH, EVENTS_PATH, PING_PATH, Directive, new_message_id
 from avsd.emulator.events import EventHandler
 from avsd.emulator.faults import Fault, FaultBook, FaultKind, FaultTarget
-from avsd.emulator.h2conn import RequestStream, ServerConnection, StreamGoneError
-from avsd.emulator.lwa import LwaReply, LwaServer
+from avsd.emulator.h2conn import RequestStream, ServerConnection, StreamGoneError, next_connection_id
+from avsd.emulator.http1 import Http1Connection, PlainRequest
+from avsd.emulator.lwa import LwaServer
+from avsd.emulator.media import MediaLibrary
+from avsd.emulator.plain import CAPABILITIES_PATH, MAX_FORM_BYTES, PlainRoutes, is_plain_route
 from avsd.emulator.record import RecordedRequest, RecordWriter, redact_headers
 from avsd.emulator.replies import (
     DOWNCHANNEL_CONTENT_TYPE,
+    PlainResponse,
     encode_downchannel_close,
     encode_push,
     exception_response,
@@ -51,10 +55,6 @@ from avsd.tasks import TaskSet
 
 _log = logging.getLogger(__name__)
 
-CAPABILITIES_PATH = "/v1/devices/@self/capabilities"
-_LWA_TOKEN_PATHS = {"/auth/o2/token"}
-_LWA_CODEPAIR_PATHS = {"/auth/o2/create/codepair"}
-_MAX_FORM_BYTES = 64 * 1024
 _MAX_CAPABILITIES_BYTES = 1024 * 1024
 _DOWNCHANNEL_FAULTS = frozenset({FaultKind.STATUS, FaultKind.RST_STREAM})
 _PUSH_FAULTS = frozenset({FaultKind.MALFORMED_JSON, FaultKind.MALFORMED_MULTIPART})
@@ -127,6 +127,8 @@ class Emulator:
             clock=clock,
         )
         self.scenario = scenario or Scenario()
+        self.media = MediaLibrary(dict(self.scenario.media_playlists), clock=clock)
+        self.plain = PlainRoutes(self.lwa, self.media)
         self.reply_text = reply_text or self.scenario.reply_text
         self.stop_capture = stop_capture
         self.accept_any_token = accept_any_token
@@ -168,6 +170,7 @@ class Emulator:
         self.port = self._server.sockets[0].getsockname()[1]
         url_host = f"[{self.host}]" if ":" in self.host else self.host
         self.base_url = f"https://{url_host}:{self.port}"
+        self.media.base_url = self.base_url
         if self._record_writer is not None:
             self._record_writer.open()
         _log.info("AVS emulator listening on %s", self.base_url)
@@ -216,6 +219,13 @@ class Emulator:
         if self.clock() < self._offline_until:
             # "No network": the TCP/TLS connection is dropped before a single HTTP/2 frame.
             writer.close()
+            return
+        ssl_obj = writer.get_extra_info("ssl_object")
+        if ssl_obj is None or ssl_obj.selected_alpn_protocol() != "h2":
+            # ALPN http/1.1 (or none): LWA and media are served, AVS routes answer 505 (plain.py).
+            conn_id = next_connection_id()
+            _log.info("connection %d (HTTP/1.1) from %s", conn_id, writer.get_extra_info("peername"))
+            await self._serve_http1(reader, writer, conn_id)
             return
         conn = ServerConnection(reader, writer, self._handle, self.clock)
         self._connections[conn.id] = conn
@@ -422,16 +432,8 @@ class Emulator:
     async def _route(self, conn: ServerConnection, stream: RequestStream, record: RecordedRequest) -> None:
         parts = urlsplit(stream.path)
         path, method = parts.path, stream.method
-        lowered = path.lower()
-        if method == "POST" and lowered in _LWA_TOKEN_PATHS | _LWA_CODEPAIR_PATHS:
-            body = await stream.read_all(_MAX_FORM_BYTES)
-            form = dict(parse_qsl((body or b"").decode("utf-8", errors="replace"), keep_blank_values=True))
-            reply = self.lwa.token(form) if lowered in _LWA_TOKEN_PATHS else self.lwa.create_codepair(form)
-            await self._lwa_reply(conn, stream, record, reply)
-            return
-        if method == "GET" and path == "/ap/oa":
-            stream.abandon()
-            await self._lwa_reply(conn, stream, record, self.lwa.authorize(dict(parse_qsl(parts.query))))
+        if is_plain_route(method, path):
+            await self._plain_over_h2(conn, stream, record)
             return
         avs_routes = {
             ("GET", DIRECTIVES_PATH),
@@ -490,17 +492,50 @@ class Emulator:
         payload = json.dumps({"message": problem}).encode()
         await self.respond(conn, stream, record, 400, [("content-type", "application/json")], payload)
 
-    async def _lwa_reply(
-        self, conn: ServerConnection, stream: RequestStream, record: RecordedRequest, reply: LwaReply
+    async def _plain_over_h2(
+        self, conn: ServerConnection, stream: RequestStream, record: RecordedRequest
     ) -> None:
-        headers = [("cache-control", "no-store")]
-        if reply.location:
-            headers.append(("location", reply.location))
-        body = b""
-        if reply.body is not None:
-            body = json.dumps(reply.body).encode()
-            headers.append(("content-type", "application/json;charset=UTF-8"))
-        await self.respond(conn, stream, record, reply.status, headers, body)
+        body = await stream.read_all(MAX_FORM_BYTES) if stream.method == "POST" else b""
+        if stream.method != "POST":
+            stream.abandon()
+        request = PlainRequest(
+            stream.method, stream.path, stream.headers, body, "2", conn.id, stream.stream_id
+        )
+        response = await self.plain.handle(request)
+        record.status = response.status
+        await conn.send_headers(
+            stream.stream_id, response.status, response.headers, end_stream=not response.body and not response.stall
+        )
+        if response.body:
+            await conn.send_data(stream.stream_id, response.body, end_stream=not response.stall)
+        if response.stall:
+            await stream.gone.wait()
+
+    async def _serve_http1(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, conn_id: int
+    ) -> None:
+        async def handle(request: PlainRequest) -> PlainResponse:
+            record = RecordedRequest(
+                time=self.clock(),
+                connection_id=conn_id,
+                stream_id=request.request_number,
+                method=request.method,
+                path=request.target,
+                headers=redact_headers(request.headers),
+                http_version="1.1",
+            )
+            self.records.append(record)
+            self.notify()
+            response = await self.plain.handle(request)
+            record.status = response.status
+            record.body_complete.set()
+            if self._record_writer is not None:
+                self._record_writer.write(record)
+            self.notify()
+            return response
+
+        connection = Http1Connection(reader, writer, handle, max_body=MAX_FORM_BYTES, connection_id=conn_id)
+        await connection.run()
 
     # ------------------------------------------------------------------------------------------ responses
 

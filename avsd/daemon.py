@@ -186,6 +186,7 @@ class Daemon:
             focus=self.focus,
             ducker=self.speaker,
             settings=config.audio_player,
+            ca_file=config.playback.ca_file,
         )
         self.playback_controller = PlaybackControllerAgent(events=self.events, context=self.context.gather)
         self.notifications = NotificationsAgent(

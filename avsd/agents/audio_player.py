@@ -49,6 +49,7 @@ from avsd.agents.audio_queue import (
 from avsd.agents.events import EventSender
 from avsd.agents.focus_agent import FocusArbiter
 from avsd.avs.attachments import AttachmentStore, content_id_from_url
+from avsd.avs.client import make_ssl_context
 from avsd.avs.messages import Directive, Event, context_entry
 from avsd.errors import PlaybackError
 from avsd.focus import Behavior, Channel, FocusChange, FocusState
@@ -97,12 +98,14 @@ class Ducker(Protocol):
     def unduck(self) -> None: ...
 
 
-async def http_fetch(url: str, *, timeout_s: float) -> tuple[str, bytes]:
+async def http_fetch(url: str, *, timeout_s: float, ca_file: str = "") -> tuple[str, bytes]:
     """(content type, first bytes) of ``url`` for the playlist resolver. Reads a bounded prefix: the URL may be an
-    endless radio stream. httpx errors become PlaybackError here (the one boundary for this dependency)."""
+    endless radio stream. httpx errors become PlaybackError here (the one boundary for this dependency).
+    ``ca_file``: an extra CA to trust besides the system's (the emulator's media route)."""
+    verify = make_ssl_context(ca_file) if ca_file else True
     try:
         async with (
-            httpx.AsyncClient(timeout=timeout_s, follow_redirects=True) as client,
+            httpx.AsyncClient(timeout=timeout_s, follow_redirects=True, verify=verify) as client,
             client.stream("GET", url) as response,
         ):
             if response.status_code >= 400:
@@ -153,6 +156,7 @@ class AudioPlayerAgent:
         ducker: Ducker | None = None,
         settings: AudioPlayerSettings | None = None,
         fetch: Fetch | None = None,
+        ca_file: str = "",
     ) -> None:
         self.settings = settings or AudioPlayerSettings()
         self._player = player
@@ -161,6 +165,7 @@ class AudioPlayerAgent:
         self._focus = focus
         self._ducker = ducker
         self._fetch = fetch or self._http_fetch
+        self._ca_file = ca_file
         self._lock = asyncio.Lock()
         self._queue: deque[AudioItem] = deque()
         self._current: _Entry | None = None
@@ -454,7 +459,7 @@ class AudioPlayerAgent:
             raise ItemFailed(MediaErrorType.MEDIA_ERROR_SERVICE_UNAVAILABLE, str(exc)) from exc
 
     async def _http_fetch(self, url: str) -> tuple[str, bytes]:
-        return await http_fetch(url, timeout_s=self.settings.playlist_timeout_s)
+        return await http_fetch(url, timeout_s=self.settings.playlist_timeout_s, ca_file=self._ca_file)
 
     # ----- plumbing -----------------------------------------------------------------------------------------
 

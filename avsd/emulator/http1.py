@@ -16,9 +16,9 @@ import contextlib
 import itertools
 import logging
 import ssl
-from http import HTTPStatus
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from http import HTTPStatus
 
 import h11
 

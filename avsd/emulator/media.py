@@ -96,10 +96,10 @@ def parse_range(header: str, size: int) -> ByteRange | str | None:
         end = int(last) if last else size - 1
     except ValueError:
         return None
-    if start < 0 or end < start:
-        return None
     if start >= size:
         return "unsatisfiable"
+    if end < start:
+        return None
     return ByteRange(start, min(end, size - 1))
 
 

@@ -149,6 +149,10 @@ class PlaybackSettings:
         default=False,
         metadata={"help": "the wav backend plays in real time (as a speaker would), not as fast as it decodes"},
     )
+    ca_file: str = field(
+        default="",
+        metadata={"help": "extra CA certificate to trust for https media URLs (the emulator's); empty = system CAs"},
+    )
     vlc_options: tuple[str, ...] = field(
         default=(),
         metadata={"help": "extra libvlc options; an --aout option makes VLC play through its own output"},
@@ -171,9 +175,11 @@ def create_player(settings: PlaybackSettings, *, name: str = "speech") -> Player
         raise PlaybackError(f"unknown playback backend {backend!r} (choose one of {', '.join(BACKENDS)})")
     player: Player
     if backend == "wav":
-        player = WavSinkPlayer(Path(settings.wav_dir or "."), label=name, realtime=settings.wav_realtime)
+        player = WavSinkPlayer(
+            Path(settings.wav_dir or "."), label=name, realtime=settings.wav_realtime, ca_file=settings.ca_file
+        )
     elif backend == "pcm":
-        player = PcmPlayer(settings.output_device, label=name)
+        player = PcmPlayer(settings.output_device, label=name, ca_file=settings.ca_file)
     else:
         from avsd.playback.vlcplayer import VlcPlayer, VlcUnavailableError
 
@@ -183,6 +189,6 @@ def create_player(settings: PlaybackSettings, *, name: str = "speech") -> Player
             if backend == "vlc":
                 raise
             log.warning("%s player: libvlc unavailable (%s); falling back to the pcm backend", name, exc)
-            player = PcmPlayer(settings.output_device, label=name)
+            player = PcmPlayer(settings.output_device, label=name, ca_file=settings.ca_file)
     log.info("%s player: using the %s backend", name, player.name)
     return player

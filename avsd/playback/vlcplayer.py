@@ -28,6 +28,7 @@ import ctypes
 import logging
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 from avsd.errors import PlaybackError
@@ -119,6 +120,9 @@ class VlcPlayer(ItemPlayer["VlcItem"]):
         options = list(BASE_OPTIONS) + list(settings.vlc_options)
         if self.native_output and settings.output_device:
             options.append(f"--alsa-audio-device={settings.output_device}")
+        if settings.ca_file:
+            # VLC's TLS (GnuTLS) takes extra trust anchors as a directory; the emulator's certificate directory.
+            options.append(f"--gnutls-dir-trust={Path(settings.ca_file).parent}")
         self._instance = vlc.Instance(options)
         if self._instance is None:
             raise VlcUnavailableError(

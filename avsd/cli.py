@@ -114,6 +114,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help(sys.stderr)
         return EXIT_USAGE
+    # Before anything opens PortAudio or VLC: libasound's and libjack's stderr chatter goes to the log instead.
+    from avsd.audio.native_log import route_native_audio_errors
+
+    route_native_audio_errors()
     try:
         return _dispatch(args)
     except KeyboardInterrupt:
@@ -157,6 +161,7 @@ def _dispatch(args: argparse.Namespace) -> int:
         setup_logging("error", debug=args.debug)
         return asyncio.run(doctor(_config_path(args), sys.stdout, hardware=args.hardware))
     if args.command == "devices":
+        setup_logging("warning", debug=False)
         return _devices()
     if args.command in ("stop", "mute", "status"):
         from avsd.config import load_config

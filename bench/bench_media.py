@@ -12,7 +12,6 @@ import time
 from pathlib import Path
 
 import httpx
-
 from _common import EmulatorThread, p95
 
 ROUTE = "media:tone/440-600.mp3"

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from avsd import __version__
+from avsd.backend import Backend, add_backend_argument
 from avsd.errors import AvsdError, ConfigError, CredentialsError
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_CONFIG = 0, 1, 2, 78
@@ -57,10 +58,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = sub.add_parser("demo", help="run the whole pipeline offline against the built-in emulator")
     demo.add_argument("--input", type=Path, default=None, help="a WAV to speak to the device (default: shipped)")
-    demo.add_argument("--scenario", type=Path, default=None, help="emulator scenario (TOML or JSON)")
+    demo.add_argument("--say", action="append", default=[], metavar="TEXT",
+                      help="say TEXT to the device (espeak-ng); repeat: each next one answers when asked")
+    demo.add_argument("--tap", action="store_true", help="--say: tap the button instead of saying the wake word")
+    add_backend_argument(demo, default=Backend.EMULATOR)
     demo.add_argument("--events-json", type=Path, default=None, help="write every event and directive as JSON lines")
     demo.add_argument("--out", type=Path, default=None, help="directory for the reply WAVs (default: a temp dir)")
-    demo.add_argument("--fast", action="store_true", help="feed the WAV as fast as possible, not in real time")
+    demo.add_argument("--fast", action="store_true",
+                      help="feed the input and play the replies as fast as possible, not in real time")
     demo.add_argument("--engine", default=None, help="wake-word engine (default: the configured one)")
     demo.add_argument("--config", type=Path, default=None, help="TOML config for the device side")
     _add_common(demo)

@@ -15,17 +15,19 @@ import json
 import sys
 import tempfile
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import IO, Any
 
+from avsd.audio.source import AudioSource
 from avsd.audio.wav_source import WavFileSource
 from avsd.avs.client import ConnectionState
 from avsd.avs.credentials import Credentials, save_credentials
 from avsd.avs.messages import Directive, Event
+from avsd.backend import BackendSession, open_backend
 from avsd.config import Config, load_config, override
 from avsd.daemon import Daemon, Parts
-from avsd.emulator.scenario import load_scenario
-from avsd.emulator.server import Emulator
+from avsd.demo_say import SayDriver
 from avsd.hw.patterns import LedInputs, pattern_for
 from avsd.playback.base import create_player
 from avsd.state import Transition
@@ -76,54 +78,90 @@ class TransitionPrinter:
         )
 
 
-def demo_config(base: Config, emulator: Emulator, state_dir: Path, out_dir: Path, engine: str | None) -> Config:
-    config = override(base, "avs.endpoint", emulator.base_url)
-    config = override(config, "avs.ca_file", str(emulator.ca_file))
-    config = override(config, "daemon.state_dir", str(state_dir))
+def demo_config(
+    base: Config, session: BackendSession, state_dir: Path, out_dir: Path, engine: str | None, *, fast: bool
+) -> Config:
+    """The device side of the demo: the backend's endpoint, its own state directory, replies into WAV files played
+    in real time (unless ``fast``), media from the emulator trusted."""
+    config = base
+    if session.endpoint:
+        config = override(config, "avs.endpoint", session.endpoint)
+        config = override(config, "avs.ca_file", session.ca_file)
+        config = dataclasses.replace(config, auth=dataclasses.replace(config.auth, token_url="", credentials_file=""))
+    if session.emulator is not None:
+        config = override(config, "daemon.state_dir", str(state_dir))
     config = dataclasses.replace(
         config,
-        auth=dataclasses.replace(config.auth, token_url="", credentials_file=""),
-        playback=dataclasses.replace(config.playback, backend="wav", wav_dir=str(out_dir)),
+        playback=dataclasses.replace(
+            config.playback, backend="wav", wav_dir=str(out_dir), wav_realtime=not fast,
+            ca_file=session.ca_file or config.playback.ca_file,
+        ),
     )
     if engine:
         config = override(config, "wake.engine", engine)
     return config
 
 
-async def run_demo(args: argparse.Namespace) -> int:
+def demo_input(
+    args: argparse.Namespace, daemon: Callable[[], Daemon]
+) -> tuple[Callable[[], AudioSource], str, SayDriver | None]:
+    """(audio factory, description, the --say driver or None): the shipped WAV, ``--input`` or ``--say``."""
+    if args.say:
+        driver = SayDriver(
+            args.say,
+            tap=args.tap,
+            realtime=not args.fast,
+            press_tap=lambda: daemon().dialog.tap(),
+            dialog_state=lambda: daemon().dialog.state,
+        )
+        return driver.open_audio, f"--say x{len(args.say)}{' (tap)' if args.tap else ''}", driver
     input_wav: Path = args.input or DEMO_WAV
-    if not input_wav.exists():  # noqa: ASYNC240 - start-up checks, before the loop has anything else to do
-        print(f"avsd demo: no such WAV: {input_wav}", file=sys.stderr)
+    return (lambda: WavFileSource(input_wav, realtime=not args.fast, pad_silence_s=3.0)), str(input_wav), None
+
+
+async def run_demo(args: argparse.Namespace) -> int:
+    if args.say and args.input:
+        print("avsd demo: use --input WAV or --say TEXT, not both", file=sys.stderr)
+        return 2
+    if args.input is not None and not args.input.exists():
+        print(f"avsd demo: no such WAV: {args.input}", file=sys.stderr)
         return 2
     out_dir: Path = args.out or Path(tempfile.mkdtemp(prefix="avsd-demo-"))
     out_dir.mkdir(parents=True, exist_ok=True)  # noqa: ASYNC240
     base = load_config(args.config) if args.config else Config()
-    scenario = load_scenario(args.scenario) if args.scenario else None
     events_file = args.events_json.open("w", encoding="utf-8") if args.events_json else None
     started = time.monotonic()
+    sent: list[Event] = []
     try:
-        async with Emulator(cert_dir=out_dir / "emulator", scenario=scenario) as emulator:
+        async with open_backend(args.backend, scenario_path=args.scenario, cert_dir=out_dir / "emulator") as session:
             state_dir = out_dir / "state"
-            save_credentials(state_dir / "credentials.json", Credentials("avsd-demo", emulator.refresh_token))
-            config = demo_config(base, emulator, state_dir, out_dir, args.engine)
+            if session.refresh_token is not None:
+                save_credentials(state_dir / "credentials.json", Credentials("avsd-demo", session.refresh_token))
+            config = demo_config(base, session, state_dir, out_dir, args.engine, fast=args.fast)
             engine = create_engine(config.wake)
             player = create_player(config.playback)
-            print(f"avsd demo: emulator at {emulator.base_url}; wake word engine {engine.name}; "
-                  f"input {input_wav}", flush=True)
+            daemon_ref: list[Daemon] = []
+            open_audio, described, say = demo_input(args, lambda: daemon_ref[0])
+            print(f"avsd demo: {session.describe()}; wake word engine {engine.name}; input {described}", flush=True)
             online = {"value": False}
 
             def on_connection(state: ConnectionState) -> None:
                 online["value"] = state is ConnectionState.CONNECTED
                 print(f"{time.monotonic() - started:7.2f} s  connection {state}", flush=True)
 
+            observers: list[Callable[[Transition], None]] = [TransitionPrinter(started, lambda: online["value"])]
+            if say is not None:
+                observers.append(say.on_transition)
             parts = Parts(
-                open_audio=lambda: WavFileSource(input_wav, realtime=not args.fast, pad_silence_s=3.0),
+                open_audio=open_audio,
                 speech_player=player,
                 engine=engine,
-                transition_observers=[TransitionPrinter(started, lambda: online["value"])],
+                transition_observers=observers,
                 connection_observers=[on_connection],
             )
             daemon = Daemon(config, parts)
+            daemon_ref.append(daemon)
+            daemon.client.event_observers.append(sent.append)
             if events_file is not None:
                 log = EventLog(events_file, started)
                 daemon.client.event_observers.append(log.event)
@@ -142,20 +180,33 @@ async def run_demo(args: argparse.Namespace) -> int:
 
             await daemon.run(stop_when_audio_ends=True, wait_for_connection_s=15.0, linger=linger)
             replies = sorted(p for p in out_dir.glob("*.wav") if not p.name.startswith("alert-"))  # noqa: ASYNC240
-            names = [r.qualified_name or "" for r in emulator.records]
-            alert_events = [name for name in names if name.startswith("Alerts.")]
-            recognizes = [r for r in emulator.records if r.qualified_name == "SpeechRecognizer.Recognize"]
+            if session.emulator is not None:  # what the server received (an offline attempt is not counted)
+                names = [r.qualified_name or "" for r in session.emulator.records]
+                audio = sum(len(r.audio) for r in session.emulator.records if r.qualified_name == _RECOGNIZE)
+            else:
+                names, audio = [f"{e.header.namespace}.{e.header.name}" for e in sent], None
     finally:
         if events_file is not None:
             events_file.close()
+    return report(names, audio, replies, args)
+
+
+_RECOGNIZE = "SpeechRecognizer.Recognize"
+
+
+def report(names: Sequence[str], audio: int | None, replies: Sequence[Path], args: argparse.Namespace) -> int:
+    """The demo's last lines (and its exit code) from the events AVS received."""
+    recognizes = names.count(_RECOGNIZE)
+    alert_events = [name for name in names if name.startswith("Alerts.")]
     if not recognizes:
         print("avsd demo: the wake word was not heard; nothing was sent", file=sys.stderr)
         return 1
     if not replies:
         print("avsd demo: no reply was played", file=sys.stderr)
         return 1
-    print(f"avsd demo: sent {len(recognizes)} Recognize ({sum(len(r.audio) for r in recognizes)} audio bytes); "
-          f"Alexa's reply: {', '.join(str(p) for p in replies)}", flush=True)
+    bytes_note = f" ({audio} audio bytes)" if audio is not None else ""
+    print(f"avsd demo: sent {recognizes} Recognize{bytes_note}; Alexa's reply: {', '.join(str(p) for p in replies)}",
+          flush=True)
     if alert_events:
         print(f"avsd demo: alert events AVS received: {', '.join(alert_events)}", flush=True)
     if args.events_json:

@@ -1,0 +1,92 @@
+"""``--backend``: which Alexa a command talks to. One definition for every command that talks to Alexa.
+
+=============  ==============================================================================================
+``emulator``   avsd's own AVS server, started in the process on loopback, answering as ``--scenario FILE`` says
+``avs``        Amazon's Alexa Voice Service, with the configured endpoint and the credentials of ``avsd login``
+=============  ==============================================================================================
+
+To add one (e.g. an offline assistant): a :class:`Backend` member, its line in :data:`BACKEND_HELP`, and a branch in
+:func:`open_backend` that yields a :class:`BackendSession`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from avsd.emulator.server import Emulator
+
+
+class Backend(StrEnum):
+    EMULATOR = "emulator"
+    AVS = "avs"
+
+
+BACKEND_HELP: dict[Backend, str] = {
+    Backend.EMULATOR: "avsd's local AVS server in this process (with --scenario FILE)",
+    Backend.AVS: "Amazon's AVS with the configured endpoint and credentials (avsd login)",
+}
+
+
+def add_backend_argument(parser: argparse.ArgumentParser, *, default: Backend) -> None:
+    """``--backend`` and ``--scenario`` with the same meaning on every command."""
+    choices = "; ".join(f"{b.value}: {text}" for b, text in BACKEND_HELP.items())
+    parser.add_argument(
+        "--backend",
+        type=Backend,
+        choices=list(Backend),
+        default=default,
+        help=f"which Alexa to talk to (default {default.value}). {choices}",
+    )
+    parser.add_argument(
+        "--scenario", type=Path, default=None, help="emulator scenario (TOML or JSON; --backend emulator)"
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class BackendSession:
+    """Where the device connects: ``endpoint``/``ca_file`` empty = as configured; ``refresh_token`` None = the
+    configured credentials; ``emulator`` is the running local server for ``emulator``."""
+
+    backend: Backend
+    endpoint: str = ""
+    ca_file: str = ""
+    refresh_token: str | None = None
+    emulator: Emulator | None = None
+
+    def describe(self) -> str:
+        if self.emulator is not None:
+            return f"emulator at {self.endpoint}"
+        return f"{self.backend.value} (configured endpoint)"
+
+
+@contextlib.asynccontextmanager
+async def open_backend(
+    backend: Backend, *, scenario_path: Path | None = None, cert_dir: Path | None = None
+) -> AsyncIterator[BackendSession]:
+    """Start what ``backend`` needs for as long as the block runs. ConfigError for a bad scenario."""
+    if backend is Backend.AVS:
+        if scenario_path is not None:
+            from avsd.errors import ConfigError
+
+            raise ConfigError("--scenario", "only applies to --backend emulator")
+        yield BackendSession(backend)
+        return
+    from avsd.emulator.scenario import load_scenario
+    from avsd.emulator.server import Emulator
+
+    scenario = load_scenario(scenario_path) if scenario_path is not None else None
+    async with Emulator(cert_dir=cert_dir, scenario=scenario) as emulator:
+        yield BackendSession(
+            backend,
+            endpoint=emulator.base_url,
+            ca_file=str(emulator.ca_file),
+            refresh_token=emulator.refresh_token,
+            emulator=emulator,
+        )

@@ -19,6 +19,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import IO, Any
 
+from avsd.agents.audio_queue import PlayerActivity
 from avsd.audio.source import AudioSource
 from avsd.audio.wav_source import WavFileSource
 from avsd.avs.client import ConnectionState
@@ -102,6 +103,13 @@ def demo_config(
     return config
 
 
+async def content_played_out(daemon: Daemon) -> None:
+    """Return once the AudioPlayer has nothing playing (a scenario's music plays to its end; bound by the caller)."""
+    # A demo helper like Daemon.settle: a short poll instead of an event per player state.
+    while daemon.audio_player.busy and daemon.audio_player.activity is not PlayerActivity.PAUSED:  # noqa: ASYNC110
+        await asyncio.sleep(0.1)
+
+
 def demo_input(
     args: argparse.Namespace, daemon: Callable[[], Daemon]
 ) -> tuple[Callable[[], AudioSource], str, SayDriver | None]:
@@ -176,6 +184,7 @@ async def run_demo(args: argparse.Namespace) -> int:
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(DEMO_LINGER_S):
                         await daemon.alerts.ring_out(stop_after_s=DEMO_RING_S, on_ring=on_ring)
+                        await content_played_out(daemon)
                         await daemon.outbox.drained()
 
             await daemon.run(stop_when_audio_ends=True, wait_for_connection_s=15.0, linger=linger)

@@ -186,6 +186,11 @@ class AudioPlayerAgent:
         return self._activity
 
     @property
+    def busy(self) -> bool:
+        """An item is being fetched, played or paused, or queued (``avsd demo`` waits for the music's end)."""
+        return self._current is not None or bool(self._queue)
+
+    @property
     def queued_tokens(self) -> list[str]:
         return [item.token for item in self._queue]
 

@@ -119,6 +119,12 @@ class RequestStream:
 Handler = Callable[["ServerConnection", RequestStream], Awaitable[None]]
 
 
+def _consume(future: asyncio.Future[None]) -> None:
+    """Retrieve a finished close waiter's outcome (a reset connection's error is expected, not news)."""
+    if not future.cancelled():
+        future.exception()
+
+
 class ServerConnection:
     def __init__(
         self,
@@ -143,6 +149,7 @@ class ServerConnection:
         self.closed = asyncio.Event()
         self.goaway_sent = False
         self.downchannel_id: int | None = None
+        self._close_waiter: asyncio.Future[None] | None = None
 
     # ------------------------------------------------------------------------------------------ lifecycle
 
@@ -184,9 +191,13 @@ class ServerConnection:
                 stream._reset()
             self._writer.close()
         await self._tasks.cancel_all()
-        with contextlib.suppress(Exception):
-            async with asyncio.timeout(_CLOSE_TIMEOUT_S):
-                await self._writer.wait_closed()
+        # One waiter task for every closer (GOAWAY's task, Emulator.stop): a task cancelled while awaiting
+        # wait_closed() cancels the stream's shared "closed" future, and every other awaiter then raised
+        # CancelledError although nothing cancelled it. asyncio.wait never cancels what it waits for.
+        if self._close_waiter is None:
+            self._close_waiter = asyncio.ensure_future(self._writer.wait_closed())
+            self._close_waiter.add_done_callback(_consume)
+        await asyncio.wait({self._close_waiter}, timeout=_CLOSE_TIMEOUT_S)
 
     def abort(self) -> None:
         """Drop the TCP connection at once, as a network outage does (no GOAWAY, no TLS close_notify); the

@@ -198,6 +198,7 @@ class ServerConnection:
             self._close_waiter = asyncio.ensure_future(self._writer.wait_closed())
             self._close_waiter.add_done_callback(_consume)
         await asyncio.wait({self._close_waiter}, timeout=_CLOSE_TIMEOUT_S)
+        self._close_waiter.cancel()  # no-op when done; else give up on a peer that never completes the close
 
     def abort(self) -> None:
         """Drop the TCP connection at once, as a network outage does (no GOAWAY, no TLS close_notify); the

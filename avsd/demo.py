@@ -98,6 +98,8 @@ def demo_config(
             ca_file=session.ca_file or config.playback.ca_file,
         ),
     )
+    # Headless: the demo has no screen either, but prints the cards (and --events-json keeps them).
+    config = override(config, "template_runtime.enabled", True)
     if engine:
         config = override(config, "wake.engine", engine)
     return config
@@ -169,6 +171,10 @@ async def run_demo(args: argparse.Namespace) -> int:
             )
             daemon = Daemon(config, parts)
             daemon_ref.append(daemon)
+            if daemon.templates is not None:
+                daemon.templates.add_observer(
+                    lambda card: print(f"{time.monotonic() - started:7.2f} s  card {card.describe()}", flush=True)
+                )
             daemon.client.event_observers.append(sent.append)
             if events_file is not None:
                 log = EventLog(events_file, started)

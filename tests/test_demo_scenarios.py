@@ -78,6 +78,9 @@ def test_basic_reply_plays_in_real_time(
     out = capsys.readouterr().out
     assert "saying 'Alexa, hello'" in out
     assert "Speaker.SetVolume" in names(records, "directive")
+    # The scenario's display card: printed by the demo and kept in the event log.
+    assert 'card BodyTemplate1 "avsd emulator" / basic scenario: Hello from the avsd emulator' in out
+    assert first(records, "TemplateRuntime.RenderTemplate")["payload"]["token"] == "basic-card-1"
     started = first(records, "SpeechSynthesizer.SpeechStarted")["time"]
     finished = first(records, "SpeechSynthesizer.SpeechFinished")["time"]
     reply = Path(out.split("Alexa's reply: ")[1].splitlines()[0].split(",")[0].strip())
@@ -129,7 +132,9 @@ def test_music_playlist_falls_back_and_plays(
     played = finished["time"] - first(records, "AudioPlayer.PlaybackStarted")["time"]
     assert 7.0 < played < 10.0  # in real time
     # The device's log (stderr at the demo's warning level): the dead mirror answered 404, the next entry played.
-    fell_back = [line for line in capsys.readouterr().err.splitlines() if "candidate 1/2 failed" in line]
+    captured = capsys.readouterr()
+    assert 'card PlayerInfo "The avsd radio" / A440 for eight seconds: avsd emulator' in captured.out
+    fell_back = [line for line in captured.err.splitlines() if "candidate 1/2 failed" in line]
     assert fell_back and "404" in fell_back[0] and "missing.mp3" in fell_back[0]
 
 

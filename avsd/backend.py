@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from avsd.config import Config
     from avsd.emulator.server import Emulator
 
 
@@ -90,3 +91,23 @@ async def open_backend(
             refresh_token=emulator.refresh_token,
             emulator=emulator,
         )
+
+
+def session_config(config: Config, session: BackendSession, scratch: Path) -> Config:
+    """``config`` pointed at the session: for the emulator its URL and CA (for AVS and for media), its refresh
+    token saved in ``scratch/credentials.json`` (never over the device's own credentials); for AVS unchanged."""
+    if session.refresh_token is None:
+        return config
+    import dataclasses
+
+    from avsd.avs.credentials import Credentials, save_credentials
+    from avsd.config import override
+
+    credentials = scratch / "credentials.json"
+    save_credentials(credentials, Credentials("avsd-emulator", session.refresh_token))
+    config = override(config, "avs.endpoint", session.endpoint)
+    config = override(config, "avs.ca_file", session.ca_file)
+    config = override(config, "playback.ca_file", session.ca_file)
+    return dataclasses.replace(
+        config, auth=dataclasses.replace(config.auth, token_url="", credentials_file=str(credentials))
+    )

@@ -12,10 +12,14 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from avsd import __version__
 from avsd.backend import Backend, add_backend_argument
 from avsd.errors import AvsdError, ConfigError, CredentialsError
+
+if TYPE_CHECKING:
+    from avsd.config import Config
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_CONFIG = 0, 1, 2, 78
 
@@ -54,6 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--hardware", choices=("auto", "mock", "none"), default="auto", help="GPIO: real pins, mock pins, or none"
     )
+    add_backend_argument(run, default=Backend.AVS)
     _add_common(run)
 
     demo = sub.add_parser("demo", help="run the whole pipeline offline against the built-in emulator")
@@ -139,6 +144,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_FAILURE
 
 
+async def _run_on_backend(config: Config, args: argparse.Namespace, path: Path | None) -> int:
+    """``avsd run --backend emulator [--scenario FILE]``: the daemon against a local emulator in the process (its
+    credentials in a temporary directory; the configured state directory is used as usual)."""
+    import tempfile
+
+    from avsd.backend import open_backend, session_config
+    from avsd.main import run_daemon
+
+    with tempfile.TemporaryDirectory(prefix="avsd-run-") as scratch:
+        async with open_backend(args.backend, scenario_path=args.scenario, cert_dir=Path(scratch)) as session:
+            print(f"avsd run: {session.describe()}", file=sys.stderr, flush=True)
+            return await run_daemon(session_config(config, session, Path(scratch)), args, config_path=path)
+
+
 def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "emulator":
         from avsd.emulator.cli import run as run_emulator
@@ -157,6 +176,8 @@ def _dispatch(args: argparse.Namespace) -> int:
         path = _config_path(args)
         config = load_config(path)
         setup_logging(config.daemon.log_level, debug=args.debug)
+        if args.backend is Backend.EMULATOR or args.scenario is not None:
+            return asyncio.run(_run_on_backend(config, args, path))
         return asyncio.run(run_daemon(config, args, config_path=path))
     if args.command == "login":
         return _login(args)

@@ -23,9 +23,8 @@ from avsd.agents.audio_queue import PlayerActivity
 from avsd.audio.source import AudioSource
 from avsd.audio.wav_source import WavFileSource
 from avsd.avs.client import ConnectionState
-from avsd.avs.credentials import Credentials, save_credentials
 from avsd.avs.messages import Directive, Event
-from avsd.backend import BackendSession, open_backend
+from avsd.backend import BackendSession, open_backend, session_config
 from avsd.config import Config, load_config, override
 from avsd.daemon import Daemon, Parts
 from avsd.demo_say import SayDriver
@@ -82,21 +81,14 @@ class TransitionPrinter:
 def demo_config(
     base: Config, session: BackendSession, state_dir: Path, out_dir: Path, engine: str | None, *, fast: bool
 ) -> Config:
-    """The device side of the demo: the backend's endpoint, its own state directory, replies into WAV files played
-    in real time (unless ``fast``), media from the emulator trusted."""
-    config = base
-    if session.endpoint:
-        config = override(config, "avs.endpoint", session.endpoint)
-        config = override(config, "avs.ca_file", session.ca_file)
-        config = dataclasses.replace(config, auth=dataclasses.replace(config.auth, token_url="", credentials_file=""))
+    """The device side of the demo: the backend's endpoint (an emulator's state in ``state_dir``), replies into WAV
+    files played in real time (unless ``fast``), cards on."""
+    config = session_config(base, session, state_dir)
     if session.emulator is not None:
         config = override(config, "daemon.state_dir", str(state_dir))
     config = dataclasses.replace(
         config,
-        playback=dataclasses.replace(
-            config.playback, backend="wav", wav_dir=str(out_dir), wav_realtime=not fast,
-            ca_file=session.ca_file or config.playback.ca_file,
-        ),
+        playback=dataclasses.replace(config.playback, backend="wav", wav_dir=str(out_dir), wav_realtime=not fast),
     )
     # Headless: the demo has no screen either, but prints the cards (and --events-json keeps them).
     config = override(config, "template_runtime.enabled", True)
@@ -145,8 +137,7 @@ async def run_demo(args: argparse.Namespace) -> int:
     try:
         async with open_backend(args.backend, scenario_path=args.scenario, cert_dir=out_dir / "emulator") as session:
             state_dir = out_dir / "state"
-            if session.refresh_token is not None:
-                save_credentials(state_dir / "credentials.json", Credentials("avsd-demo", session.refresh_token))
+            state_dir.mkdir(parents=True, exist_ok=True)
             config = demo_config(base, session, state_dir, out_dir, args.engine, fast=args.fast)
             engine = create_engine(config.wake)
             player = create_player(config.playback)

@@ -21,6 +21,7 @@ from avsd.emulator.server import Emulator
 from .conftest import client_for
 
 pytestmark = pytest.mark.timeout(60)
+README = Path(__file__).resolve().parents[2] / "README.md"
 
 
 def h1_client(emu: Emulator) -> httpx.AsyncClient:
@@ -163,3 +164,24 @@ async def test_malformed_http11_request_is_refused_alone(emu: Emulator) -> None:
             "/auth/o2/token", data={"grant_type": "refresh_token", "refresh_token": emu.refresh_token}
         )
         assert ok.status_code == 200
+
+
+@pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed")
+async def test_readme_curl_json_example(emu: Emulator) -> None:
+    """The README's `curl --http1.1 ... -d '{json}'` example, with its placeholders filled in."""
+    import re
+    import shlex
+
+    readme = README.read_text()  # noqa: ASYNC240 - a small file before the test starts
+    block = re.search(r"```sh\n(curl --http1\.1 .*?)\n```", readme, flags=re.S)
+    assert block is not None
+    command = block.group(1).replace("\\\n", " ")
+    command = command.replace("<CA file>", str(emu.ca_file)).replace("<refresh token>", emu.refresh_token)
+    command = command.replace("https://127.0.0.1:8443", emu.base_url)
+    argv = shlex.split(command)
+    result = await asyncio.to_thread(
+        subprocess.run, [*argv, "--silent", "--show-error"], capture_output=True, text=True, timeout=20, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    assert emu.lwa.is_valid_access_token(json.loads(result.stdout)["access_token"])
+    assert [r.http_version for r in emu.records] == ["1.1"]

@@ -172,7 +172,7 @@ async def test_readme_curl_json_example(emu: Emulator) -> None:
     import re
     import shlex
 
-    readme = README.read_text()  # noqa: ASYNC240 - a small file before the test starts
+    readme = README.read_text()
     block = re.search(r"```sh\n(curl --http1\.1 .*?)\n```", readme, flags=re.S)
     assert block is not None
     command = block.group(1).replace("\\\n", " ")

@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import dataclasses
 import json
+import shutil
 import sys
 import tempfile
 import time
@@ -125,6 +126,9 @@ async def run_demo(args: argparse.Namespace) -> int:
     if args.say and args.input:
         print("avsd demo: use --input WAV or --say TEXT, not both", file=sys.stderr)
         return 2
+    if args.say and shutil.which("espeak-ng") is None:
+        print("avsd demo: --say needs espeak-ng (apt-get install espeak-ng)", file=sys.stderr)
+        return 1
     if args.input is not None and not args.input.exists():
         print(f"avsd demo: no such WAV: {args.input}", file=sys.stderr)
         return 2

@@ -162,3 +162,19 @@ def test_flaky_retries_and_reconnects(
     assert names(records, "event").count("System.SynchronizeState") >= 2  # the first was answered 503
     assert out.count("connection connected") >= 2  # reconnected after the GOAWAY
     assert "sent 1 Recognize" in out
+
+
+def test_fast_keeps_the_old_timeline_and_usage_errors(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`avsd demo --fast`: the shipped WAV as fast as it goes and replies as fast as they decode."""
+    events = tmp_path / "fast.jsonl"
+    assert main(["demo", "--fast", "--out", str(tmp_path / "out"), "--events-json", str(events)]) == 0
+    records = [json.loads(line) for line in events.read_text().splitlines()]
+    took = first(records, "SpeechSynthesizer.SpeechFinished")["time"] - first(
+        records, "SpeechSynthesizer.SpeechStarted"
+    )["time"]
+    assert took < 1.0  # a ~3.5 s reply written faster than real time
+    capsys.readouterr()
+    assert main(["demo", "--say", "hello", "--input", str(tmp_path / "x.wav")]) == 2
+    assert "not both" in capsys.readouterr().err

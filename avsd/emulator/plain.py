@@ -14,6 +14,7 @@ import logging
 from urllib.parse import parse_qsl, urlsplit
 
 from avsd.avs.messages import DIRECTIVES_PATH, EVENTS_PATH, PING_PATH, new_message_id
+from avsd.emulator.h2conn import RequestStream, ServerConnection
 from avsd.emulator.http1 import PlainRequest
 from avsd.emulator.lwa import LwaReply, LwaServer, parse_lwa_body
 from avsd.emulator.media import MEDIA_PREFIX, MediaLibrary
@@ -55,6 +56,21 @@ class PlainRoutes:
     def __init__(self, lwa: LwaServer, media: MediaLibrary) -> None:
         self.lwa = lwa
         self.media = media
+
+    async def serve_h2(self, conn: ServerConnection, stream: RequestStream) -> int:
+        """Answer a plain route on an HTTP/2 stream (the body read whole, bounded); returns the status sent."""
+        body = await stream.read_all(MAX_FORM_BYTES) if stream.method == "POST" else b""
+        if stream.method != "POST":
+            stream.abandon()
+        request = PlainRequest(stream.method, stream.path, stream.headers, body, "2", conn.id, stream.stream_id)
+        response = await self.handle(request)
+        end_now = not response.body and not response.stall
+        await conn.send_headers(stream.stream_id, response.status, response.headers, end_stream=end_now)
+        if response.body:
+            await conn.send_data(stream.stream_id, response.body, end_stream=not response.stall)
+        if response.stall:
+            await stream.gone.wait()  # until the client resets the stream or leaves
+        return response.status
 
     async def handle(self, request: PlainRequest) -> PlainResponse:
         parts = urlsplit(request.target)

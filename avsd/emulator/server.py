@@ -410,30 +410,40 @@ class Emulator:
             return False
         return self.accept_any_token or self.lwa.is_valid_access_token(token.strip())
 
-    async def _handle(self, conn: ServerConnection, stream: RequestStream) -> None:
+    def _open_record(
+        self, conn_id: int, stream_id: int, method: str, path: str, headers: Mapping[str, str], version: str
+    ) -> RecordedRequest:
         record = RecordedRequest(
             time=self.clock(),
-            connection_id=conn.id,
-            stream_id=stream.stream_id,
-            method=stream.method,
-            path=stream.path,
-            headers=redact_headers({k: v for k, v in stream.headers.items() if not k.startswith(":")}),
+            connection_id=conn_id,
+            stream_id=stream_id,
+            method=method,
+            path=path,
+            headers=redact_headers({k: v for k, v in headers.items() if not k.startswith(":")}),
+            http_version=version,
         )
         self.records.append(record)
         self.notify()
+        return record
+
+    def _close_record(self, record: RecordedRequest) -> None:
+        record.body_complete.set()
+        if self._record_writer is not None:
+            self._record_writer.write(record)
+        self.notify()
+
+    async def _handle(self, conn: ServerConnection, stream: RequestStream) -> None:
+        record = self._open_record(conn.id, stream.stream_id, stream.method, stream.path, stream.headers, "2")
         try:
             await self._route(conn, stream, record)
         finally:
-            record.body_complete.set()
-            if self._record_writer is not None:
-                self._record_writer.write(record)
-            self.notify()
+            self._close_record(record)
 
     async def _route(self, conn: ServerConnection, stream: RequestStream, record: RecordedRequest) -> None:
         parts = urlsplit(stream.path)
         path, method = parts.path, stream.method
         if is_plain_route(method, path):
-            await self._plain_over_h2(conn, stream, record)
+            record.status = await self.plain.serve_h2(conn, stream)
             return
         avs_routes = {
             ("GET", DIRECTIVES_PATH),
@@ -492,47 +502,19 @@ class Emulator:
         payload = json.dumps({"message": problem}).encode()
         await self.respond(conn, stream, record, 400, [("content-type", "application/json")], payload)
 
-    async def _plain_over_h2(
-        self, conn: ServerConnection, stream: RequestStream, record: RecordedRequest
-    ) -> None:
-        body = await stream.read_all(MAX_FORM_BYTES) if stream.method == "POST" else b""
-        if stream.method != "POST":
-            stream.abandon()
-        request = PlainRequest(
-            stream.method, stream.path, stream.headers, body, "2", conn.id, stream.stream_id
-        )
-        response = await self.plain.handle(request)
-        record.status = response.status
-        await conn.send_headers(
-            stream.stream_id, response.status, response.headers, end_stream=not response.body and not response.stall
-        )
-        if response.body:
-            await conn.send_data(stream.stream_id, response.body, end_stream=not response.stall)
-        if response.stall:
-            await stream.gone.wait()
-
     async def _serve_http1(
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, conn_id: int
     ) -> None:
         async def handle(request: PlainRequest) -> PlainResponse:
-            record = RecordedRequest(
-                time=self.clock(),
-                connection_id=conn_id,
-                stream_id=request.request_number,
-                method=request.method,
-                path=request.target,
-                headers=redact_headers(request.headers),
-                http_version="1.1",
+            record = self._open_record(
+                conn_id, request.request_number, request.method, request.target, request.headers, "1.1"
             )
-            self.records.append(record)
-            self.notify()
-            response = await self.plain.handle(request)
-            record.status = response.status
-            record.body_complete.set()
-            if self._record_writer is not None:
-                self._record_writer.write(record)
-            self.notify()
-            return response
+            try:
+                response = await self.plain.handle(request)
+                record.status = response.status
+                return response
+            finally:
+                self._close_record(record)
 
         connection = Http1Connection(reader, writer, handle, max_body=MAX_FORM_BYTES, connection_id=conn_id)
         await connection.run()

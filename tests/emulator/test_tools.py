@@ -188,10 +188,18 @@ async def test_curl_demo_as_the_readme_runs_it(tmp_path: Path) -> None:
     try:
         assert server.stdout is not None
         async with asyncio.timeout(30):
-            lines = [(await server.stdout.readline()).decode() for _ in range(3)]
+            lines = [(await server.stdout.readline()).decode() for _ in range(4)]
         base_url = lines[0].split(" on ", 1)[1].strip()
         ca_file = lines[1].split(":", 1)[1].strip()
         token = lines[2].split(":", 1)[1].strip()
+        media = lines[3].split(":", 1)[1].strip()
+        assert media.startswith(f"{base_url}/media/radio.pls?sig=")
+        fetched = await asyncio.create_subprocess_exec(
+            "curl", "--silent", "--http1.1", "--cacert", ca_file, "--write-out", "%{http_code} %{content_type}",
+            "--output", os.devnull, media, stdout=asyncio.subprocess.PIPE,
+        )
+        async with asyncio.timeout(30):
+            assert (await fetched.communicate())[0] == b"200 audio/x-scpls"
         assert base_url == f"https://127.0.0.1:{port}"
         demo = await asyncio.create_subprocess_exec(
             str(CURL_DEMO), base_url, ca_file, token,

@@ -199,3 +199,35 @@ async def test_players_play_served_media_over_https(emu: Emulator, tmp_path: Pat
         await live.stop()
     finally:
         await vlc.close()
+
+
+@pytest.mark.timeout(90)
+async def test_device_with_vlc_plays_a_served_playlist_with_fallback(tmp_path: Path) -> None:
+    """The whole device (AudioPlayer agent + VLC content player with its afile output) gets a Play of the
+    emulator's own PLS: the dead first entry (404) is skipped, the tone is fetched by VLC over HTTPS and played."""
+    pytest.importorskip("vlc")
+    from avsd.emulator.scenario import scenario_from_obj
+    from tests.harness import running_device
+
+    scenario = scenario_from_obj({"media": {"playlists": {"two.pls": ["media:missing.mp3", "media:tone/330-2.mp3"]}}})
+    out = tmp_path / "content.wav"
+    options = ["--aout=afile", f"--audiofile-file={out}", "--audiofile-format=s16", "--audiofile-wav"]
+    async with Emulator(cert_dir=tmp_path / "certs", scenario=scenario) as emu:
+        settings = [("playback.backend", "vlc"), ("playback.vlc_options", options),
+                    ("playback.ca_file", str(emu.ca_file))]
+        async with running_device(tmp_path, emulator=emu, settings=settings):
+            await emu.push_directive({
+                "header": {"namespace": "AudioPlayer", "name": "Play", "messageId": "play-1"},
+                "payload": {"playBehavior": "REPLACE_ALL", "audioItem": {"audioItemId": "two", "stream": {
+                    "url": emu.media.url("media:two.pls"), "token": "two", "offsetInMilliseconds": 0}}},
+            })
+            await emu.wait_for_event("AudioPlayer.PlaybackStarted", timeout=30)
+            finished = await emu.wait_for_event("AudioPlayer.PlaybackFinished", timeout=30)
+    assert finished.event is not None
+    # (VLC's afile output runs faster than real time, so the reported offset is not the tone's length; the file is)
+    assert finished.event["event"]["payload"]["offsetInMilliseconds"] > 0
+    assert "AudioPlayer.PlaybackFailed" not in [r.qualified_name for r in emu.records]
+    media = [(r.path.split("?")[0], r.status) for r in emu.records if r.path.startswith("/media/")]
+    assert ("/media/two.pls", 200) in media and ("/media/missing.mp3", 404) in media
+    assert any(path == "/media/tone/330-2.mp3" and status in (200, 206) for path, status in media)
+    assert abs(_seconds(out) - 2.0) < 0.2

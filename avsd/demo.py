@@ -24,6 +24,7 @@ from avsd.agents.audio_queue import PlayerActivity
 from avsd.audio.source import AudioSource
 from avsd.audio.wav_source import WavFileSource
 from avsd.avs.client import ConnectionState
+from avsd.avs.credentials import load_credentials
 from avsd.avs.messages import Directive, Event
 from avsd.backend import BackendSession, open_backend, session_config
 from avsd.config import Config, load_config, override
@@ -143,6 +144,8 @@ async def run_demo(args: argparse.Namespace) -> int:
             state_dir = out_dir / "state"
             state_dir.mkdir(parents=True, exist_ok=True)
             config = demo_config(base, session, state_dir, out_dir, args.engine, fast=args.fast)
+            if session.emulator is None:
+                load_credentials(config.credentials_path)  # not linked: one line and exit 78, before anything starts
             engine = create_engine(config.wake)
             player = create_player(config.playback)
             daemon_ref: list[Daemon] = []

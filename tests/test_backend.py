@@ -89,3 +89,13 @@ async def test_run_against_the_emulator_backend(tmp_path: Path) -> None:
     assert "SpeechSynthesizer.Speak" in text, text[-2000:]
     assert rc == 0
     assert not (state_dir / "credentials.json").exists()  # the emulator's token never replaced the device's
+
+
+def test_demo_on_avs_without_credentials_is_one_line_and_78(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.delenv("XDG_STATE_HOME", raising=False)
+    assert main(["demo", "--backend", "avs", "--out", str(tmp_path / "out")]) == 78
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "avsd login" in err[0]

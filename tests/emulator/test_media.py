@@ -152,6 +152,12 @@ async def test_curl_http11_range(emu: Emulator) -> None:
     url = emu.media.url("media:missing.mp3")
     missing = await asyncio.to_thread(curl, "-o", "/dev/null", "-w", "%{http_code}")
     assert missing.stdout == b"404"
+    url = emu.media.url("media:stall.mp3")
+    stalled = await asyncio.to_thread(curl, "-m", "2", "-o", "/dev/null", "-w", "%{http_code} %{size_download}")
+    assert stalled.returncode == 28 and stalled.stdout == f"200 {STALL_BYTES}".encode()
+    # The stalled connection does not hold the server up: the next request is answered.
+    url = emu.media.url("media:radio.m3u")
+    assert (await asyncio.to_thread(curl, "-o", "/dev/null", "-w", "%{http_code}")).stdout == b"200"
 
 
 def _seconds(path: Path) -> float:

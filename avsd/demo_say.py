@@ -24,10 +24,10 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
+import miniaudio
 import numpy as np
 
 from avsd.audio.frames import FRAME_BYTES, IDLE_BLOCK_FRAMES, SAMPLE_RATE
-from avsd.audio.wav_source import convert
 from avsd.emulator import speech
 from avsd.state import DialogState, Transition, Trigger
 
@@ -112,10 +112,11 @@ def split_wake_word(text: str) -> tuple[bool, str]:
 
 
 def _espeak_16k(text: str) -> np.ndarray:
-    """espeak-ng speech as float samples at 16 kHz, trimmed and peak-normalised (raises OSError without it)."""
-    wav = speech._espeak_wav(text, speed_wpm=160)
-    pcm, rate, channels = speech._wav_to_pcm(wav)
-    x = np.frombuffer(convert(pcm, rate=rate, channels=channels, width=2), dtype="<i2").astype(np.float64)
+    """espeak-ng speech as float samples at 16 kHz, trimmed and peak-normalised. Made through the emulator's TTS
+    (espeak-ng -> MP3, the public API the shared speech package keeps) and decoded by miniaudio."""
+    mp3 = speech.synthesize_mp3(text)
+    decoded = miniaudio.decode(mp3, output_format=miniaudio.SampleFormat.SIGNED16, nchannels=1, sample_rate=SAMPLE_RATE)
+    x = np.frombuffer(decoded.samples.tobytes(), dtype="<i2").astype(np.float64)
     loud = np.flatnonzero(np.abs(x) >= 164)
     if len(loud) == 0:
         return np.zeros(0)

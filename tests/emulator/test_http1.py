@@ -185,3 +185,15 @@ async def test_readme_curl_json_example(emu: Emulator) -> None:
     assert result.returncode == 0, result.stderr
     assert emu.lwa.is_valid_access_token(json.loads(result.stdout)["access_token"])
     assert [r.http_version for r in emu.records] == ["1.1"]
+
+
+async def test_oversized_lwa_body_is_refused_over_both_versions(emu: Emulator) -> None:
+    big = {"grant_type": "refresh_token", "refresh_token": "x" * (70 * 1024)}
+    async with h1_client(emu) as h1, client_for(emu) as h2:
+        for client in (h1, h2):
+            reply = await client.post("/auth/o2/token", data=big)
+            assert reply.status_code == 413 and reply.json()["error"] == "invalid_request"
+            ok = await client.post(
+                "/auth/o2/token", data={"grant_type": "refresh_token", "refresh_token": emu.refresh_token}
+            )
+            assert ok.status_code == 200  # the connection and the server carry on

@@ -17,31 +17,17 @@ import itertools
 import logging
 import ssl
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from http import HTTPStatus
 
 import h11
 
-from avsd.emulator.replies import PlainResponse, plain_text
+from avsd.emulator.replies import PlainRequest, PlainResponse, plain_text
 
 _log = logging.getLogger(__name__)
 
 _READ_SIZE = 65536
 _CLOSE_TIMEOUT_S = 1.0
 _ids = itertools.count(1)
-
-
-@dataclass(frozen=True, slots=True)
-class PlainRequest:
-    """A whole HTTP/1.1 (or buffered HTTP/2) request to a plain route. ``body`` None: it was too large."""
-
-    method: str
-    target: str
-    headers: dict[str, str]
-    body: bytes | None
-    http_version: str
-    connection_id: int
-    request_number: int
 
 
 PlainHandler = Callable[[PlainRequest], Awaitable[PlainResponse]]

@@ -15,10 +15,9 @@ from urllib.parse import parse_qsl, urlsplit
 
 from avsd.avs.messages import DIRECTIVES_PATH, EVENTS_PATH, PING_PATH, new_message_id
 from avsd.emulator.h2conn import RequestStream, ServerConnection
-from avsd.emulator.http1 import PlainRequest
 from avsd.emulator.lwa import LwaReply, LwaServer, parse_lwa_body
 from avsd.emulator.media import MEDIA_PREFIX, MediaLibrary
-from avsd.emulator.replies import PlainResponse, exception_response, plain_text
+from avsd.emulator.replies import PlainRequest, PlainResponse, exception_response, plain_text
 
 _log = logging.getLogger(__name__)
 

@@ -34,6 +34,19 @@ _CONTEXT_REQUIRED = {"SpeechRecognizer.Recognize", "System.SynchronizeState"}
 
 
 @dataclass(frozen=True, slots=True)
+class PlainRequest:
+    """A whole HTTP/1.1 (or buffered HTTP/2) request to a plain route. ``body`` None: it was too large."""
+
+    method: str
+    target: str
+    headers: dict[str, str]
+    body: bytes | None
+    http_version: str
+    connection_id: int
+    request_number: int
+
+
+@dataclass(frozen=True, slots=True)
 class PlainResponse:
     """A whole answer of a plain route (LWA, media) for either HTTP version. ``stall``: send ``body``, then
     nothing more until the client goes away (a stream that hangs)."""

@@ -36,13 +36,14 @@ from avsd.avs.messages import DIRECTIVES_PATH, EVENTS_PATH, PING_PATH, Directive
 from avsd.emulator.events import EventHandler
 from avsd.emulator.faults import Fault, FaultBook, FaultKind, FaultTarget
 from avsd.emulator.h2conn import RequestStream, ServerConnection, StreamGoneError, next_connection_id
-from avsd.emulator.http1 import Http1Connection, PlainRequest
+from avsd.emulator.http1 import Http1Connection
 from avsd.emulator.lwa import LwaServer
 from avsd.emulator.media import MediaLibrary
 from avsd.emulator.plain import CAPABILITIES_PATH, MAX_FORM_BYTES, PlainRoutes, is_plain_route
 from avsd.emulator.record import RecordedRequest, RecordWriter, redact_headers
 from avsd.emulator.replies import (
     DOWNCHANNEL_CONTENT_TYPE,
+    PlainRequest,
     PlainResponse,
     encode_downchannel_close,
     encode_push,

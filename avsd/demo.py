@@ -191,6 +191,8 @@ async def run_demo(args: argparse.Namespace) -> int:
                         await content_played_out(daemon)
                         await daemon.outbox.drained()
 
+            if say is not None:
+                await say.prepare()
             await daemon.run(stop_when_audio_ends=True, wait_for_connection_s=15.0, linger=linger)
             replies = sorted(p for p in out_dir.glob("*.wav") if not p.name.startswith("alert-"))  # noqa: ASYNC240
             if session.emulator is not None:  # what the server received (an offline attempt is not counted)

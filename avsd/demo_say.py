@@ -227,6 +227,13 @@ class SayDriver:
     def open_audio(self) -> ScriptedSource:
         return self.source
 
+    async def prepare(self) -> None:
+        """Synthesise every utterance before the device starts (espeak-ng's cache keeps the parts), so an answer
+        goes out the moment the dialog asks for it, however loaded the machine is."""
+        for index, text in enumerate(self.texts):
+            for wake_word in (True, False) if index else (not self.cue.tap,):
+                await asyncio.to_thread(utterance_pcm, text, wake_word=wake_word)
+
     def _on_start(self) -> None:
         self._run(self.cue.start())
 

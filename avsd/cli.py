@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from avsd import __version__
-from avsd.backend import Backend, add_backend_argument
+from avsd.backends import Backend, add_backend_argument
 from avsd.errors import AvsdError, ConfigError, CredentialsError
 
 if TYPE_CHECKING:
@@ -149,7 +149,7 @@ async def _run_on_backend(config: Config, args: argparse.Namespace, path: Path |
     credentials in a temporary directory; the configured state directory is used as usual)."""
     import tempfile
 
-    from avsd.backend import open_backend, session_config
+    from avsd.backends import open_backend, session_config
     from avsd.main import run_daemon
 
     with tempfile.TemporaryDirectory(prefix="avsd-run-") as scratch:

@@ -26,7 +26,7 @@ from avsd.audio.wav_source import WavFileSource
 from avsd.avs.client import ConnectionState
 from avsd.avs.credentials import load_credentials
 from avsd.avs.messages import Directive, Event
-from avsd.backend import BackendSession, open_backend, session_config
+from avsd.backends import BackendSession, open_backend, session_config
 from avsd.config import Config, load_config, override
 from avsd.daemon import Daemon, Parts
 from avsd.demo_say import SayDriver

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from avsd.backend import Backend, BackendSession, add_backend_argument, open_backend, session_config
+from avsd.backends import Backend, BackendSession, add_backend_argument, open_backend, session_config
 from avsd.cli import build_parser, main
 from avsd.config import Config
 from avsd.errors import ConfigError

@@ -25,13 +25,13 @@ if TYPE_CHECKING:
 
 
 class Backend(StrEnum):
-    EMULATOR = "emulator"
-    AVS = "avs"
+    AVS = "avs"  # Amazon (needs `avsd login`)
+    EMULATOR = "emulator"  # the local AVS server with scenarios (demo, tests)
 
 
 BACKEND_HELP: dict[Backend, str] = {
-    Backend.EMULATOR: "avsd's local AVS server in this process (with --scenario FILE)",
     Backend.AVS: "Amazon's AVS with the configured endpoint and credentials (avsd login)",
+    Backend.EMULATOR: "avsd's local AVS server in this process (with --scenario FILE)",
 }
 
 

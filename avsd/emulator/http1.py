@@ -4,7 +4,8 @@ Amazon's LWA endpoint and media CDNs speak HTTP/1.1, and most OAuth clients (cur
 it; AVS itself is HTTP/2 only. So a client whose ALPN did not pick ``h2`` lands here: LWA and media are answered,
 AVS routes get 505 with a System.Exception body saying HTTP/2 is required.
 
-Requests are handled one at a time (keep-alive, no pipelining beyond what h11 buffers). A request body over
+Requests are handled one at a time (keep-alive, no pipelining beyond what h11 buffers); a connection that sends
+nothing for ``idle_timeout_s`` (between requests or within one: a slow-loris) is closed. A request body over
 ``max_body`` is answered 413 and the connection closed. h11 errors (malformed requests) are logged and answered
 400 where h11 still allows it; the connection then closes and nothing else is affected.
 """
@@ -27,6 +28,7 @@ _log = logging.getLogger(__name__)
 
 _READ_SIZE = 65536
 _CLOSE_TIMEOUT_S = 1.0
+IDLE_TIMEOUT_S = 60.0  # a connection that sends nothing (or a request too slowly) for this long is closed
 _ids = itertools.count(1)
 
 
@@ -42,11 +44,13 @@ class Http1Connection:
         *,
         max_body: int,
         connection_id: int | None = None,
+        idle_timeout_s: float = IDLE_TIMEOUT_S,
     ) -> None:
         self.id = connection_id if connection_id is not None else next(_ids)
         self._reader, self._writer = reader, writer
         self._handler = handler
         self._max_body = max_body
+        self._idle_timeout_s = idle_timeout_s
         self._h11 = h11.Connection(h11.SERVER)
         self.requests = 0
 
@@ -75,7 +79,12 @@ class Http1Connection:
         while True:
             event = self._h11.next_event()
             if event is h11.NEED_DATA:
-                data = await self._reader.read(_READ_SIZE)
+                try:
+                    async with asyncio.timeout(self._idle_timeout_s):
+                        data = await self._reader.read(_READ_SIZE)
+                except TimeoutError:
+                    _log.info("connection %d: idle for %.0f s, closed", self.id, self._idle_timeout_s)
+                    return None
                 self._h11.receive_data(data)  # b"" means EOF; h11 then answers ConnectionClosed
                 continue
             if event is h11.PAUSED or isinstance(event, h11.ConnectionClosed):

@@ -197,3 +197,31 @@ async def test_oversized_lwa_body_is_refused_over_both_versions(emu: Emulator) -
                 "/auth/o2/token", data={"grant_type": "refresh_token", "refresh_token": emu.refresh_token}
             )
             assert ok.status_code == 200  # the connection and the server carry on
+
+
+async def test_idle_http11_connection_is_closed() -> None:
+    """A client that connects and sends nothing (or half a request) is dropped after the idle timeout."""
+    from avsd.emulator.http1 import Http1Connection
+    from avsd.emulator.replies import PlainRequest, PlainResponse
+
+    async def never(request: PlainRequest) -> PlainResponse:
+        raise AssertionError("no request should arrive")
+
+    closed = asyncio.Event()
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await Http1Connection(reader, writer, never, max_body=1024, idle_timeout_s=0.2).run()
+        closed.set()
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"GET /media/x HTTP/1.1\r\nHost: a\r\n")  # never finished
+        async with asyncio.timeout(5):
+            await closed.wait()
+            assert await reader.read() == b""
+        writer.close()
+    finally:
+        server.close()
+        await server.wait_closed()

@@ -28,12 +28,11 @@ from avsd.avs.credentials import load_credentials
 from avsd.avs.messages import Directive, Event
 from avsd.backends import BackendSession, open_backend, session_config
 from avsd.config import Config, load_config, override
-from avsd.daemon import Daemon, Parts
+from avsd.daemon import Daemon
 from avsd.demo_say import SayDriver
 from avsd.hw.patterns import LedInputs, pattern_for
-from avsd.playback.base import create_player
+from avsd.root import build_daemon
 from avsd.state import Transition
-from avsd.wake.base import create_engine
 
 DEMO_WAV = Path(__file__).parent / "audio" / "assets" / "alexa-what-time-is-it.wav"
 DEMO_RING_S = 2.0  # the demo "presses stop" this long after an alert starts sounding
@@ -67,12 +66,12 @@ class EventLog:
 
 
 class TransitionPrinter:
-    def __init__(self, started: float, daemon_online: Any) -> None:
+    def __init__(self, started: float, daemon: Daemon) -> None:
         self._started = started
-        self._online = daemon_online
+        self._daemon = daemon
 
     def __call__(self, transition: Transition) -> None:
-        led = pattern_for(LedInputs(transition.state, connected=self._online()))
+        led = pattern_for(LedInputs(transition.state, connected=self._daemon.connected()))
         print(
             f"{time.monotonic() - self._started:7.2f} s  {transition.previous:>9} -> {transition.state:<9}"
             f" ({transition.trigger})  LED {led.name} {led.effect} rgb{led.color}",
@@ -146,38 +145,30 @@ async def run_demo(args: argparse.Namespace) -> int:
             config = demo_config(base, session, state_dir, out_dir, args.engine, fast=args.fast)
             if session.emulator is None:
                 load_credentials(config.credentials_path)  # not linked: one line and exit 78, before anything starts
-            engine = create_engine(config.wake)
-            player = create_player(config.playback)
             daemon_ref: list[Daemon] = []
             open_audio, described, say = demo_input(args, lambda: daemon_ref[0])
-            print(f"avsd demo: {session.describe()}; wake word engine {engine.name}; input {described}", flush=True)
-            online = {"value": False}
+            daemon = build_daemon(config, open_audio=open_audio)
+            daemon_ref.append(daemon)
+            print(f"avsd demo: {session.describe()}; wake word engine {daemon.dialog.engine.name}; input {described}",
+                  flush=True)
 
             def on_connection(state: ConnectionState) -> None:
-                online["value"] = state is ConnectionState.CONNECTED
                 print(f"{time.monotonic() - started:7.2f} s  connection {state}", flush=True)
 
-            observers: list[Callable[[Transition], None]] = [TransitionPrinter(started, lambda: online["value"])]
+            daemon.dialog.machine.add_observer(TransitionPrinter(started, daemon), name="demo printer")
             if say is not None:
-                observers.append(say.on_transition)
-            parts = Parts(
-                open_audio=open_audio,
-                speech_player=player,
-                engine=engine,
-                transition_observers=observers,
-                connection_observers=[on_connection],
-            )
-            daemon = Daemon(config, parts)
-            daemon_ref.append(daemon)
+                daemon.dialog.machine.add_observer(say.on_transition, name="demo --say")
+            daemon.client.add_state_observer(on_connection)
             if daemon.templates is not None:
-                daemon.templates.add_observer(
-                    lambda card: print(f"{time.monotonic() - started:7.2f} s  card {card.describe()}", flush=True)
+                daemon.templates.observers.add(
+                    lambda card: print(f"{time.monotonic() - started:7.2f} s  card {card.describe()}", flush=True),
+                    name="demo card printer",
                 )
-            daemon.client.event_observers.append(sent.append)
+            daemon.client.event_observers.add(sent.append, name="demo sent events")
             if events_file is not None:
                 log = EventLog(events_file, started)
-                daemon.client.event_observers.append(log.event)
-                daemon.client.directive_observers.append(log.directive)
+                daemon.client.event_observers.add(log.event, name="EventLog.event")
+                daemon.client.directive_observers.add(log.directive, name="EventLog.directive")
 
             def on_ring(token: str) -> None:
                 print(f"{time.monotonic() - started:7.2f} s  alert {token} sounding; "

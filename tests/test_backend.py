@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import os
 import signal
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -17,6 +19,16 @@ from avsd.config import Config
 from avsd.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(autouse=True)
+def _restore_avsd_logger() -> Iterator[None]:
+    """``main()`` configures the "avsd" logger (level, handler, no propagation): put it back for later tests."""
+    logger = logging.getLogger("avsd")
+    saved = (logger.level, list(logger.handlers), logger.propagate)
+    yield
+    logger.setLevel(saved[0])
+    logger.handlers[:], logger.propagate = saved[1], saved[2]
 
 
 def test_one_definition_on_every_command() -> None:

@@ -8,10 +8,12 @@ the demo speaks (espeak-ng) and plays the replies at wall-clock pace, as a devic
 from __future__ import annotations
 
 import json
+import logging
 import re
 import shlex
 import shutil
 import wave
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +22,16 @@ import pytest
 from avsd.cli import main
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(autouse=True)
+def _restore_avsd_logger() -> Iterator[None]:
+    """``main()`` configures the "avsd" logger (level, handler, no propagation): put it back for later tests."""
+    logger = logging.getLogger("avsd")
+    saved = (logger.level, list(logger.handlers), logger.propagate)
+    yield
+    logger.setLevel(saved[0])
+    logger.handlers[:], logger.propagate = saved[1], saved[2]
 SCENARIOS = ROOT / "config" / "scenarios"
 
 pytestmark = [

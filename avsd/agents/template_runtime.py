@@ -21,13 +21,14 @@ from __future__ import annotations
 
 import logging
 from collections import deque
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
 from avsd.avs.messages import Directive
 from avsd.errors import DirectiveParseError
+from avsd.observers import Observers
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -125,10 +126,7 @@ class TemplateRuntimeAgent:
     def __init__(self, settings: TemplateRuntimeSettings | None = None) -> None:
         self.settings = settings or TemplateRuntimeSettings()
         self.cards: deque[Card] = deque(maxlen=self.settings.history)
-        self._observers: list[Callable[[Card], None]] = []
-
-    def add_observer(self, observer: Callable[[Card], None]) -> None:
-        self._observers.append(observer)
+        self.observers: Observers[Card] = Observers("TemplateRuntime card")
 
     # ----- DirectiveHandler ---------------------------------------------------------------------------------
 
@@ -142,11 +140,7 @@ class TemplateRuntimeAgent:
         card = parse_card(directive)
         self.cards.append(card)
         _LOGGER.info("card %s %s", card.kind, card.template)
-        for observer in list(self._observers):
-            try:
-                observer(card)
-            except Exception:  # an observer's bug must not stop the others or the sequencer
-                _LOGGER.exception("card observer %r failed", observer)
+        self.observers.notify(card)  # isolated: an observer's bug does not stop the others or the sequencer
 
     async def cancel(self, directive: Directive) -> None:
         return None

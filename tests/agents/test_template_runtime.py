@@ -79,11 +79,11 @@ async def test_observers_are_isolated(caplog: pytest.LogCaptureFixture) -> None:
     def broken(card: Card) -> None:
         raise RuntimeError("observer bug")
 
-    agent.add_observer(broken)
-    agent.add_observer(seen.append)
+    agent.observers.add(broken)
+    agent.observers.add(seen.append)
     await agent.handle(directive("RenderTemplate", {"token": "t", "type": "BodyTemplate1"}))
     assert [c.token for c in seen] == ["t"] and [c.token for c in agent.cards] == ["t"]
-    assert "observer bug" in caplog.text
+    assert "observer bug" in caplog.text and agent.observers.failures["broken"] == 1
 
 
 async def _published_interfaces(emulator: Emulator) -> set[str]:
@@ -103,7 +103,7 @@ async def test_declared_only_when_enabled_and_cards_arrive(tmp_path: Path) -> No
         agent = device.daemon.templates
         assert agent is not None
         arrived: asyncio.Queue[Card] = asyncio.Queue()
-        agent.add_observer(arrived.put_nowait)
+        agent.observers.add(arrived.put_nowait)
         await device.emulator.push_directive(
             {"header": {"namespace": "TemplateRuntime", "name": "RenderPlayerInfo", "messageId": "p1"},
              "payload": {"audioItemId": "song-1", "content": {"title": "Song"}}}

@@ -31,8 +31,9 @@ from avsd.config import Config, load_config, override
 from avsd.daemon import Daemon
 from avsd.demo_say import SayDriver
 from avsd.hw.patterns import LedInputs, pattern_for
-from avsd.root import build_daemon
+from avsd.root import build_daemon, select_engine
 from avsd.state import Transition
+from avsd.wake.report import ObservedEngine, describe
 
 DEMO_WAV = Path(__file__).parent / "audio" / "assets" / "alexa-what-time-is-it.wav"
 DEMO_RING_S = 2.0  # the demo "presses stop" this long after an alert starts sounding
@@ -147,7 +148,9 @@ async def run_demo(args: argparse.Namespace) -> int:
                 load_credentials(config.credentials_path)  # not linked: one line and exit 78, before anything starts
             daemon_ref: list[Daemon] = []
             open_audio, described, say = demo_input(args, lambda: daemon_ref[0])
-            daemon = build_daemon(config, open_audio=open_audio)
+            engine = ObservedEngine(select_engine(config.wake), lambda detection: print(
+                f"{time.monotonic() - started:7.2f} s  {describe(detection)} of the input", flush=True))
+            daemon = build_daemon(config, open_audio=open_audio, engine=engine)
             daemon_ref.append(daemon)
             print(f"avsd demo: {session.describe()}; wake word engine {daemon.dialog.engine.name}; input {described}",
                   flush=True)

@@ -23,6 +23,7 @@ from typing import Any
 
 from avsd.avs.client import ConnectionSettings
 from avsd.avs.credentials import Credentials
+from avsd.backends import Backend, add_backend_argument
 from avsd.errors import AuthError, AvsdError, ConfigError
 from avsd.root import build_headless_session
 from avsd.session import HeadlessSession, Reply
@@ -37,9 +38,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, default=Path("."), help="directory for the replies (default: .)")
     parser.add_argument("--concurrency", type=int, default=4, help=f"asks in flight at once, 1-{MAX_CONCURRENCY}")
     parser.add_argument("--json", action="store_true", help="one JSON object per input instead of a text line")
-    parser.add_argument("--backend", choices=BACKENDS, default="avs",
-                        help="avs (Amazon, needs `avsd login`), emulator (the local server, in this process)")
-    parser.add_argument("--scenario", type=Path, default=None, help="emulator scenario (TOML or JSON)")
+    add_backend_argument(parser, default=Backend.AVS)  # the one --backend/--scenario definition (avsd/backends.py)
     parser.add_argument("--config", type=Path, default=None, help="TOML config for --backend avs")
     parser.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for each answer")
 

@@ -35,7 +35,8 @@ def test_one_definition_on_every_command() -> None:
     parser = build_parser()
     assert parser.parse_args(["demo"]).backend is Backend.EMULATOR
     assert parser.parse_args(["run"]).backend is Backend.AVS
-    for command in ("demo", "run"):
+    assert parser.parse_args(["ask", "x.wav"]).backend is Backend.AVS
+    for command in ("demo", "run", "ask"):
         args = parser.parse_args([command, "--backend", "emulator", "--scenario", "x.toml"])
         assert args.backend is Backend.EMULATOR and args.scenario == Path("x.toml")
     own = argparse.ArgumentParser()

@@ -32,6 +32,7 @@ from avsd.agents.capabilities import CapabilitiesSettings
 from avsd.agents.notifications import NotificationsSettings
 from avsd.agents.sequencer import SequencerSettings
 from avsd.agents.speaker import SpeakerSettings
+from avsd.agents.template_runtime import TemplateRuntimeSettings
 from avsd.assistant.settings import AssistantSettings
 from avsd.audio.endpointer import EndpointerSettings
 from avsd.audio.source import AudioSettings
@@ -99,6 +100,7 @@ class Config:
     speaker: SpeakerSettings = field(default_factory=SpeakerSettings)
     audio_player: AudioPlayerSettings = field(default_factory=AudioPlayerSettings)
     notifications: NotificationsSettings = field(default_factory=NotificationsSettings)
+    template_runtime: TemplateRuntimeSettings = field(default_factory=TemplateRuntimeSettings)
     alerts: AlertsSettings = field(default_factory=AlertsSettings)
     capabilities: CapabilitiesSettings = field(default_factory=CapabilitiesSettings)
     sequencer: SequencerSettings = field(default_factory=SequencerSettings)
@@ -333,6 +335,7 @@ SECTION_HELP: dict[str, str] = {
     "speaker": "volume",
     "audio_player": "music and other AudioPlayer content",
     "notifications": "notification indicator and sounds",
+    "template_runtime": "display cards (TemplateRuntime): off on a screenless appliance, on for headless front-ends",
     "alerts": "timers, alarms and reminders",
     "capabilities": "the capabilities published to AVS",
     "assistant": "the offline assistant (avs.backend = \"assistant\"): speech, music, optional servers",

@@ -38,6 +38,7 @@ from avsd.errors import ConfigError
 from avsd.focus import FocusSettings
 from avsd.hw.button import ButtonSettings
 from avsd.hw.leds import LedSettings
+from avsd.phone.settings import PhoneSettings
 from avsd.playback.base import PlaybackSettings
 from avsd.wake.base import WakeSettings
 
@@ -116,6 +117,7 @@ class Config:
     alerts: AlertsSettings = field(default_factory=AlertsSettings)
     capabilities: CapabilitiesSettings = field(default_factory=CapabilitiesSettings)
     sequencer: SequencerSettings = field(default_factory=SequencerSettings)
+    phone: PhoneSettings = field(default_factory=PhoneSettings)
 
     @property
     def state_dir(self) -> Path:

@@ -1,0 +1,162 @@
+"""What answers a caller: ``CallBackend.open_call(caller) -> CallSession``; ``CallSession.ask(pcm16k) -> Reply``.
+
+A call is a headless session: every utterance is one ``SpeechRecognizer.Recognize`` (TAP initiator, or the
+ExpectSpeech initiator when the last reply expected speech) with the call's own dialog request ids; the Speak
+directives of the answer come back as MP3. :class:`AvsBackend` does this over one :class:`AvsClient` connection
+(to Amazon or to avsd's emulator) shared by all calls: AVS allows one connection per device, and answers are
+matched to calls by dialog request id. Directives that do not belong to a dialog (alerts, notifications pushed
+on the downchannel) reach no call and no speaker: an alert a caller sets is never rung on the Pi.
+
+Written against the protocol the library issue's ``avsd/session.py`` offers (ask(audio) -> Reply with speech,
+expects_speech, directives), so a session-backed adapter can replace this one without touching the bridge.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import httpx
+
+from avsd.audio.frames import FRAME_BYTES
+from avsd.avs.attachments import AttachmentStore, content_id_from_url
+from avsd.avs.auth import TokenProvider
+from avsd.avs.client import AvsClient, ConnectionSettings, make_ssl_context
+from avsd.avs.context import ContextRegistry
+from avsd.avs.messages import Directive, context_entry
+from avsd.dialog import Initiator, recognize_event
+from avsd.errors import AvsdError
+
+_LOGGER = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    speech: tuple[bytes, ...] = ()  # encoded audio (MP3) of each Speak, in order
+    expects_speech: bool = False
+    directives: tuple[str, ...] = ()  # qualified names, for logs and the host program
+
+
+class CallSession(Protocol):
+    async def ask(self, pcm16k: bytes) -> Reply: ...
+
+    async def aclose(self) -> None: ...
+
+
+class CallBackend(Protocol):
+    async def open_call(self, caller: str) -> CallSession: ...
+
+    async def aclose(self) -> None: ...
+
+
+class AvsBackend:
+    """Calls answered by AVS (or the emulator) over one shared connection. Use as an async context manager."""
+
+    def __init__(
+        self,
+        settings: ConnectionSettings,
+        *,
+        token_url: str,
+        credentials_path: Path,
+        connect_timeout_s: float = 15.0,
+        answer_timeout_s: float = 20.0,
+    ) -> None:
+        self._ssl_context = make_ssl_context(settings.ca_file)
+        self._http = httpx.AsyncClient(http2=True, verify=self._ssl_context, timeout=60.0)
+        self._tokens = TokenProvider(token_url=token_url, credentials_path=credentials_path, http=self._http)
+        self._context = ContextRegistry()
+        self._context.register(lambda: context_entry("SpeechRecognizer", "RecognizerState", {"wakeword": "ALEXA"}))
+        self.attachments = AttachmentStore()
+        self.client = AvsClient(
+            settings,
+            self._tokens,
+            context=self._context,
+            on_directive=self._on_directive,
+            attachments=self.attachments,
+            ssl_context=self._ssl_context,
+        )
+        self._connect_timeout_s = connect_timeout_s
+        self.answer_timeout_s = answer_timeout_s
+        self._task: asyncio.Task[None] | None = None
+
+    async def __aenter__(self) -> AvsBackend:
+        self._task = asyncio.create_task(self.client.run(), name="phone-avs-client")
+        try:
+            await self.client.wait_connected(self._connect_timeout_s)
+        except TimeoutError as exc:
+            await self.aclose()
+            raise AvsdError(f"the phone back-end could not connect to {self.client.base_url}") from exc
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        await self._http.aclose()
+
+    def _on_directive(self, directive: Directive) -> None:
+        # Answers to a call's Recognize are read from send_event's result; anything else (downchannel pushes such
+        # as SetAlert for an alert a caller asked for) belongs to no call and is deliberately not acted on.
+        if directive.dialog_request_id is None:
+            _LOGGER.info("phone back-end: %s not tied to a call, not acted on", directive.qualified_name)
+
+    async def open_call(self, caller: str) -> AvsCallSession:
+        return AvsCallSession(self)
+
+
+async def _frames(pcm: bytes) -> AsyncIterator[bytes]:
+    for offset in range(0, len(pcm), FRAME_BYTES):
+        yield pcm[offset : offset + FRAME_BYTES]
+
+
+class AvsCallSession:
+    """One caller's dialog: its own dialog request ids, and the ExpectSpeech initiator carried to the next turn."""
+
+    def __init__(self, backend: AvsBackend) -> None:
+        self._backend = backend
+        self._expect_initiator: dict[str, Any] | None = None
+        self.dialog_request_ids: list[str] = []
+
+    async def ask(self, pcm16k: bytes) -> Reply:
+        dialog_request_id = str(uuid.uuid4())
+        self.dialog_request_ids.append(dialog_request_id)
+        if self._expect_initiator is not None:
+            event = recognize_event(
+                dialog_request_id=dialog_request_id,
+                initiator=Initiator.EXPECT_SPEECH,
+                profile="NEAR_FIELD",
+                expect_initiator=self._expect_initiator,
+            )
+        else:
+            event = recognize_event(dialog_request_id=dialog_request_id, initiator=Initiator.TAP, profile="NEAR_FIELD")
+        self._expect_initiator = None
+        async with asyncio.timeout(self._backend.answer_timeout_s):
+            result = await self._backend.client.send_event(event, _frames(pcm16k))
+            speech: list[bytes] = []
+            expects = False
+            for directive in result.directives:
+                if directive.dialog_request_id not in (None, dialog_request_id):
+                    continue
+                if directive.qualified_name == "SpeechSynthesizer.Speak":
+                    content_id = content_id_from_url(str(directive.payload.get("url", "")))
+                    if content_id is not None:
+                        speech.append(await self._backend.attachments.get(content_id).read_all())
+                elif directive.qualified_name == "SpeechRecognizer.ExpectSpeech":
+                    expects = True
+                    initiator = directive.payload.get("initiator")
+                    self._expect_initiator = dict(initiator) if isinstance(initiator, dict) else {}
+        return Reply(tuple(speech), expects, tuple(d.qualified_name for d in result.directives))
+
+    async def aclose(self) -> None:
+        self._expect_initiator = None

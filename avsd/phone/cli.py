@@ -36,7 +36,7 @@ def add_sim_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, default=None, help="write what the caller hears to this WAV")
     parser.add_argument("--caller", default="+15550100", help="the caller's number")
     parser.add_argument("--public-url", default="", help="origin the bridge signs with (default: URL)")
-    parser.add_argument("--dtmf", default="", help="digits to press after speaking")
+    parser.add_argument("--dtmf", default="", help="digits to press once reply audio plays (# stops it)")
     parser.add_argument("--idle", type=float, default=2.0, help="hang up after this long without reply audio")
 
 
@@ -66,9 +66,11 @@ async def open_backend(name: str, config: object, scenario: Path | None, work: P
                               credentials_path=config.credentials_path) as backend:
             yield backend
         return
+    import importlib
+
     try:
-        from avsd.assistant import phone_backend  # type: ignore[attr-defined]
-    except ImportError as exc:
+        phone_backend = importlib.import_module("avsd.assistant").phone_backend
+    except (ImportError, AttributeError) as exc:
         raise AvsdError("--backend assistant needs the offline assistant (avsd.assistant), not in this build; "
                         "use --backend emulator or avs") from exc
     async with phone_backend(config) as backend:  # pragma: no cover - lands with the assistant issue
@@ -124,7 +126,7 @@ async def run_sim(args: argparse.Namespace) -> int:
         twilio_auth_token=os.environ.get("TWILIO_AUTH_TOKEN", ""),
         vonage_secret=os.environ.get("VONAGE_SIGNATURE_SECRET", ""), dtmf=args.dtmf, idle_s=args.idle,
     )
-    for at, what in result.timeline:
+    for at, what in sorted(result.timeline):
         print(f"{at:7.2f} s  {what}")
     seconds = len(result.received) / 2 / result.rate
     latencies = result.latencies()

@@ -28,6 +28,7 @@ from avsd.phone.convert import resample, ulaw_decode, ulaw_encode
 from avsd.web import hs256_token, twilio_sign
 
 FRAME_S = 0.020
+QUIET_FRAMES = 15  # 300 ms below the level: the caller has stopped (for the timeline)
 SPEECH_LEVEL_DB = 40.0  # a frame louder than this (dB re 1 LSB RMS) counts as the caller speaking
 
 
@@ -37,14 +38,14 @@ class SimResult:
     timeline: list[tuple[float, str]] = field(default_factory=list)
     received: bytearray = field(default_factory=bytearray)  # reply audio, 16-bit PCM at ``rate``
     media_times: list[float] = field(default_factory=list)  # arrival time of every outbound media message
-    speech_ends: list[float] = field(default_factory=list)  # when the caller's speech stopped (sender side)
-    first_reply_frames: list[float] = field(default_factory=list)  # first media after each speech end
+    last_loud: float | None = None  # when the caller's latest loud frame ended (sender side)
+    turns: list[tuple[float, float]] = field(default_factory=list)  # (caller's speech end, first reply audio)
     marks: list[str] = field(default_factory=list)
     closed_by_bridge: bool = False
     close_code: int | None = None
 
     def latencies(self) -> list[float]:
-        return [f - s for s, f in zip(self.speech_ends, self.first_reply_frames, strict=False)]
+        return [first - end for end, first in self.turns]
 
     def reply_intervals(self, gap_s: float = 0.5) -> list[list[float]]:
         """Intervals between media messages, per reply (a silence longer than ``gap_s`` starts a new reply)."""
@@ -269,11 +270,9 @@ async def _vonage(http: aiohttp.ClientSession, base: str, public: str, pcm16k: b
 
 def _received(result: SimResult, started: float, pcm: bytes, seconds: float) -> None:
     now = time.monotonic()
-    if len(result.first_reply_frames) < len(result.speech_ends) and (
-        not result.media_times or now - result.media_times[-1] > 0.5
-    ):
-        result.first_reply_frames.append(now)
-        result.timeline.append((now - started, f"<- first reply audio ({now - result.speech_ends[-1]:.3f} s "
+    if result.last_loud is not None and (not result.media_times or now - result.media_times[-1] > 0.5):
+        result.turns.append((result.last_loud, now))
+        result.timeline.append((now - started, f"<- first reply audio ({now - result.last_loud:.3f} s "
                                                f"after the caller stopped)"))
     result.media_times.append(now)
     result.received += pcm
@@ -295,7 +294,7 @@ async def _converse(ws: aiohttp.ClientWebSocketResponse, result: SimResult, star
 
     receiver = asyncio.create_task(receive())
     silence = bytes(frame_bytes)
-    speaking = False
+    quiet_frames = QUIET_FRAMES
     index = 0
     start = time.monotonic()
     try:
@@ -308,22 +307,25 @@ async def _converse(ws: aiohttp.ClientWebSocketResponse, result: SimResult, star
                 frame = frame.ljust(frame_bytes, b"\x00")
                 loud = _level_db(frame) > SPEECH_LEVEL_DB
                 now = time.monotonic()
-                if loud and not speaking:
-                    result.timeline.append((now - started, "-> caller speaks"))
-                elif speaking and not loud:
-                    result.speech_ends.append(now)
-                    result.timeline.append((now - started, "-> caller stops"))
-                speaking = loud
+                if loud:
+                    if quiet_frames >= QUIET_FRAMES:
+                        result.timeline.append((now - started, "-> caller speaks"))
+                    quiet_frames = 0
+                    result.last_loud = now + FRAME_S  # the frame ends 20 ms after it is sent
+                else:
+                    quiet_frames += 1
+                    if quiet_frames == QUIET_FRAMES and result.last_loud is not None:
+                        result.timeline.append((result.last_loud - started, "-> caller stops"))
                 await send_frame(frame, index * 20)
                 index += 1
                 if result.media_times:
                     last_audio = max(last_audio, result.media_times[-1])
+                if dtmf and result.media_times and far.playing:  # keys pressed while the reply plays
+                    for digit in dtmf:
+                        await send_dtmf(digit)
+                        result.timeline.append((time.monotonic() - started, f"-> dtmf {digit}"))
+                    dtmf = ""
                 if offset >= len(line):
-                    if dtmf:
-                        for digit in dtmf:
-                            await send_dtmf(digit)
-                            result.timeline.append((time.monotonic() - started, f"-> dtmf {digit}"))
-                        dtmf = ""
                     quiet_since = max(last_audio, start + len(line) / frame_bytes * FRAME_S)
                     if now - quiet_since > idle_s and not far.playing:
                         break

@@ -115,9 +115,12 @@ class AvsBackend:
         return AvsCallSession(self)
 
 
+UPLOAD_CHUNK = 10 * FRAME_BYTES  # 100 ms per write: the utterance is complete, no need to trickle it
+
+
 async def _frames(pcm: bytes) -> AsyncIterator[bytes]:
-    for offset in range(0, len(pcm), FRAME_BYTES):
-        yield pcm[offset : offset + FRAME_BYTES]
+    for offset in range(0, len(pcm), UPLOAD_CHUNK):
+        yield pcm[offset : offset + UPLOAD_CHUNK]
 
 
 class AvsCallSession:

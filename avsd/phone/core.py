@@ -122,9 +122,3 @@ def next_state(state: CallState, trigger: CallTrigger) -> CallState | None:
         return None
     return TRANSITIONS.get((state, trigger))
 
-
-def pacing_deadline(start: float, index: int, frame_s: float, lead_frames: int) -> float:
-    """When outbound frame ``index`` of a reply is due: the first ``lead_frames`` at once (a small buffer on
-    the far side against network jitter), then one per ``frame_s`` on an absolute schedule, so lateness of one
-    send never accumulates into the next."""
-    return start + max(0, index - lead_frames + 1) * frame_s

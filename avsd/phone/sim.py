@@ -41,6 +41,8 @@ class SimResult:
     last_loud: float | None = None  # when the caller's latest loud frame ended (sender side)
     turns: list[tuple[float, float]] = field(default_factory=list)  # (caller's speech end, first reply audio)
     marks: list[str] = field(default_factory=list)
+    underruns: int = 0  # the far end's playout buffer ran dry inside a reply
+    timed_out: bool = False
     closed_by_bridge: bool = False
     close_code: int | None = None
 
@@ -68,13 +70,16 @@ def _level_db(pcm: bytes) -> float:
 class _FarEnd:
     """The provider's playout buffer: audio plays at real time; marks fire when what precedes them has played."""
 
-    def __init__(self, on_mark: Callable[[str], None]) -> None:
+    def __init__(self, on_mark: Callable[[str], None], result: SimResult) -> None:
         self._end = 0.0
+        self._result = result
         self._on_mark = on_mark
         self._pending: dict[str, asyncio.TimerHandle] = {}
 
     def audio(self, seconds: float) -> None:
         now = time.monotonic()
+        if 0.0 < now - self._end < 0.5:  # audio arrived after the buffer ran dry, but within the same reply
+            self._result.underruns += 1
         self._end = max(self._end, now) + seconds
 
     def mark(self, name: str) -> None:
@@ -108,6 +113,7 @@ async def simulate(
     vonage_secret: str = "",
     dtmf: str = "",
     idle_s: float = 2.0,
+    min_replies: int = 1,
     timeout_s: float = 60.0,
     stream_token: str | None = None,
     mutate: Callable[[dict[str, Any]], dict[str, Any] | str | bytes | None] | None = None,
@@ -117,11 +123,11 @@ async def simulate(
     public = (public_url or base).rstrip("/")
     async with aiohttp.ClientSession() as http:
         if provider == "twilio":
-            return await _twilio(http, base, public, pcm16k, caller, twilio_auth_token, dtmf, idle_s, timeout_s,
-                                 stream_token, mutate)
+            return await _twilio(http, base, public, pcm16k, caller, twilio_auth_token, dtmf, idle_s, min_replies,
+                                 timeout_s, stream_token, mutate)
         if provider == "vonage":
-            return await _vonage(http, base, public, pcm16k, caller, vonage_secret, dtmf, idle_s, timeout_s,
-                                 stream_token, mutate)
+            return await _vonage(http, base, public, pcm16k, caller, vonage_secret, dtmf, idle_s, min_replies,
+                                 timeout_s, stream_token, mutate)
     raise AvsdError(f"unknown provider {provider!r} (twilio or vonage)")
 
 
@@ -133,7 +139,7 @@ def _local(base: str, ws_url: str) -> str:
 
 
 async def _twilio(http: aiohttp.ClientSession, base: str, public: str, pcm16k: bytes, caller: str, token: str,
-                  dtmf: str, idle_s: float, timeout_s: float, stream_token: str | None,
+                  dtmf: str, idle_s: float, min_replies: int, timeout_s: float, stream_token: str | None,
                   mutate: Callable[[dict[str, Any]], dict[str, Any] | str | bytes | None] | None) -> SimResult:
     call_sid, account = "CA" + uuid.uuid4().hex, "AC" + uuid.uuid4().hex
     params = {"CallSid": call_sid, "AccountSid": account, "From": caller, "To": "+15550199",
@@ -180,7 +186,7 @@ async def _twilio(http: aiohttp.ClientSession, base: str, public: str, pcm16k: b
                 echoes.add(task)
                 task.add_done_callback(echoes.discard)
 
-        far = _FarEnd(on_mark)
+        far = _FarEnd(on_mark, result)
 
         def on_message(data: dict[str, Any]) -> None:
             event = data.get("event")
@@ -214,7 +220,7 @@ async def _twilio(http: aiohttp.ClientSession, base: str, public: str, pcm16k: b
             await send({"event": "dtmf", "dtmf": {"track": "inbound_track", "digit": digit}})
 
         await _converse(ws, result, started, line, 320, send_frame, send_dtmf, dtmf, far, on_message, idle_s,
-                        timeout_s, text=True)
+                        min_replies, timeout_s, text=True)
         if not ws.closed:
             await send({"event": "stop", "stop": {"accountSid": account, "callSid": call_sid}})
             result.timeline.append((time.monotonic() - started, "-> stop"))
@@ -222,7 +228,7 @@ async def _twilio(http: aiohttp.ClientSession, base: str, public: str, pcm16k: b
 
 
 async def _vonage(http: aiohttp.ClientSession, base: str, public: str, pcm16k: bytes, caller: str, secret: str,
-                  dtmf: str, idle_s: float, timeout_s: float, stream_token: str | None,
+                  dtmf: str, idle_s: float, min_replies: int, timeout_s: float, stream_token: str | None,
                   mutate: Callable[[dict[str, Any]], dict[str, Any] | str | bytes | None] | None) -> SimResult:
     call_uuid = str(uuid.uuid4())
     query = {"from": caller, "to": "15550199", "uuid": call_uuid, "conversation_uuid": "CON-" + call_uuid}
@@ -247,7 +253,7 @@ async def _vonage(http: aiohttp.ClientSession, base: str, public: str, pcm16k: b
         elif isinstance(out, str | bytes):
             await (ws.send_str(out) if isinstance(out, str) else ws.send_bytes(out))
         result.timeline.append((time.monotonic() - started, "-> websocket:connected"))
-        far = _FarEnd(lambda name: None)
+        far = _FarEnd(lambda name: None, result)
 
         def on_message(data: dict[str, Any]) -> None:
             return None
@@ -264,7 +270,7 @@ async def _vonage(http: aiohttp.ClientSession, base: str, public: str, pcm16k: b
             far.audio(len(pcm) / 2 / rate)
 
         await _converse(ws, result, started, line, frame_bytes, send_frame, send_dtmf, dtmf, far, on_message,
-                        idle_s, timeout_s, text=False, on_binary=on_binary)
+                        idle_s, min_replies, timeout_s, text=False, on_binary=on_binary)
     return result
 
 
@@ -280,7 +286,8 @@ def _received(result: SimResult, started: float, pcm: bytes, seconds: float) -> 
 
 async def _converse(ws: aiohttp.ClientWebSocketResponse, result: SimResult, started: float, line: bytes,
                     frame_bytes: int, send_frame: Any, send_dtmf: Any, dtmf: str, far: _FarEnd,
-                    on_message: Callable[[dict[str, Any]], None], idle_s: float, timeout_s: float, *, text: bool,
+                    on_message: Callable[[dict[str, Any]], None], idle_s: float, min_replies: int, timeout_s: float,
+                    *, text: bool,
                     on_binary: Callable[[bytes], None] | None = None) -> None:
     async def receive() -> None:
         async for message in ws:
@@ -327,11 +334,14 @@ async def _converse(ws: aiohttp.ClientWebSocketResponse, result: SimResult, star
                     dtmf = ""
                 if offset >= len(line):
                     quiet_since = max(last_audio, start + len(line) / frame_bytes * FRAME_S)
-                    if now - quiet_since > idle_s and not far.playing:
+                    if now - quiet_since > idle_s and not far.playing and len(result.turns) >= min_replies:
                         break
                 delay = start + index * FRAME_S - time.monotonic()
                 if delay > 0:
                     await asyncio.sleep(delay)
+    except TimeoutError:
+        result.timed_out = True
+        result.timeline.append((time.monotonic() - started, f"-- nothing more within {timeout_s:.0f} s: hanging up"))
     finally:
         if receiver.done() and not receiver.cancelled() and receiver.exception() is not None:
             raise AvsdError(f"the bridge's socket broke: {receiver.exception()}")

@@ -67,6 +67,7 @@ class CallStats:
     turns: list[TurnTiming] = field(default_factory=list)
     reply_send_times: list[list[float]] = field(default_factory=list)  # per reply: each frame's send time
     underruns: int = 0  # frames sent later than their deadline + one frame
+    directives: list[tuple[str, ...]] = field(default_factory=list)  # each answer's directive names
 
 
 UtteranceHook = Callable[[Utterance], Awaitable[None] | None]
@@ -213,6 +214,7 @@ class Call:
             _LOGGER.warning("call %s: the back-end did not answer in time", self.call_id)
             reply = Reply()
         timing.answered = self._clock()
+        self.stats.directives.append(reply.directives)
         if self.state is not CallState.THINKING:
             return
         try:

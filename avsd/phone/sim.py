@@ -271,6 +271,13 @@ async def _vonage(http: aiohttp.ClientSession, base: str, public: str, pcm16k: b
 
         await _converse(ws, result, started, line, frame_bytes, send_frame, send_dtmf, dtmf, far, on_message,
                         idle_s, min_replies, timeout_s, text=False, on_binary=on_binary)
+    # Vonage reports the end of the call on the event URL, signed like every webhook.
+    body = json.dumps({"uuid": call_uuid, "conversation_uuid": "CON-" + call_uuid, "status": "completed",
+                       "from": caller, "to": "15550199", "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S.000Z")})
+    auth = {"Authorization": "Bearer " + hs256_token(secret, body.encode())} if secret else {}
+    async with http.post(base + "/vonage/event", data=body.encode(),
+                         headers={"Content-Type": "application/json", **auth}) as response:
+        result.timeline.append((time.monotonic() - started, f"-> event completed ({response.status})"))
     return result
 
 

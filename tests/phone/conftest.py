@@ -13,6 +13,7 @@ import pytest
 from avsd.audio.wav_source import load_wav
 from avsd.avs.client import ConnectionSettings
 from avsd.avs.credentials import Credentials, save_credentials
+from avsd.emulator.scenario import load_scenario
 from avsd.emulator.server import Emulator
 from avsd.phone.backend import AvsBackend
 from avsd.phone.bridge import PhoneBridge
@@ -20,6 +21,7 @@ from avsd.phone.settings import PhoneSecrets, PhoneSettings
 from avsd.web import WebServer
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
+SCENARIOS = Path(__file__).resolve().parents[2] / "config" / "scenarios"
 TWILIO_TOKEN = "test-twilio-auth-token"
 VONAGE_SECRET = "test-vonage-signature-secret-0123456789"
 
@@ -37,7 +39,7 @@ class Running:
 
 @contextlib.asynccontextmanager
 async def running_bridge(
-    tmp_path: Path, *, backend: bool = True, settings: PhoneSettings | None = None
+    tmp_path: Path, *, backend: bool = True, settings: PhoneSettings | None = None, scenario: Path | None = None
 ) -> AsyncIterator[Running]:
     settings = settings or PhoneSettings(port=0)
     secrets = PhoneSecrets(TWILIO_TOKEN, VONAGE_SECRET)
@@ -46,7 +48,8 @@ async def running_bridge(
         async with WebServer(bridge.app(), settings.host, 0) as server:
             yield Running(bridge, server, None)
         return
-    async with Emulator(cert_dir=tmp_path / "certs", stop_capture=False) as emulator:
+    loaded = load_scenario(scenario) if scenario is not None else None
+    async with Emulator(cert_dir=tmp_path / "certs", stop_capture=False, scenario=loaded) as emulator:
         credentials = tmp_path / "credentials.json"
         save_credentials(credentials, Credentials("avsd-phone-test", emulator.refresh_token))
         avs = dataclasses.replace(ConnectionSettings(), endpoint=emulator.base_url, ca_file=str(emulator.ca_file))

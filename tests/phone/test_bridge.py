@@ -16,7 +16,7 @@ from avsd.phone.call import Utterance
 from avsd.phone.settings import PhoneSettings
 from avsd.phone.sim import SimResult, simulate
 from avsd.web import hs256_token, twilio_sign
-from tests.phone.conftest import TWILIO_TOKEN, VONAGE_SECRET, running_bridge
+from tests.phone.conftest import SCENARIOS, TWILIO_TOKEN, VONAGE_SECRET, running_bridge
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -109,6 +109,29 @@ async def test_barge_in_clears_and_asks_again(tmp_path: Path, speech: bytes) -> 
         assert len(recognizes) == 2  # the barge-in utterance was asked too
         dialog_ids = {r.event["event"]["header"]["dialogRequestId"] for r in recognizes}  # type: ignore[index]
         assert len(dialog_ids) == 2
+
+
+async def test_expect_speech_carries_to_the_next_turn_and_alerts_stay_off_the_pi(tmp_path: Path,
+                                                                                 speech: bytes) -> None:
+    gap = bytes(int(16000 * 2.5) * 2)
+    async with running_bridge(tmp_path, scenario=SCENARIOS / "multi-turn.toml") as running:
+        result = await simulate("twilio", running.url, speech + gap + speech, twilio_auth_token=TWILIO_TOKEN,
+                                idle_s=1.0, min_replies=2)
+        assert len(result.turns) == 2, sorted(result.timeline)
+        names = [r.qualified_name for r in running.emulator.records]
+        recognizes = [r for r in running.emulator.records if r.qualified_name == "SpeechRecognizer.Recognize"]
+        assert len(recognizes) == 2
+        second = recognizes[1].event["event"]["payload"]  # type: ignore[index]
+        assert second["initiator"] == {"type": "EXPECT_SPEECH", "payload": {"token": "demo-expect-1"}}
+        # The second answer carried SetAlert: a caller's timer. The bridge is no alerts device: it neither
+        # schedules nor acknowledges it, so nothing can ring on the Pi's speaker.
+        async with asyncio.timeout(5):
+            while running.bridge.calls_by_id:
+                await asyncio.sleep(0.01)
+        answers = running.bridge.ended[-1].stats.directives
+        assert answers[0] == ("SpeechSynthesizer.Speak", "SpeechRecognizer.ExpectSpeech")
+        assert "Alerts.SetAlert" in answers[1]
+        assert not [n for n in names if n and n.startswith("Alerts.")]
 
 
 async def test_forged_twilio_webhook_is_refused(tmp_path: Path) -> None:

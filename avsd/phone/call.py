@@ -17,11 +17,11 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from avsd.audio.frames import FRAME_BYTES, FRAME_SECONDS
+from avsd.audio.frames import FRAME_SECONDS
 from avsd.audio.vad import NoiseGate, WebRtcVad
 from avsd.errors import AvsdError
 from avsd.phone.backend import CallSession, Reply
-from avsd.phone.convert import Resampler, decode_speech, frames, resample
+from avsd.phone.convert import decode_speech, frames, resample
 from avsd.phone.core import CallState, CallTrigger, Segmenter, SegmenterSettings, SegmentEvent, next_state
 
 _LOGGER = logging.getLogger(__name__)
@@ -110,9 +110,12 @@ class Call:
         self.state = CallState.LISTENING
         self.stats = CallStats()
         self._segmenter = Segmenter(segmenter)
-        self._vad = WebRtcVad(segmenter.aggressiveness)
+        # VAD runs on the line audio as it is (webrtcvad takes 8 kHz): the resampler works in blocks and would
+        # hold up to ~115 ms of a streamed 8 kHz line back, which would all add to the reply's latency. Only a
+        # finished utterance is brought to 16 kHz, at once.
+        self._vad = WebRtcVad(segmenter.aggressiveness, transport.rate)
+        self._frame_bytes = self._vad.frame_bytes
         self._gate = NoiseGate()
-        self._inbound = Resampler(transport.rate, 16000)
         self._tail = b""
         self._preroll: collections.deque[bytes] = collections.deque(
             maxlen=max(1, round(segmenter.preroll_s / FRAME_SECONDS))
@@ -154,14 +157,14 @@ class Call:
     # ----- caller audio --------------------------------------------------------------------------------------
 
     def feed(self, line_pcm: bytes) -> None:
-        """Caller audio (16-bit PCM at the line rate, any length)."""
+        """Caller audio (16-bit PCM at the line rate, any length), segmented in 10 ms frames."""
         if self.state is CallState.ENDED:
             return
-        data = self._tail + self._inbound.process(line_pcm)
-        whole = len(data) - len(data) % FRAME_BYTES
+        data = self._tail + line_pcm if self._tail else line_pcm
+        whole = len(data) - len(data) % self._frame_bytes
         self._tail = data[whole:]
-        for offset in range(0, whole, FRAME_BYTES):
-            self._frame(data[offset : offset + FRAME_BYTES])
+        for offset in range(0, whole, self._frame_bytes):
+            self._frame(data[offset : offset + self._frame_bytes])
 
     def _frame(self, frame: bytes) -> None:
         loud = self._gate.above_floor(frame)
@@ -179,7 +182,8 @@ class Call:
         elif event in (SegmentEvent.ENDED, SegmentEvent.CAPPED):
             now = self._clock()
             timing = TurnTiming(speech_end=now - self._segmenter.trailing_silence_s, endpointed=now)
-            self._utterance_done(b"".join(self._utterance), event is SegmentEvent.CAPPED, timing)
+            pcm16k = resample(b"".join(self._utterance), self.transport.rate, 16000)
+            self._utterance_done(pcm16k, event is SegmentEvent.CAPPED, timing)
             self._utterance = []
             self._preroll.clear()
         elif event is SegmentEvent.DROPPED:

@@ -4,9 +4,8 @@ Python 3.13 removed ``audioop``; mu-law here is two numpy lookup tables built fr
 CPython's ``audioop.lin2ulaw`` / ``ulaw2lin`` (Sun's g711.c, 14-bit magnitude): a test compares every one of the
 65,536 inputs with ``audioop`` where it still exists. The tables cost 64 KiB + 512 bytes, built once.
 
-The one resampler is python-soxr's streaming resampler (``soxr.ResampleStream``), chosen by measurement over
-avsd's own windowed-sinc one (``avsd.audio.resample``): ``bench/bench_resample.py``, numbers in the README. Both
-are chunk-independent; soxr rejects more alias energy and costs a fraction of the CPU.
+Resampling goes through avsd's one resampler, :mod:`avsd.audio.resample` (python-soxr, chosen by measurement:
+``bench/bench_resample.py``, numbers in the README).
 
 Pure functions and small stateful objects; no I/O. Written to move into ``avsd/speech/convert.py`` (the project's
 one converter) when that module exists.
@@ -19,6 +18,7 @@ import math
 import numpy as np
 import numpy.typing as npt
 
+from avsd.audio.resample import StreamResampler
 from avsd.errors import AvsdError
 
 Int16Array = npt.NDArray[np.int16]
@@ -60,26 +60,22 @@ def ulaw_decode(data: bytes) -> bytes:
 
 
 class Resampler:
-    """Streaming int16 PCM resampler (soxr). ``process(bytes) -> bytes``; the output does not depend on chunking."""
+    """avsd's one resampler (:class:`avsd.audio.resample.StreamResampler`, soxr) on 16-bit PCM bytes.
+
+    ``process(bytes) -> bytes``; the output does not depend on how the input was chunked (soxr runs in float64
+    and each sample is rounded on its own).
+    """
 
     def __init__(self, rate_in: int, rate_out: int) -> None:
-        if rate_in <= 0 or rate_out <= 0:
-            raise ValueError("sample rates must be positive")
         self.rate_in, self.rate_out = rate_in, rate_out
-        self._stream = None
-        if rate_in != rate_out:
-            try:
-                import soxr
-            except ImportError as exc:  # translated once, here
-                raise AvsdError("python-soxr is not installed: pip install soxr") from exc
-            self._stream = soxr.ResampleStream(rate_in, rate_out, 1, dtype="int16", quality="HQ")
+        self._resampler = StreamResampler(rate_in, rate_out)
 
     def process(self, pcm: bytes, *, last: bool = False) -> bytes:
-        if self._stream is None:
+        if self.rate_in == self.rate_out:
             return pcm
-        samples = np.frombuffer(pcm, dtype="<i2")
-        out = self._stream.resample_chunk(samples, last=last)
-        return bytes(np.asarray(out, dtype="<i2").tobytes())
+        samples = np.frombuffer(pcm, dtype="<i2").astype(np.float64)
+        out = self._resampler.process(samples, last=last)
+        return bytes(np.clip(np.rint(out), -32768, 32767).astype("<i2").tobytes())
 
     def flush(self) -> bytes:
         """The samples held back by the filter (call once, at the end of a stream)."""

@@ -330,7 +330,11 @@ async def _converse(ws: aiohttp.ClientWebSocketResponse, result: SimResult, star
                     quiet_frames += 1
                     if quiet_frames == QUIET_FRAMES and result.last_loud is not None:
                         result.timeline.append((result.last_loud - started, "-> caller stops"))
-                await send_frame(frame, index * 20)
+                try:
+                    await send_frame(frame, index * 20)
+                except (ConnectionError, aiohttp.ClientError):  # the bridge closed the call under us
+                    await asyncio.wait_for(asyncio.shield(receiver), 5)
+                    break
                 index += 1
                 if result.media_times:
                     last_audio = max(last_audio, result.media_times[-1])

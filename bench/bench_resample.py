@@ -1,12 +1,13 @@
 """The one resampler (issue 14): python-soxr's streaming resampler against avsd's former windowed-sinc one.
 
-For each conversion the telephone bridge does (8->16 kHz caller audio, 16->8 and 24->8 kHz replies):
+For each conversion avsd does (8->16 kHz caller audio, 16->8 and 24->8 kHz replies, 48->16 kHz USB microphones):
 
 - cpu_percent: CPU time to convert one second of audio fed in 20 ms chunks, as % of one core;
 - alias_db: a tone the output cannot represent (or, upsampling, the image of an in-band tone) and how loud what
   lands in the output band is, relative to the input tone (lower is better; -inf would be perfect);
 - chunk_diff: the largest sample difference between converting the whole clip at once and in random chunks of
-  1-700 samples (0 = chunk-independent).
+  1-700 samples (0 = chunk-independent);
+- holdback_ms: fed 20 ms at a time, the most audio the resampler held back (latency it adds to a live stream).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from avsd.phone.convert import Resampler
 FloatArray = npt.NDArray[np.float64]
 
 SECONDS = 20.0
-CASES = ((8000, 16000, 3000.0), (16000, 8000, 5000.0), (24000, 8000, 6000.0))
+CASES = ((8000, 16000, 3000.0), (16000, 8000, 5000.0), (24000, 8000, 6000.0), (48000, 16000, 10000.0))
 
 
 # ----- the baseline, kept here only to be measured against -----
@@ -144,7 +145,7 @@ def _band_level_db(pcm: bytes, rate: int, low: float, high: float, reference: fl
     return round(10 * math.log10(band / ref + 1e-20), 1)  # -200: every output sample rounded to 0
 
 
-def measure(name: str, factory: Factory, rate_in: int, rate_out: int, probe: float) -> dict[str, float]:
+def measure(factory: Factory, rate_in: int, rate_out: int, probe: float) -> dict[str, float]:
     noise = _noise(rate_in, SECONDS)
     start = time.process_time()
     _run(factory, rate_in, rate_out, noise, None)
@@ -163,7 +164,13 @@ def measure(name: str, factory: Factory, rate_in: int, rate_out: int, probe: flo
     whole = np.frombuffer(_run(factory, rate_in, rate_out, clip, [total]), dtype="<i2").astype(np.int32)
     parts = np.frombuffer(_run(factory, rate_in, rate_out, clip, chunks), dtype="<i2").astype(np.int32)
     n = min(len(whole), len(parts))
+    r = factory(rate_in, rate_out)
+    step, produced, held = rate_in // 50, 0, 0.0
+    for i in range(100):
+        produced += len(r.process(bytes(2 * step))) // 2
+        held = max(held, (i + 1) * step * rate_out / rate_in - produced)
     return {
+        "holdback_ms": round(1000 * held / rate_out, 1),
         "cpu_percent": round(100 * cpu / SECONDS, 3),
         "alias_db": alias,
         "chunk_diff": int(np.abs(whole[:n] - parts[:n]).max()) if n else -1,
@@ -175,7 +182,7 @@ def run() -> list[dict[str, object]]:
     rows: list[dict[str, object]] = []
     for rate_in, rate_out, probe in CASES:
         for name, factory in IMPLEMENTATIONS.items():
-            result = measure(name, factory, rate_in, rate_out, probe)
+            result = measure(factory, rate_in, rate_out, probe)
             label = f"resample_{name}_{rate_in // 1000}to{rate_out // 1000}k"
             rows.append({"metric": f"{label}_cpu_percent", "value": result["cpu_percent"],
                          "unit": "% of one core", "target": "lower is better"})
@@ -183,6 +190,8 @@ def run() -> list[dict[str, object]]:
                          "unit": f"dB re input ({probe:.0f} Hz probe)", "target": "lower is better"})
             rows.append({"metric": f"{label}_chunk_diff", "value": result["chunk_diff"],
                          "unit": "max |sample diff|, whole vs random chunks", "target": "0"})
+            rows.append({"metric": f"{label}_holdback_ms", "value": result["holdback_ms"],
+                         "unit": "ms held back at most, fed 20 ms chunks", "target": "lower is better"})
     return rows
 
 

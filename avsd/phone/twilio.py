@@ -19,6 +19,7 @@ from typing import Any
 
 from aiohttp import WSMsgType, web
 
+from avsd.errors import AvsdError
 from avsd.phone.bridge import PhoneBridge
 from avsd.phone.call import Call
 from avsd.phone.convert import ulaw_decode, ulaw_encode
@@ -30,6 +31,7 @@ STREAM_PATHS = ("/twilio/stream", "/convo")  # /convo: the seed's TwiML Bins poi
 WS_MAX_MESSAGE = 256 * 1024
 CLOSE_POLICY = 1008  # RFC 6455 "policy violation": bad or missing token
 CLOSE_PROTOCOL = 1002
+CLOSE_UNAVAILABLE = 1011  # "internal error": the back-end could not take the call
 
 
 class StreamError(Exception):
@@ -91,7 +93,7 @@ def twilio_routes(bridge: PhoneBridge) -> list[web.RouteDef]:
 
         caller = params.get("From") or "unknown"
         token = bridge.tokens.mint(caller)
-        stream_url = _wss(bridge.public_origin(request)) + STREAM_PATHS[0]
+        stream_url = wss_url(bridge.public_origin(request)) + STREAM_PATHS[0]
         response = VoiceResponse()
         stream = response.connect().stream(url=stream_url)
         stream.parameter(name="caller", value=caller)
@@ -100,9 +102,9 @@ def twilio_routes(bridge: PhoneBridge) -> list[web.RouteDef]:
         return web.Response(text=str(response), content_type="text/xml")
 
     async def stream(request: web.Request) -> web.WebSocketResponse:
-        wss_url = _wss(bridge.public_origin(request)) + request.path
+        signed_url = wss_url(bridge.public_origin(request)) + request.path
         signed = twilio_signature_ok(
-            bridge.secrets.twilio_auth_token, wss_url, {}, request.headers.get("X-Twilio-Signature")
+            bridge.secrets.twilio_auth_token, signed_url, {}, request.headers.get("X-Twilio-Signature")
         )
         ws = web.WebSocketResponse(max_msg_size=WS_MAX_MESSAGE, autoping=True)
         await ws.prepare(request)
@@ -112,7 +114,7 @@ def twilio_routes(bridge: PhoneBridge) -> list[web.RouteDef]:
     return [web.post("/twilio/voice", voice), *(web.get(path, stream) for path in STREAM_PATHS)]
 
 
-def _wss(origin: str) -> str:
+def wss_url(origin: str) -> str:
     if origin.startswith("https://"):
         return "wss://" + origin[len("https://") :]
     if origin.startswith("http://"):
@@ -166,6 +168,9 @@ async def _serve_stream(bridge: PhoneBridge, ws: web.WebSocketResponse, *, signe
     except StreamError as exc:
         _LOGGER.warning("Twilio stream %s closed: %s", call.call_id if call else "(not started)", exc)
         await ws.close(code=CLOSE_PROTOCOL, message=str(exc).encode()[:120])
+    except AvsdError as exc:  # the back-end could not take the call: this caller hears the line close
+        _LOGGER.warning("call %s: cannot be answered: %s", call.call_id if call else "(not started)", exc)
+        await ws.close(code=CLOSE_UNAVAILABLE, message=b"back-end unavailable")
     finally:
         if call is not None:
             await bridge.end_call(call)

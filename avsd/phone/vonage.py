@@ -20,9 +20,10 @@ from typing import Any
 
 from aiohttp import WSMsgType, web
 
+from avsd.errors import AvsdError
 from avsd.phone.bridge import PhoneBridge
 from avsd.phone.call import Call
-from avsd.phone.twilio import CLOSE_POLICY, CLOSE_PROTOCOL, WS_MAX_MESSAGE, StreamError, _wss
+from avsd.phone.twilio import CLOSE_POLICY, CLOSE_PROTOCOL, CLOSE_UNAVAILABLE, WS_MAX_MESSAGE, StreamError, wss_url
 from avsd.web import hs256_claims
 
 _LOGGER = logging.getLogger(__name__)
@@ -92,7 +93,7 @@ def vonage_routes(bridge: PhoneBridge) -> list[web.RouteDef]:
                 "endpoint": [
                     {
                         "type": "websocket",
-                        "uri": _wss(origin) + SOCKET_PATH,
+                        "uri": wss_url(origin) + SOCKET_PATH,
                         "content-type": content_type,
                         "headers": {"caller": caller, "uuid": str(data.get("uuid", "")), "token": token},
                     }
@@ -176,6 +177,9 @@ async def _serve_socket(bridge: PhoneBridge, ws: web.WebSocketResponse) -> None:
     except StreamError as exc:
         _LOGGER.warning("Vonage socket %s closed: %s", call.call_id if call else "(not started)", exc)
         await ws.close(code=CLOSE_PROTOCOL, message=str(exc).encode()[:120])
+    except AvsdError as exc:  # the back-end could not take the call: this caller hears the line close
+        _LOGGER.warning("call %s: cannot be answered: %s", call.call_id if call else "(not started)", exc)
+        await ws.close(code=CLOSE_UNAVAILABLE, message=b"back-end unavailable")
     finally:
         if call is not None:
             await bridge.end_call(call)

@@ -1,7 +1,7 @@
 """The telephone bridge under load (issue 14).
 
-The bridge runs in its own process (``python bench/bench_phone.py --serve``: aiohttp server + calls + the AVS
-client), answered by avsd's emulator in this process (its CPU is not the bridge's). This process runs the
+The bridge runs in its own process (``python bench/bench_phone.py --serve``: aiohttp server + calls + one AVS
+connection per call), answered by ``avsd emulator`` in a third process (its CPU is not the bridge's). This one runs the
 simulated callers (``avsd.phone.sim``, Twilio's exact messages, paced at real time): first one call alone, then
 CALLS concurrent calls, each saying "Alexa, what time is it?" and hearing the ~4 s reply.
 
@@ -59,7 +59,8 @@ async def serve(base_url: str, ca_file: str, refresh_token: str, stats_path: str
     work = Path(tempfile.mkdtemp(prefix="bench-phone-"))
     save_credentials(work / "credentials.json", Credentials("bench", refresh_token))
     avs = dataclasses.replace(ConnectionSettings(), endpoint=base_url, ca_file=ca_file)
-    async with AvsBackend(avs, token_url=base_url + "/auth/o2/token", credentials_path=work / "credentials.json") as be:
+    async with AvsBackend(avs, token_url=base_url + "/auth/o2/token", credentials_path=work / "credentials.json",
+                          per_call=True) as be:
         bridge = PhoneBridge(PhoneSettings(port=0), be, PhoneSecrets(twilio_auth_token=TOKEN))
         async with WebServer(bridge.app(), "127.0.0.1", 0) as server:
             print(server.port, flush=True)
@@ -114,17 +115,31 @@ def _intervals_ms(send_times: list[list[float]]) -> list[float]:
     return [(b - a) * 1000 for reply in send_times for a, b in itertools.pairwise(reply[1:])]
 
 
-def run() -> list[dict[str, Any]]:
-    from _common import EmulatorThread
+def _start_emulator(tmp: Path) -> tuple[subprocess.Popen[str], str, str, str]:
+    """``avsd emulator`` in its own process: its CPU is neither the bridge's nor the callers'."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "avsd", "emulator", "--port", "0", "--cert-dir", str(tmp / "certs"),
+         "--no-stop-capture"],
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+        env={**os.environ, "PYTHONPATH": str(HERE.parent)},
+    )
+    assert proc.stdout is not None
+    base = proc.stdout.readline().split(" on ", 1)[1].strip()
+    ca_file = proc.stdout.readline().split(":", 1)[1].strip()
+    token = proc.stdout.readline().split(":", 1)[1].strip()
+    return proc, base, ca_file, token
 
+
+def run() -> list[dict[str, Any]]:
     pcm = load_wav(SPEECH)
     rows: list[dict[str, Any]] = []
-    with tempfile.TemporaryDirectory() as tmp, EmulatorThread(Path(tmp) / "certs", recognize_204=False) as emulator:
-        stats_path = Path(tmp) / "stats.json"
-        log = (Path(tmp) / "bridge.log").open("w")
+    with tempfile.TemporaryDirectory() as tmp_dir:
+        tmp = Path(tmp_dir)
+        emulator, base_url, ca_file, refresh_token = _start_emulator(tmp)
+        stats_path = tmp / "stats.json"
+        log = (tmp / "bridge.log").open("w")
         proc = subprocess.Popen(
-            [sys.executable, __file__, "--serve", emulator.base_url, str(emulator.ca_file), emulator.refresh_token,
-             str(stats_path)],
+            [sys.executable, __file__, "--serve", base_url, ca_file, refresh_token, str(stats_path)],
             stdout=subprocess.PIPE, stderr=log, text=True, env={**os.environ, "PYTHONPATH": str(HERE.parent)},
         )
         try:
@@ -135,12 +150,17 @@ def run() -> list[dict[str, Any]]:
             _, rss_idle = _proc(proc.pid)
             results, cpu_s, wall_s, rss_peak = asyncio.run(_calls(url, pcm, CALLS, proc.pid))
         finally:
-            proc.send_signal(signal.SIGTERM)
-            proc.wait(30)
+            for child in (proc, emulator):
+                child.send_signal(signal.SIGTERM)
+                try:
+                    child.wait(30)
+                except subprocess.TimeoutExpired:
+                    child.kill()
+                    child.wait(5)
             log.close()
         calls = json.loads(stats_path.read_text())[len(single):]
         if os.environ.get("BENCH_DEBUG"):
-            print((Path(tmp) / "bridge.log").read_text()[-5000:], file=sys.stderr)
+            print((tmp / "bridge.log").read_text()[-5000:], file=sys.stderr)
     latencies = [x for r in results for x in r.latencies()]
     if os.environ.get("BENCH_DEBUG"):
         for r in results[:3]:
@@ -188,6 +208,5 @@ if __name__ == "__main__":
     if len(sys.argv) > 1 and sys.argv[1] == "--serve":
         asyncio.run(serve(*sys.argv[2:6]))
     else:
-        sys.path.insert(0, str(HERE))
         for row in run():
             print(json.dumps(row))

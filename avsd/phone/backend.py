@@ -2,10 +2,10 @@
 
 A call is a headless session: every utterance is one ``SpeechRecognizer.Recognize`` (TAP initiator, or the
 ExpectSpeech initiator when the last reply expected speech) with the call's own dialog request ids; the Speak
-directives of the answer come back as MP3. :class:`AvsBackend` does this over one :class:`AvsClient` connection
-(to Amazon or to avsd's emulator) shared by all calls: AVS allows one connection per device, and answers are
-matched to calls by dialog request id. Directives that do not belong to a dialog (alerts, notifications pushed
-on the downchannel) reach no call and no speaker: an alert a caller sets is never rung on the Pi.
+directives of the answer come back as MP3. :class:`AvsBackend` does this over :class:`AvsClient` connections: one
+shared by all calls for Amazon (one connection per device), one per call for the emulator. Directives that do not
+belong to a dialog (alerts, notifications pushed on the downchannel) reach no call and no speaker: an alert a
+caller sets is never rung on the Pi.
 
 Written against the protocol the library issue's ``avsd/session.py`` offers (ask(audio) -> Reply with speech,
 expects_speech, directives), so a session-backed adapter can replace this one without touching the bridge.
@@ -55,47 +55,29 @@ class CallBackend(Protocol):
     async def aclose(self) -> None: ...
 
 
-class AvsBackend:
-    """Calls answered by AVS (or the emulator) over one shared connection. Use as an async context manager."""
+class AvsConnection:
+    """One AvsClient connection (downchannel, events) and the task that runs it."""
 
-    def __init__(
-        self,
-        settings: ConnectionSettings,
-        *,
-        token_url: str,
-        credentials_path: Path,
-        connect_timeout_s: float = 15.0,
-        answer_timeout_s: float = 20.0,
-    ) -> None:
-        self._ssl_context = make_ssl_context(settings.ca_file)
-        self._http = httpx.AsyncClient(http2=True, verify=self._ssl_context, timeout=60.0)
-        self._tokens = TokenProvider(token_url=token_url, credentials_path=credentials_path, http=self._http)
-        self._context = ContextRegistry()
-        self._context.register(lambda: context_entry("SpeechRecognizer", "RecognizerState", {"wakeword": "ALEXA"}))
+    def __init__(self, backend: AvsBackend) -> None:
         self.attachments = AttachmentStore()
         self.client = AvsClient(
-            settings,
-            self._tokens,
-            context=self._context,
-            on_directive=self._on_directive,
+            backend.settings,
+            backend.tokens,
+            context=backend.context,
+            on_directive=_not_for_a_call,
             attachments=self.attachments,
-            ssl_context=self._ssl_context,
+            ssl_context=backend.ssl_context,
         )
-        self._connect_timeout_s = connect_timeout_s
-        self.answer_timeout_s = answer_timeout_s
         self._task: asyncio.Task[None] | None = None
 
-    async def __aenter__(self) -> AvsBackend:
+    async def start(self, timeout_s: float) -> AvsConnection:
         self._task = asyncio.create_task(self.client.run(), name="phone-avs-client")
         try:
-            await self.client.wait_connected(self._connect_timeout_s)
+            await self.client.wait_connected(timeout_s)
         except TimeoutError as exc:
             await self.aclose()
             raise AvsdError(f"the phone back-end could not connect to {self.client.base_url}") from exc
         return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.aclose()
 
     async def aclose(self) -> None:
         if self._task is not None:
@@ -103,16 +85,67 @@ class AvsBackend:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
+
+
+def _not_for_a_call(directive: Directive) -> None:
+    # Answers to a call's Recognize are read from send_event's result; anything else (downchannel pushes such as
+    # SetAlert for an alert a caller asked for) belongs to no call and is deliberately not acted on.
+    if directive.dialog_request_id is None:
+        _LOGGER.info("phone back-end: %s not tied to a call, not acted on", directive.qualified_name)
+
+
+class AvsBackend:
+    """Calls answered by AVS or the emulator. Use as an async context manager.
+
+    ``per_call``: each call gets its own connection (the emulator: calls' Recognizes run in parallel, because one
+    connection lets only one event wait for its response headers at a time, and an answer comes only once the
+    upload is complete). Otherwise all calls share one connection (Amazon allows one per device).
+    """
+
+    def __init__(
+        self,
+        settings: ConnectionSettings,
+        *,
+        token_url: str,
+        credentials_path: Path,
+        per_call: bool = False,
+        connect_timeout_s: float = 15.0,
+        answer_timeout_s: float = 20.0,
+    ) -> None:
+        self.settings = settings
+        self.ssl_context = make_ssl_context(settings.ca_file)
+        self._http = httpx.AsyncClient(http2=True, verify=self.ssl_context, timeout=60.0)
+        self.tokens = TokenProvider(token_url=token_url, credentials_path=credentials_path, http=self._http)
+        self.context = ContextRegistry()
+        self.context.register(lambda: context_entry("SpeechRecognizer", "RecognizerState", {"wakeword": "ALEXA"}))
+        self.per_call = per_call
+        self._connect_timeout_s = connect_timeout_s
+        self.answer_timeout_s = answer_timeout_s
+        self._shared: AvsConnection | None = None
+
+    async def __aenter__(self) -> AvsBackend:
+        if not self.per_call:
+            try:
+                self._shared = await AvsConnection(self).start(self._connect_timeout_s)
+            except BaseException:
+                await self._http.aclose()
+                raise
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        if self._shared is not None:
+            await self._shared.aclose()
+            self._shared = None
         await self._http.aclose()
 
-    def _on_directive(self, directive: Directive) -> None:
-        # Answers to a call's Recognize are read from send_event's result; anything else (downchannel pushes such
-        # as SetAlert for an alert a caller asked for) belongs to no call and is deliberately not acted on.
-        if directive.dialog_request_id is None:
-            _LOGGER.info("phone back-end: %s not tied to a call, not acted on", directive.qualified_name)
-
     async def open_call(self, caller: str) -> AvsCallSession:
-        return AvsCallSession(self)
+        if self._shared is not None:
+            return AvsCallSession(self._shared, self.answer_timeout_s, owned=False)
+        connection = await AvsConnection(self).start(self._connect_timeout_s)
+        return AvsCallSession(connection, self.answer_timeout_s, owned=True)
 
 
 UPLOAD_CHUNK = 10 * FRAME_BYTES  # 100 ms per write: the utterance is complete, no need to trickle it
@@ -126,8 +159,10 @@ async def _frames(pcm: bytes) -> AsyncIterator[bytes]:
 class AvsCallSession:
     """One caller's dialog: its own dialog request ids, and the ExpectSpeech initiator carried to the next turn."""
 
-    def __init__(self, backend: AvsBackend) -> None:
-        self._backend = backend
+    def __init__(self, connection: AvsConnection, answer_timeout_s: float, *, owned: bool) -> None:
+        self._connection = connection
+        self._answer_timeout_s = answer_timeout_s
+        self._owned = owned
         self._expect_initiator: dict[str, Any] | None = None
         self.dialog_request_ids: list[str] = []
 
@@ -144,8 +179,8 @@ class AvsCallSession:
         else:
             event = recognize_event(dialog_request_id=dialog_request_id, initiator=Initiator.TAP, profile="NEAR_FIELD")
         self._expect_initiator = None
-        async with asyncio.timeout(self._backend.answer_timeout_s):
-            result = await self._backend.client.send_event(event, _frames(pcm16k))
+        async with asyncio.timeout(self._answer_timeout_s):
+            result = await self._connection.client.send_event(event, _frames(pcm16k))
             speech: list[bytes] = []
             expects = False
             for directive in result.directives:
@@ -154,7 +189,7 @@ class AvsCallSession:
                 if directive.qualified_name == "SpeechSynthesizer.Speak":
                     content_id = content_id_from_url(str(directive.payload.get("url", "")))
                     if content_id is not None:
-                        speech.append(await self._backend.attachments.get(content_id).read_all())
+                        speech.append(await self._connection.attachments.get(content_id).read_all())
                 elif directive.qualified_name == "SpeechRecognizer.ExpectSpeech":
                     expects = True
                     initiator = directive.payload.get("initiator")
@@ -163,3 +198,5 @@ class AvsCallSession:
 
     async def aclose(self) -> None:
         self._expect_initiator = None
+        if self._owned:
+            await self._connection.aclose()

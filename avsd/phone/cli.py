@@ -58,7 +58,7 @@ async def open_backend(name: str, config: object, scenario: Path | None, work: P
             save_credentials(credentials, Credentials("avsd-phone", emulator.refresh_token))
             settings = dataclasses.replace(config.avs, endpoint=emulator.base_url, ca_file=str(emulator.ca_file))
             async with AvsBackend(settings, token_url=emulator.base_url + "/auth/o2/token",
-                                  credentials_path=credentials) as backend:
+                                  credentials_path=credentials, per_call=True) as backend:
                 yield backend
         return
     if name == "avs":

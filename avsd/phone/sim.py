@@ -178,11 +178,15 @@ async def _twilio(http: aiohttp.ClientSession, base: str, public: str, pcm16k: b
 
         echoes: set[asyncio.Future[None]] = set()
 
+        async def echo(name: str) -> None:
+            with contextlib.suppress(ConnectionError, aiohttp.ClientError):  # the call may have ended meanwhile
+                await send({"event": "mark", "mark": {"name": name}})
+
         def on_mark(name: str) -> None:
             result.marks.append(name)
             result.timeline.append((time.monotonic() - started, f"-> mark {name} (played)"))
             if not ws.closed:
-                task = asyncio.ensure_future(send({"event": "mark", "mark": {"name": name}}))
+                task = asyncio.ensure_future(echo(name))
                 echoes.add(task)
                 task.add_done_callback(echoes.discard)
 

@@ -53,7 +53,8 @@ async def running_bridge(
         credentials = tmp_path / "credentials.json"
         save_credentials(credentials, Credentials("avsd-phone-test", emulator.refresh_token))
         avs = dataclasses.replace(ConnectionSettings(), endpoint=emulator.base_url, ca_file=str(emulator.ca_file))
-        async with AvsBackend(avs, token_url=emulator.base_url + "/auth/o2/token", credentials_path=credentials) as be:
+        async with AvsBackend(avs, token_url=emulator.base_url + "/auth/o2/token", credentials_path=credentials,
+                              per_call=True) as be:
             bridge = PhoneBridge(settings, be, secrets)
             async with WebServer(bridge.app(), settings.host, 0) as server:
                 yield Running(bridge, server, emulator)

@@ -29,7 +29,7 @@ def _check_reply(result: SimResult) -> None:
     assert len(result.latencies()) >= 1
     assert 0.3 < result.latencies()[0] < 3.0  # 400 ms endpointing + back-end; generous: the machine is shared
     intervals = [i for reply in result.reply_intervals() for i in reply]
-    assert max(intervals) < 0.2  # paced without long gaps even on a loaded machine (bench: the strict numbers)
+    assert max(intervals) < 1.0  # no stall; the strict pacing numbers come from bench/bench_phone.py
     assert sorted(intervals)[len(intervals) // 2] == pytest.approx(0.020, abs=0.004)  # real time, not a burst
 
 

@@ -128,7 +128,6 @@ class Call:
         self._pacer: asyncio.Task[None] | None = None
         self._mark_waiters: dict[str, asyncio.Future[None]] = {}
         self._replies = 0
-        self._turn: TurnTiming | None = None
 
     # ----- state ---------------------------------------------------------------------------------------------
 
@@ -204,7 +203,6 @@ class Call:
         if not self._fire(CallTrigger.UTTERANCE):
             _LOGGER.info("call %s: utterance while %s, not sent", self.call_id, self.state)
             return
-        self._turn = timing
         self._spawn(self._ask(pcm, timing), "ask")
 
     async def _ask(self, pcm: bytes, timing: TurnTiming) -> None:
@@ -216,6 +214,9 @@ class Call:
             reply = Reply()
         except TimeoutError:
             _LOGGER.warning("call %s: the back-end did not answer in time", self.call_id)
+            reply = Reply()
+        except Exception:  # this task is the turn's boundary: whatever broke, the call goes on listening
+            _LOGGER.exception("call %s: the back-end broke", self.call_id)
             reply = Reply()
         timing.answered = self._clock()
         self.stats.directives.append(reply.directives)

@@ -30,11 +30,14 @@ LINE_FRAME_S = 0.020  # both providers carry 20 ms frames
 
 
 class LineTransport(Protocol):
-    """The provider side of a call. ``send_frames`` gets 20 ms frames of 16-bit PCM at ``rate``."""
+    """The provider side of a call. Audio is 20 ms frames of 16-bit PCM at ``rate``: ``encode`` turns frames into
+    one wire message (ahead of time, so a pacing tick only sends), ``send`` sends messages in order."""
 
     rate: int
 
-    async def send_frames(self, pcm_frames: list[bytes]) -> None: ...
+    def encode(self, pcm_frames: list[bytes]) -> list[str | bytes]: ...
+
+    async def send(self, messages: list[str | bytes]) -> None: ...
 
     async def send_mark(self, name: str) -> bool: ...  # False: the provider has no marks
 
@@ -266,10 +269,12 @@ class Call:
         tick = math.ceil(loop.time() / LINE_FRAME_S)
         lead = min(self._lead_frames, len(pcm_frames))
         if lead:
-            await self.transport.send_frames(pcm_frames[:lead])
+            await self.transport.send(self.transport.encode(pcm_frames[:lead]))
             sent.append(self._clock())
             if timing is not None:
                 timing.first_frame = sent[-1]
+        # Encoded while the lead plays, so each tick of the shared grid only writes ready messages.
+        wire = [self.transport.encode([frame]) for frame in pcm_frames[lead:]]
         for index in range(lead, len(pcm_frames)):
             deadline = (tick + index - lead + 1) * LINE_FRAME_S
             late = loop.time() - deadline
@@ -277,7 +282,7 @@ class Call:
                 await _sleep_until(loop, deadline)
             elif late > LINE_FRAME_S:
                 self.stats.underruns += 1
-            await self.transport.send_frames([pcm_frames[index]])
+            await self.transport.send(wire[index - lead])
             sent.append(self._clock())
         # The caller hears the end one lead later; Twilio says when with the mark's echo.
         waiter: asyncio.Future[None] = loop.create_future()

@@ -44,17 +44,25 @@ class TwilioTransport:
     def __init__(self, ws: web.WebSocketResponse, stream_sid: str) -> None:
         self._ws, self.stream_sid = ws, stream_sid
 
-    async def _send(self, message: dict[str, Any]) -> None:
-        if self._ws.closed:
-            return
-        try:
-            await self._ws.send_str(json.dumps({**message, "streamSid": self.stream_sid}, separators=(",", ":")))
-        except (ConnectionError, RuntimeError) as exc:  # the socket went away under us: the call is ending
-            _LOGGER.debug("stream %s: send failed: %s", self.stream_sid, exc)
+    def _json(self, message: dict[str, Any]) -> str:
+        return json.dumps({**message, "streamSid": self.stream_sid}, separators=(",", ":"))
 
-    async def send_frames(self, pcm_frames: list[bytes]) -> None:
+    async def _send(self, message: dict[str, Any]) -> None:
+        await self.send([self._json(message)])
+
+    def encode(self, pcm_frames: list[bytes]) -> list[str | bytes]:
         payload = base64.b64encode(ulaw_encode(b"".join(pcm_frames))).decode("ascii")
-        await self._send({"event": "media", "media": {"payload": payload}})
+        return [self._json({"event": "media", "media": {"payload": payload}})]
+
+    async def send(self, messages: list[str | bytes]) -> None:
+        for message in messages:
+            if self._ws.closed:
+                return
+            try:
+                await self._ws.send_str(message if isinstance(message, str) else message.decode())
+            except (ConnectionError, RuntimeError) as exc:  # the socket went away under us: the call is ending
+                _LOGGER.debug("stream %s: send failed: %s", self.stream_sid, exc)
+                return
 
     async def send_mark(self, name: str) -> bool:
         await self._send({"event": "mark", "mark": {"name": name}})

@@ -36,12 +36,15 @@ class VonageTransport:
     def __init__(self, ws: web.WebSocketResponse, rate: int) -> None:
         self._ws, self.rate = ws, rate
 
-    async def send_frames(self, pcm_frames: list[bytes]) -> None:
-        for frame in pcm_frames:  # one 20 ms frame per message: Vonage refuses other sizes
+    def encode(self, pcm_frames: list[bytes]) -> list[str | bytes]:
+        return list(pcm_frames)  # one 20 ms frame per message: Vonage refuses other sizes
+
+    async def send(self, messages: list[str | bytes]) -> None:
+        for message in messages:
             if self._ws.closed:
                 return
             try:
-                await self._ws.send_bytes(frame)
+                await self._ws.send_bytes(message if isinstance(message, bytes) else message.encode())
             except (ConnectionError, RuntimeError) as exc:
                 _LOGGER.debug("vonage socket: send failed: %s", exc)
                 return

@@ -49,8 +49,11 @@ class RecordingLine:
         self.echo_marks = echo_marks
         self.call: Call | None = None
 
-    async def send_frames(self, pcm_frames: list[bytes]) -> None:
-        self.frames += pcm_frames
+    def encode(self, pcm_frames: list[bytes]) -> list[str | bytes]:
+        return list(pcm_frames)
+
+    async def send(self, messages: list[str | bytes]) -> None:
+        self.frames += [m for m in messages if isinstance(m, bytes)]
 
     async def send_mark(self, name: str) -> bool:
         self.marks.append(name)

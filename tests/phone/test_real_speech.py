@@ -19,7 +19,10 @@ class NullLine:
 
     rate = 8000
 
-    async def send_frames(self, pcm_frames: list[bytes]) -> None:
+    def encode(self, pcm_frames: list[bytes]) -> list[str | bytes]:
+        return list(pcm_frames)
+
+    async def send(self, messages: list[str | bytes]) -> None:
         return None
 
     async def send_mark(self, name: str) -> bool:

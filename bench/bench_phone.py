@@ -115,6 +115,27 @@ def _intervals_ms(send_times: list[list[float]]) -> list[float]:
     return [(b - a) * 1000 for reply in send_times for a, b in itertools.pairwise(reply[1:])]
 
 
+CANARY = """
+import asyncio, json, sys, time
+async def main():
+    late = []
+    loop = asyncio.get_running_loop()
+    due = loop.time()
+    end = due + float(sys.argv[1])
+    while due < end:
+        due += 0.02
+        await asyncio.sleep(max(0.0, due - loop.time()))
+        late.append((loop.time() - due) * 1000)
+    print(json.dumps(late))
+asyncio.run(main())
+"""
+
+
+def _canary(seconds: float) -> subprocess.Popen[str]:
+    """An empty process that only wakes every 20 ms, at this same priority: how late the machine wakes anyone."""
+    return subprocess.Popen([sys.executable, "-c", CANARY, str(seconds)], stdout=subprocess.PIPE, text=True)
+
+
 def _start_emulator(tmp: Path) -> tuple[subprocess.Popen[str], str, str, str]:
     """``avsd emulator`` in its own process: its CPU is neither the bridge's nor the callers'."""
     proc = subprocess.Popen(
@@ -148,7 +169,9 @@ def run() -> list[dict[str, Any]]:
             url = f"http://127.0.0.1:{port}"
             single, _, _, _ = asyncio.run(_calls(url, pcm, 1, proc.pid))  # warm-up: lazy imports, first TLS stream
             _, rss_idle = _proc(proc.pid)
+            canary = _canary(10.0)
             results, cpu_s, wall_s, rss_peak = asyncio.run(_calls(url, pcm, CALLS, proc.pid))
+            canary_late = json.loads(canary.communicate(timeout=60)[0])
         finally:
             for child in (proc, emulator):
                 child.send_signal(signal.SIGTERM)
@@ -194,6 +217,9 @@ def run() -> list[dict[str, Any]]:
          "target": "<= 60"},
         {"metric": "phone_underruns", "value": sum(c["underruns"] for c in calls) + sum(r.underruns for r in results),
          "unit": "late frames at the bridge + dry playout buffers at the callers", "target": "0"},
+        {"metric": "machine_wakeup_lateness_p95_ms", "value": round(p95(canary_late), 1),
+         "unit": f"ms: an idle process at this priority asking to wake every 20 ms during the calls (max "
+         f"{max(canary_late):.0f} ms, load average {os.getloadavg()[0]:.1f})", "target": "info: the machine's share"},
         {"metric": "phone_cpu_per_call_percent", "value": round(100 * cpu_s / wall_s / CALLS, 2),
          "unit": f"% of one core per call (bridge process, {CALLS} calls over {wall_s:.1f} s, {heard:.0f} s of "
          "reply audio)", "target": "info"},

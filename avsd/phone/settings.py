@@ -62,5 +62,9 @@ def check_settings(settings: PhoneSettings, secrets: PhoneSecrets) -> None:
             "set it (or $TWILIO_AUTH_TOKEN), or phone.vonage_signature_secret (or $VONAGE_SIGNATURE_SECRET), "
             "or phone.vonage_unsigned = true: no route could be verified",
         )
+    if not settings.public_url and settings.host not in (LOOPBACK, "localhost", "::1"):
+        # Signatures are checked against the public URL; without one the request's Host header would be used,
+        # which a stranger controls once the bridge listens beyond loopback.
+        raise ConfigError("phone.public_url", f"required when phone.host is {settings.host!r} (not loopback)")
     if settings.public_url and not settings.public_url.startswith(("https://", "http://")):
         raise ConfigError("phone.public_url", f"must start with https:// (got {settings.public_url!r})")

@@ -36,6 +36,13 @@ def test_no_secret_is_a_config_error_naming_the_key(monkeypatch: pytest.MonkeyPa
     assert len(err) == 1 and err[0].startswith("avsd: phone.twilio_auth_token: ")
 
 
+def test_listening_beyond_loopback_needs_a_public_url(monkeypatch: pytest.MonkeyPatch,
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("TWILIO_AUTH_TOKEN", "some-token")
+    assert main(["phone", "--host", "0.0.0.0", "--port", "0"]) == 78
+    assert capsys.readouterr().err.startswith("avsd: phone.public_url: required")
+
+
 def test_bad_config_value_exits_78(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     config = tmp_path / "avsd.toml"
     config.write_text("[phone]\nvonage_rate = 11025\n")

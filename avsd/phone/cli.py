@@ -62,6 +62,9 @@ async def open_backend(name: str, config: object, scenario: Path | None, work: P
                 yield backend
         return
     if name == "avs":
+        from avsd.avs.credentials import load_credentials
+
+        load_credentials(config.credentials_path)  # not linked yet: CredentialsError, exit 78, before listening
         async with AvsBackend(config.avs, token_url=config.token_url(),
                               credentials_path=config.credentials_path) as backend:
             yield backend

@@ -43,6 +43,15 @@ def test_listening_beyond_loopback_needs_a_public_url(monkeypatch: pytest.Monkey
     assert capsys.readouterr().err.startswith("avsd: phone.public_url: required")
 
 
+def test_avs_backend_without_login_exits_78(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("TWILIO_AUTH_TOKEN", "some-token")
+    config = tmp_path / "avsd.toml"
+    config.write_text(f'[auth]\ncredentials_file = "{tmp_path / "none.json"}"\n')
+    assert main(["phone", "--backend", "avs", "--config", str(config), "--port", "0"]) == 78
+    assert "none.json" in capsys.readouterr().err
+
+
 def test_bad_config_value_exits_78(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     config = tmp_path / "avsd.toml"
     config.write_text("[phone]\nvonage_rate = 11025\n")

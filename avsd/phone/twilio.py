@@ -189,6 +189,8 @@ async def _serve_stream(bridge: PhoneBridge, ws: web.WebSocketResponse, *, signe
 async def _start(bridge: PhoneBridge, ws: web.WebSocketResponse, data: dict[str, Any], *, signed: bool) -> Call | None:
     start = _object(data.get("start"), "start")
     stream_sid = _string(start, "streamSid", "start")
+    if stream_sid in bridge.calls_by_id:
+        raise StreamError("a second stream with a streamSid already in a call")
     params = start.get("customParameters")
     params = params if isinstance(params, dict) else {}
     caller = bridge.tokens.consume(params.get("token"))  # spent even when the upgrade was signed too

@@ -14,6 +14,7 @@ against 0.9-1.5 %, with 3-9 dB less alias energy; the price is the block hold-ba
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any
 
@@ -34,6 +35,19 @@ def _stream(rate_in: int, rate_out: int) -> Any:
     return soxr.ResampleStream(rate_in, rate_out, 1, dtype="float64", quality="HQ")
 
 
+@functools.lru_cache(maxsize=32)
+def _holdback_bound(rate_in: int, rate_out: int) -> int:
+    """soxr works in blocks: measure, once per ratio, the most input it holds back when fed 10, 20 or 100 ms at a
+    time, and double it (a stream's first block needs more before anything comes out)."""
+    held = 0.0
+    for chunk in (rate_in // 100, rate_in // 50, rate_in // 10):
+        stream, produced = _stream(rate_in, rate_out), 0
+        for index in range(60):
+            produced += len(stream.resample_chunk(np.zeros(max(chunk, 1), dtype=np.float64)))
+            held = max(held, (index + 1) * max(chunk, 1) * rate_out / rate_in - produced)
+    return 2 * math.ceil(held * rate_in / rate_out) + 1
+
+
 class StreamResampler:
     """Feed float samples at ``rate_in`` in chunks of any size; get float samples at ``rate_out`` back."""
 
@@ -45,11 +59,9 @@ class StreamResampler:
 
     @property
     def latency_in(self) -> int:
-        """Input samples held back right now (soxr works in blocks: up to ~115 ms at 8<->16 kHz, ~36 ms at
-        48 -> 16 kHz when fed 20 ms at a time; ``flush`` lets them out at the end of a stream)."""
-        if self._soxr is None:
-            return 0
-        return math.ceil(float(self._soxr.delay()) * self.rate_in / self.rate_out)
+        """Input samples the resampler may hold back at most: ``latency_in`` samples of silence after the end
+        of a stream let every real sample out (as ``flush`` does)."""
+        return 0 if self._soxr is None else _holdback_bound(self.rate_in, self.rate_out)
 
     def process(self, samples: FloatArray, *, last: bool = False) -> FloatArray:
         if self._soxr is None:

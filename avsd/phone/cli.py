@@ -71,12 +71,14 @@ async def open_backend(name: str, config: object, scenario: Path | None, work: P
         return
     import importlib
 
-    try:
-        phone_backend = importlib.import_module("avsd.assistant").phone_backend
+    try:  # the offline-assistant issue's local server + brain (avsd/assistant/local.py)
+        local_assistant = importlib.import_module("avsd.assistant.local").local_assistant
     except (ImportError, AttributeError) as exc:
         raise AvsdError("--backend assistant needs the offline assistant (avsd.assistant), not in this build; "
                         "use --backend emulator or avs") from exc
-    async with phone_backend(config) as backend:  # pragma: no cover - lands with the assistant issue
+    async with local_assistant(config) as device, AvsBackend(
+        device.avs, token_url=device.token_url(), credentials_path=device.credentials_path, per_call=True
+    ) as backend:
         yield backend
 
 

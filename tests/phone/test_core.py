@@ -5,6 +5,8 @@ from __future__ import annotations
 import itertools
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from avsd.phone.core import (
     TRANSITIONS,
@@ -85,3 +87,31 @@ def test_a_reply_only_follows_thinking() -> None:
     assert next_state(CallState.THINKING, CallTrigger.REPLY) is CallState.SPEAKING
     assert next_state(CallState.SPEAKING, CallTrigger.BARGE_IN) is CallState.LISTENING
     assert next_state(CallState.THINKING, CallTrigger.UTTERANCE) is None  # one question at a time
+
+
+@given(st.lists(st.tuples(st.booleans(), st.integers(1, 80)), max_size=40),
+       st.sampled_from([0.1, 0.4]), st.sampled_from([0.0, 0.2]), st.sampled_from([1.0, 10.0]))
+@settings(max_examples=200, deadline=None)
+def test_segmenter_invariants(runs: list[tuple[bool, int]], silence: float, min_speech: float, cap: float) -> None:
+    seg = Segmenter(SegmenterSettings(silence_s=silence, min_speech_s=min_speech, max_s=cap))
+    open_since: float | None = None
+    confirmed = False
+    t = 0.0
+    for speech, frames in runs:
+        for _ in range(frames):
+            t += F
+            event = seg.process(F, speech)
+            if event is SegmentEvent.STARTED or (event is SegmentEvent.CONFIRMED and open_since is None):
+                assert open_since is None and speech  # only a voiced frame opens an utterance
+                open_since = t - F
+            if event is SegmentEvent.CONFIRMED:
+                assert not confirmed
+                confirmed = True
+            if event in (SegmentEvent.ENDED, SegmentEvent.CAPPED):
+                assert open_since is not None and confirmed  # what is handed on had enough speech
+                assert t - open_since <= cap + 1e-6
+                open_since, confirmed = None, False
+            if event is SegmentEvent.DROPPED:
+                assert open_since is not None and not confirmed
+                open_since = None
+            assert seg.active == (open_since is not None)

@@ -75,3 +75,27 @@ def test_vonage_jwt_must_be_hs256() -> None:
     # alg=none must not pass, whatever its claims say
     forged = jwt.encode({"iat": int(time.time())}, key=None, algorithm="none")
     assert hs256_claims(SECRET, f"Bearer {forged}", b"") is None
+
+
+async def test_server_binds_loopback_by_default_and_answers_health() -> None:
+    import aiohttp
+
+    from avsd.web import LOOPBACK, WebServer, create_app
+
+    async with WebServer(create_app([])) as server, aiohttp.ClientSession() as http:
+        assert server.host == LOOPBACK == "127.0.0.1"
+        assert server.port > 0
+        async with http.get(server.base_url + "/healthz") as response:
+            assert response.status == 200
+            assert await response.json() == {"status": "ok"}
+        async with http.post(server.base_url + "/healthz", data=b"x" * 100_000) as response:
+            assert response.status in (405, 413)  # no such route for POST, and bodies are capped anyway
+
+
+async def test_port_in_use_is_one_error() -> None:
+    from avsd.errors import AvsdError
+    from avsd.web import WebServer, create_app
+
+    async with WebServer(create_app([])) as first:
+        with pytest.raises(AvsdError, match=r"cannot listen on 127\.0\.0\.1"):
+            await WebServer(create_app([]), port=first.port).start()

@@ -96,6 +96,9 @@ class DaemonSettings:
     log_level: str = field(
         default="info", metadata={"help": "logging level", "choices": ("debug", "info", "warning", "error")}
     )
+    inactivity_report_s: float = field(
+        default=3600.0, metadata={"help": "System.UserInactivityReport period (AVS wants hourly)", "min": 1.0}
+    )
 
 
 @dataclass(frozen=True, slots=True)

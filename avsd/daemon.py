@@ -1,4 +1,4 @@
-"""The composition root: the only place that picks concrete classes and wires them together.
+"""One device session wired together from the parts the composition root (:mod:`avsd.root`) picked.
 
     audio source ──frames──> DialogController ──Recognize──> AvsClient ──HTTP/2──> AVS (or the emulator)
         (mic/WAV)             (ring, wake word,                 │  downchannel + event answers
@@ -8,6 +8,10 @@
 
 One asyncio loop; :meth:`Daemon.run` owns a TaskGroup with one named task per service. Threads (PortAudio, VLC,
 gpiozero) enter the loop only through ``call_soon_threadsafe`` inside their own modules.
+
+Every collaborator is passed in at construction (no part is set on another afterwards); parts that react to
+others subscribe through :class:`~avsd.observers.Observers`, which isolates them. The connection has one owner,
+the AVS client: the dialog, the outbox, the LEDs and systemd's STATUS observe it and read it from there.
 """
 
 from __future__ import annotations
@@ -16,7 +20,6 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
 
 import httpx
 
@@ -41,7 +44,6 @@ from avsd.agents.speaker import SpeakerAgent
 from avsd.agents.speech_recognizer import SpeechRecognizerAgent
 from avsd.agents.speech_synthesizer import SpeechSynthesizer
 from avsd.agents.system import SystemAgent
-from avsd.audio.source import AudioSource
 from avsd.avs.attachments import AttachmentStore
 from avsd.avs.auth import TokenProvider
 from avsd.avs.client import AvsClient, ConnectionState, make_ssl_context
@@ -50,25 +52,11 @@ from avsd.avs.messages import Event
 from avsd.config import Config
 from avsd.dialog import DialogController
 from avsd.errors import AvsConnectionError
-from avsd.playback.base import Player, create_player
-from avsd.state import Transition
-from avsd.wake.base import WakeEngine
+from avsd.observers import FAILURES
+from avsd.root import Parts
+from avsd.state import DialogState
 
 _LOGGER = logging.getLogger(__name__)
-
-
-@dataclass(slots=True)
-class Parts:
-    """Concrete parts the caller chooses (the CLI for a real device, `avsd demo`, tests)."""
-
-    open_audio: Callable[[], AudioSource]
-    speech_player: Player
-    engine: WakeEngine
-    transition_observers: list[Callable[[Transition], None]] = field(default_factory=list)
-    connection_observers: list[Callable[[ConnectionState], None]] = field(default_factory=list)
-    alert_player: Player | None = None  # None: one is made from config.playback (name "alert")
-    content_player: Player | None = None  # AudioPlayer; None: made from config.playback (name "content")
-    notification_player: Player | None = None  # None: made from config.playback (name "notification")
 
 
 class Daemon:
@@ -97,37 +85,48 @@ class Daemon:
             ssl_context=ssl_context,
         )
         self.events = EventQueue(self.client.send_event)
+        # Dialog > Alerts > Content (§7): the dialog holds DIALOG while listening/thinking/speaking.
+        self.focus = FocusArbiter(config.focus)
+        self.dialog_focus = DialogFocus(self.focus)
+        self.focus.register(DIALOG_ACTIVITY, self.dialog_focus)
+        self.speech = SpeechSynthesizer(
+            player=parts.players.speech,
+            attachments=self.attachments,
+            events=self.events,
+            focus=self.dialog_focus,
+        )
         self.dialog = DialogController(
-            settings=config.dialog,
-            endpointing=config.endpointing,
-            engine=parts.engine,
+            pipeline=parts.pipeline,
             client=self.client,
             sequencer=self.sequencer,
             send_event=self.events.send,
-            keyword=config.wake.keyword,
+            speech=self.speech,
+            connected=self.connected,
         )
-        self.speech = SpeechSynthesizer(
-            player=parts.speech_player,
-            attachments=self.attachments,
-            events=self.events,
-            observer=self.dialog,
+        self.speech.observers.add(self.dialog.on_speech, name="DialogController.on_speech")
+        self.system = SystemAgent(
+            client=self.client, events=self.events, report_interval_s=config.daemon.inactivity_report_s
         )
-        self.dialog.speech = self.speech
-        self.system = SystemAgent(client=self.client, events=self.events)
         self.sequencer.register(self.speech)
         self.sequencer.register(SpeechRecognizerAgent(self.dialog))
         self.sequencer.register(self.system)
         # Context order follows the SDK's: every implemented interface reports its state (§5.2).
         self.context.register(self.dialog.recognizer_context)
         self.context.register(self.speech.context)
-        for observer in parts.transition_observers:
-            self.dialog.machine.add_observer(observer)
         self.client.add_state_observer(self._on_connection_state)
-        for connection_observer in parts.connection_observers:
-            self.client.add_state_observer(connection_observer)
-        self.dialog.machine.add_observer(self._on_transition)
+        self.dialog.machine.add_observer(self.system.user_activity, name="SystemAgent.user_activity")
+        self.dialog.machine.add_observer(self.dialog_focus.on_transition, name="DialogFocus.on_transition")
         self._init_media()
         self._init_alerts()  # after _init_media: alerts take the ALERTS channel of its focus arbiter
+
+    def connected(self) -> bool:
+        """The connection fact, read from its one owner (the AVS client)."""
+        return self.client.state is ConnectionState.CONNECTED
+
+    @property
+    def observer_failures(self) -> int:
+        """Observer exceptions caught (and logged) in this process so far."""
+        return sum(FAILURES.values())
 
     # ----- alerts, certified events, capabilities ------------------------------------------------------------
 
@@ -136,7 +135,7 @@ class Daemon:
         # Certified sender (§6.6, §9.2): alert events are stored and delivered in order once connected.
         self.outbox = Outbox(state_dir / "outbox.sqlite", self._send_certified, connected=False)
         self.alert_store = AlertStore(state_dir / "alerts.sqlite")
-        self.alert_player = self.parts.alert_player or create_player(self.config.playback, name="alert")
+        self.alert_player = self.parts.players.alert
         self.alerts = AlertsAgent(
             store=self.alert_store,
             certified=self.outbox,
@@ -154,26 +153,19 @@ class Daemon:
             state_dir=state_dir,
             settings=self.config.capabilities,
         )
+        self.capabilities_checked = asyncio.Event()  # set once the capabilities were published or found unchanged
 
     # ----- focus, speaker, music, notifications --------------------------------------------------------------
 
     def _init_media(self) -> None:
         config, state_dir = self.config, self.config.state_dir
         focus_settings = config.focus
-        # Dialog > Alerts > Content (§7): the dialog holds DIALOG while listening/thinking/speaking.
-        self.focus = FocusArbiter(focus_settings)
-        self.dialog_focus = DialogFocus(self.focus)
-        self.focus.register(DIALOG_ACTIVITY, self.dialog_focus)
-        self.dialog.machine.add_observer(self.dialog_focus.on_transition)
-        self.speech.focus = self.dialog_focus
-        self.content_player = self.parts.content_player or create_player(config.playback, name="content")
-        self.notification_player = self.parts.notification_player or create_player(
-            config.playback, name="notification"
-        )
+        self.content_player = self.parts.players.content
+        self.notification_player = self.parts.players.notification
         # One device volume (speech, music, notification sounds); alarms keep their own so they ring when muted.
         self.speaker = SpeakerAgent(
             events=self.events,
-            players=[self.parts.speech_player, self.notification_player],
+            players=[self.parts.players.speech, self.notification_player],
             content_players=[self.content_player],
             state_dir=state_dir,
             settings=config.speaker,
@@ -218,15 +210,13 @@ class Daemon:
         await self.client.wait_connected()
         body = capabilities_body(interfaces_from_context(self.context.gather()))
         await self.capabilities.publish(capabilities_url(self.client.base_url), body)
+        self.capabilities_checked.set()
 
     async def _send_exception(self, event: Event) -> None:
         self.events.send(event)
 
     def _on_connection_state(self, state: ConnectionState) -> None:
-        self.dialog.set_online(state is ConnectionState.CONNECTED)
-
-    def _on_transition(self, transition: Transition) -> None:
-        self.system.user_activity(transition)
+        self.dialog.connection_changed(state is ConnectionState.CONNECTED)
 
     async def run(
         self,
@@ -260,10 +250,13 @@ class Daemon:
                         raise AvsConnectionError(
                             f"could not connect to AVS at {self.client.base_url}: {self.client.last_error}"
                         ) from None
-                audio = group.create_task(self.dialog.run_audio(self.parts.open_audio), name="audio")
+                open_audio = self.parts.open_audio
+                audio = None
+                if open_audio is not None:
+                    audio = group.create_task(self.dialog.run_audio(open_audio), name="audio")
                 if ready is not None:
                     ready()
-                if stop_when_audio_ends:
+                if stop_when_audio_ends and audio is not None:
                     await audio
                     await self.settle()
                     if linger is not None:
@@ -279,8 +272,6 @@ class Daemon:
 
     async def settle(self, timeout: float = 60.0) -> None:
         """Wait until the dialog is over (back to a resting state) and queued events are sent."""
-        from avsd.state import DialogState
-
         async with asyncio.timeout(timeout):
             resting = (DialogState.IDLE, DialogState.OFFLINE, DialogState.MUTED)
             # A demo/test helper watching several parts at once; a short poll is simpler than an event per part.
@@ -294,8 +285,8 @@ class Daemon:
         with contextlib.suppress(Exception):
             await self.sequencer.close()
         with contextlib.suppress(Exception):
-            await self.parts.speech_player.close()
-        self.parts.engine.close()
+            await self.parts.players.speech.close()
+        self.dialog.engine.close()
         with contextlib.suppress(Exception):
             await self.alert_player.close()
         await self._close_media()

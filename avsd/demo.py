@@ -23,13 +23,12 @@ from avsd.avs.client import ConnectionState
 from avsd.avs.credentials import Credentials, save_credentials
 from avsd.avs.messages import Directive, Event
 from avsd.config import Config, load_config, override
-from avsd.daemon import Daemon, Parts
+from avsd.daemon import Daemon
 from avsd.emulator.scenario import load_scenario
 from avsd.emulator.server import Emulator
 from avsd.hw.patterns import LedInputs, pattern_for
-from avsd.playback.base import create_player
+from avsd.root import build_daemon
 from avsd.state import Transition
-from avsd.wake.base import create_engine
 
 DEMO_WAV = Path(__file__).parent / "audio" / "assets" / "alexa-what-time-is-it.wav"
 DEMO_RING_S = 2.0  # the demo "presses stop" this long after an alert starts sounding
@@ -63,12 +62,12 @@ class EventLog:
 
 
 class TransitionPrinter:
-    def __init__(self, started: float, daemon_online: Any) -> None:
+    def __init__(self, started: float, daemon: Daemon) -> None:
         self._started = started
-        self._online = daemon_online
+        self._daemon = daemon
 
     def __call__(self, transition: Transition) -> None:
-        led = pattern_for(LedInputs(transition.state, connected=self._online()))
+        led = pattern_for(LedInputs(transition.state, connected=self._daemon.connected()))
         print(
             f"{time.monotonic() - self._started:7.2f} s  {transition.previous:>9} -> {transition.state:<9}"
             f" ({transition.trigger})  LED {led.name} {led.effect} rgb{led.color}",
@@ -106,28 +105,21 @@ async def run_demo(args: argparse.Namespace) -> int:
             state_dir = out_dir / "state"
             save_credentials(state_dir / "credentials.json", Credentials("avsd-demo", emulator.refresh_token))
             config = demo_config(base, emulator, state_dir, out_dir, args.engine)
-            engine = create_engine(config.wake)
-            player = create_player(config.playback)
-            print(f"avsd demo: emulator at {emulator.base_url}; wake word engine {engine.name}; "
+            daemon = build_daemon(
+                config, open_audio=lambda: WavFileSource(input_wav, realtime=not args.fast, pad_silence_s=3.0)
+            )
+            print(f"avsd demo: emulator at {emulator.base_url}; wake word engine {daemon.dialog.engine.name}; "
                   f"input {input_wav}", flush=True)
-            online = {"value": False}
 
             def on_connection(state: ConnectionState) -> None:
-                online["value"] = state is ConnectionState.CONNECTED
                 print(f"{time.monotonic() - started:7.2f} s  connection {state}", flush=True)
 
-            parts = Parts(
-                open_audio=lambda: WavFileSource(input_wav, realtime=not args.fast, pad_silence_s=3.0),
-                speech_player=player,
-                engine=engine,
-                transition_observers=[TransitionPrinter(started, lambda: online["value"])],
-                connection_observers=[on_connection],
-            )
-            daemon = Daemon(config, parts)
+            daemon.dialog.machine.add_observer(TransitionPrinter(started, daemon), name="demo printer")
+            daemon.client.add_state_observer(on_connection)
             if events_file is not None:
                 log = EventLog(events_file, started)
-                daemon.client.event_observers.append(log.event)
-                daemon.client.directive_observers.append(log.directive)
+                daemon.client.event_observers.add(log.event, name="EventLog.event")
+                daemon.client.directive_observers.add(log.directive, name="EventLog.directive")
 
             def on_ring(token: str) -> None:
                 print(f"{time.monotonic() - started:7.2f} s  alert {token} sounding; "

@@ -22,69 +22,32 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections.abc import AsyncIterator, Callable, Mapping
-from dataclasses import dataclass, field
-from enum import StrEnum
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from avsd.audio.endpointer import EndpointerSettings, EndpointResult
 from avsd.audio.frames import ACTIVE_BLOCK_FRAMES, FRAME_BYTES, IDLE_BLOCK_FRAMES, SAMPLE_RATE
-from avsd.audio.opus import BITRATES, OPUS_FORMAT, OpusEncoder, encode_frames, require_opus
+from avsd.audio.opus import OPUS_FORMAT, OpusEncoder, encode_frames
 from avsd.audio.ring import RingBuffer
 from avsd.audio.source import AudioSource
 from avsd.audio.vad import VadEndpointer
 from avsd.avs.client import EventResult
 from avsd.avs.messages import Event, context_entry
 from avsd.errors import AudioDeviceError, AvsError
-from avsd.state import DialogMachine, DialogState, DialogTimeouts, Transition, Trigger
+from avsd.recognize import (
+    Capture,
+    DialogSettings,
+    Initiator,
+    VoicePipeline,
+    recognize_event,
+    ring_seconds,
+)
+from avsd.state import DialogMachine, DialogState, Transition, Trigger
 from avsd.wake.base import Detection, WakeEngine
 
 _LOGGER = logging.getLogger(__name__)
 S, T = DialogState, Trigger
-
-PCM_FORMAT = "AUDIO_L16_RATE_16000_CHANNELS_1"
-_CAPTURE_QUEUE_FRAMES = 2000  # 20 s: more than the hard cap, so a slow network never drops captured audio
-
-
-class Initiator(StrEnum):
-    WAKEWORD = "WAKEWORD"
-    TAP = "TAP"
-    PRESS_AND_HOLD = "PRESS_AND_HOLD"
-    EXPECT_SPEECH = "EXPECT_SPEECH"  # local name: the Recognize echoes ExpectSpeech's initiator
-
-
-@dataclass(frozen=True, slots=True)
-class DialogSettings:
-    wake_profile: str = field(
-        default="NEAR_FIELD",
-        metadata={"help": "ASR profile for wake-word dialogs", "choices": ("NEAR_FIELD", "FAR_FIELD")},
-    )
-    tap_endpointing: str = field(
-        default="local",
-        metadata={
-            "help": "TAP dialogs end on local end of speech and StopCapture (local), or StopCapture only (cloud)",
-            "choices": ("local", "cloud"),
-        },
-    )
-    preroll_s: float = field(
-        default=0.5, metadata={"help": "audio sent before the wake word (AVS wants 500 ms)", "min": 0.0, "max": 1.5}
-    )
-    expect_preroll_s: float = field(
-        default=0.3, metadata={"help": "audio kept before the answer to an ExpectSpeech starts", "min": 0.0, "max": 1.0}
-    )
-    audio_format: str = field(
-        default=PCM_FORMAT,
-        metadata={
-            "help": "Recognize audio: 16 kHz PCM (256 kbps) or Opus (needs libopus0 + opuslib-next)",
-            "choices": (PCM_FORMAT, OPUS_FORMAT),
-        },
-    )
-    opus_bitrate: int = field(
-        default=32000,
-        metadata={"help": "Opus bit rate (hard CBR: 80- or 160-byte packets per 20 ms)", "choices": BITRATES},
-    )
-    timeouts: DialogTimeouts = field(default_factory=DialogTimeouts)
-
 
 class RecognizeSender(Protocol):
     async def send_event(self, event: Event, audio: Any = None) -> EventResult: ...
@@ -102,67 +65,13 @@ class SpeechControl(Protocol):
     async def stop(self) -> None: ...
 
 
-def recognize_event(
-    *,
-    dialog_request_id: str,
-    initiator: Initiator,
-    profile: str,
-    wake_word_indices: tuple[int, int] | None = None,
-    expect_initiator: Mapping[str, Any] | None = None,
-    audio_format: str = PCM_FORMAT,
-) -> Event:
-    """``SpeechRecognizer.Recognize`` (§6.1). Pure."""
-    payload: dict[str, Any] = {"profile": profile, "format": audio_format}
-    if initiator is Initiator.EXPECT_SPEECH:
-        if expect_initiator is not None:
-            payload["initiator"] = dict(expect_initiator)  # verbatim, opaque
-    elif initiator is Initiator.WAKEWORD:
-        initiator_payload: dict[str, Any] = {}
-        if wake_word_indices is not None:
-            start, end = wake_word_indices
-            initiator_payload["wakeWordIndices"] = {"startIndexInSamples": start, "endIndexInSamples": end}
-        payload["initiator"] = {"type": "WAKEWORD", "payload": initiator_payload}
-    else:
-        payload["initiator"] = {"type": str(initiator), "payload": {}}
-    return Event.new("SpeechRecognizer", "Recognize", payload, dialog_request_id=dialog_request_id)
+@dataclass(frozen=True, slots=True)
+class _Expectation:
+    """The data of the EXPECTING state (:attr:`DialogMachine.data`): ExpectSpeech's initiator, echoed verbatim,
+    and the voice detector that notices the answer starting."""
 
-
-class Capture:
-    """One Recognize's audio: the pre-roll, then live frames until closed. Read once by the upload."""
-
-    def __init__(self, preroll: bytes) -> None:
-        self._queue: asyncio.Queue[bytes | None] = asyncio.Queue(_CAPTURE_QUEUE_FRAMES)
-        self._preroll = preroll
-        self.closed = False
-        self.frames_sent = 0
-
-    def push(self, frame: bytes) -> None:
-        if not self.closed:
-            try:
-                self._queue.put_nowait(frame)
-            except asyncio.QueueFull:  # only if the upload stalls for 20 s; the state timeout ends it anyway
-                _LOGGER.warning("capture queue full; dropping a frame")
-
-    def close(self) -> None:
-        if not self.closed:
-            self.closed = True
-            try:
-                self._queue.put_nowait(None)
-            except asyncio.QueueFull:
-                self._queue.get_nowait()
-                self._queue.put_nowait(None)
-
-    async def frames(self) -> AsyncIterator[bytes]:
-        preroll = self._preroll
-        for offset in range(0, len(preroll) - FRAME_BYTES + 1, FRAME_BYTES):
-            self.frames_sent += 1
-            yield preroll[offset : offset + FRAME_BYTES]
-        while True:
-            frame = await self._queue.get()
-            if frame is None:
-                return
-            self.frames_sent += 1
-            yield frame
+    initiator: Mapping[str, Any] | None
+    vad: VadEndpointer
 
 
 @dataclass(slots=True)
@@ -181,35 +90,25 @@ class DialogController:
     def __init__(
         self,
         *,
-        settings: DialogSettings,
-        endpointing: EndpointerSettings,
-        engine: WakeEngine,
+        pipeline: VoicePipeline,
         client: RecognizeSender,
         sequencer: DirectiveQueue,
         send_event: Callable[[Event], None],
-        online: bool = False,
-        keyword: str = "ALEXA",
+        speech: SpeechControl,
+        connected: Callable[[], bool],
     ) -> None:
-        self.settings = settings
-        self.endpointing = endpointing
-        self.engine = engine
+        self._pipeline = pipeline
         self._client = client
         self._sequencer = sequencer
         self._send_event = send_event
-        self.keyword = keyword.upper()
-        if settings.audio_format == OPUS_FORMAT:
-            require_opus()  # a missing libopus is a start-up error, not a failure in the middle of a dialog
-        self.machine = DialogMachine(settings.timeouts, online=online)
-        self.machine.add_observer(self._on_transition)
-        self.ring = RingBuffer(max(2.5, settings.preroll_s + 2.0))
-        self.speech: SpeechControl | None = None
+        self.speech = speech
+        self.machine = DialogMachine(pipeline.settings.timeouts, connected=connected)
+        self.machine.add_observer(self._on_transition, name="DialogController")
+        self.ring = RingBuffer(ring_seconds(pipeline.settings))
         self._dialog: _Dialog | None = None
         self._dialogs: set[asyncio.Task[None]] = set()
-        self._expect_vad: VadEndpointer | None = None
-        self._expect_initiator: Mapping[str, Any] | None = None
         self._timer: asyncio.TimerHandle | None = None
-        self._unmuted = asyncio.Event()
-        self._unmuted.set()
+        self._state_waiters: list[asyncio.Future[None]] = []
         self.last_frame_time: float | None = None
         self._source: AudioSource | None = None
         self.wake_detections: list[Detection] = []
@@ -218,6 +117,53 @@ class DialogController:
     @property
     def state(self) -> DialogState:
         return self.machine.state
+
+    @property
+    def pipeline(self) -> VoicePipeline:
+        return self._pipeline
+
+    @property
+    def settings(self) -> DialogSettings:
+        return self._pipeline.settings
+
+    @property
+    def endpointing(self) -> EndpointerSettings:
+        return self._pipeline.endpointing
+
+    @property
+    def engine(self) -> WakeEngine:
+        return self._pipeline.engine
+
+    @property
+    def keyword(self) -> str:
+        return self._pipeline.keyword.upper()
+
+    def use_pipeline(self, pipeline: VoicePipeline) -> None:
+        """Replace the audio path between two blocks (a reload): the next dialog uses the new settings, the ring
+        is resized to the new pre-roll (keeping its history and indices), the state timeouts follow."""
+        old, self._pipeline = self._pipeline, pipeline
+        if ring_seconds(pipeline.settings) != ring_seconds(old.settings):
+            self.ring = self.ring.resized(ring_seconds(pipeline.settings))
+        self.machine.timeouts = pipeline.settings.timeouts
+        if pipeline.engine is not old.engine:
+            pipeline.engine.set_sensitivity_boost(self.machine.state is S.SPEAKING)
+            old.engine.close()
+
+    @property
+    def _expectation(self) -> _Expectation | None:
+        data = self.machine.data
+        return data if self.machine.state is S.EXPECTING and isinstance(data, _Expectation) else None
+
+    async def _until(self, predicate: Callable[[DialogState], bool]) -> None:
+        """Wait for a state that satisfies ``predicate`` (woken by transitions, no polling)."""
+        while not predicate(self.machine.state):
+            waiter = self._loop.create_future()
+            self._state_waiters.append(waiter)
+            try:
+                await waiter
+            finally:
+                if waiter in self._state_waiters:
+                    self._state_waiters.remove(waiter)
 
     @property
     def has_dialog(self) -> bool:
@@ -238,7 +184,7 @@ class DialogController:
         """
         delay = 1.0
         while True:
-            await self._unmuted.wait()
+            await self._until(lambda state: state is not S.MUTED)
             try:
                 source = open_source()
             except AudioDeviceError as exc:
@@ -291,9 +237,9 @@ class DialogController:
                     result = dialog.endpointer.process_frame(frame)
                     if result is not EndpointResult.CONTINUE:
                         self._end_capture(dialog, result)
-            elif state is S.EXPECTING and self._expect_vad is not None:
-                self._expect_vad.process_frame(frame)
-                if self._expect_vad.speech_detected:
+            elif state is S.EXPECTING and (expectation := self._expectation) is not None:
+                expectation.vad.process_frame(frame)
+                if expectation.vad.speech_detected:
                     # Frames after this one in the block are in the ring, which the new capture starts from.
                     self._answer_expect_speech(self.ring.end_index - (len(block) - offset - FRAME_BYTES) // 2)
                     return
@@ -339,17 +285,16 @@ class DialogController:
         muting = not self.machine.muted
         if muting:
             self._abandon_dialog()
-            self._unmuted.clear()
-        else:
-            self._unmuted.set()
         self._fire(T.MUTE_TOGGLE)
 
-    def set_online(self, online: bool) -> None:
-        if online == self.machine.online:
+    def connection_changed(self, connected: bool) -> None:
+        """Observer of the connection's owner (the AVS client); the fact itself is read from there. Every state of
+        the client but CONNECTED counts as disconnected, so a retry while OFFLINE is not news."""
+        if not connected and self.machine.state is S.OFFLINE:
             return
-        if not online:
+        if not connected:
             self._abandon_dialog()
-        self._fire(T.CONNECTED if online else T.DISCONNECTED)
+        self._fire(T.CONNECTED if connected else T.DISCONNECTED)
 
     # ----- SpeechRecognizer directives ----------------------------------------------------------------------
 
@@ -364,20 +309,16 @@ class DialogController:
         """Open the mic for an answer. False when the state does not allow it (the agent reports that)."""
         if self.state not in (S.IDLE, S.THINKING, S.SPEAKING):
             return False
-        self._expect_initiator = initiator
-        self._expect_vad = VadEndpointer(self.endpointing)
-        return self._fire(T.EXPECT_SPEECH, timeout_s=timeout_s) is not None
+        expectation = _Expectation(initiator, VadEndpointer(self.endpointing))
+        return self._fire(T.EXPECT_SPEECH, timeout_s=timeout_s, data=expectation) is not None
 
     def recognizer_context(self) -> dict[str, Any]:
         return context_entry("SpeechRecognizer", "RecognizerState", {"wakeword": self.keyword})
 
     # ----- SpeechSynthesizer observer -----------------------------------------------------------------------
 
-    def speech_started(self) -> None:
-        self._fire(T.SPEECH_STARTED)
-
-    def speech_finished(self) -> None:
-        self._fire(T.SPEECH_FINISHED)
+    def on_speech(self, playing: bool) -> None:
+        self._fire(T.SPEECH_STARTED if playing else T.SPEECH_FINISHED)
 
     # ----- dialogs ------------------------------------------------------------------------------------------
 
@@ -388,6 +329,7 @@ class DialogController:
             _LOGGER.warning("cannot start a dialog: AVS is not connected")
             return
         previous = self._dialog
+        expectation = self._expectation
         self._abandon_dialog()
         if initiator is Initiator.PRESS_AND_HOLD or (
             initiator is Initiator.TAP and self.settings.tap_endpointing == "cloud"
@@ -403,16 +345,14 @@ class DialogController:
             upload_start_index=max(start_index, self.ring.start_index),
         )
         self._dialog = dialog
-        self._expect_vad = None
         self.dialog_started.append((self._loop.time(), dialog.dialog_request_id, dialog.upload_start_index))
         self._fire(trigger)
-        expect_initiator, self._expect_initiator = self._expect_initiator, None
         event = recognize_event(
             dialog_request_id=dialog.dialog_request_id,
             initiator=initiator,
             profile="CLOSE_TALK" if initiator is Initiator.PRESS_AND_HOLD else self.settings.wake_profile,
             wake_word_indices=kwargs.get("wake_word_indices"),
-            expect_initiator=expect_initiator,
+            expect_initiator=expectation.initiator if expectation is not None else None,
             audio_format=self.settings.audio_format,
         )
         old_task = previous.task if previous is not None else None
@@ -425,25 +365,36 @@ class DialogController:
         self._begin(Initiator.EXPECT_SPEECH, T.SPEECH_HEARD, heard_index - back)
 
     async def _run_dialog(self, dialog: _Dialog, event: Event, old_task: asyncio.Task[None] | None) -> None:
-        # A new dialog cancels the old one and waits for it to finish cancelling.
-        if self.speech is not None:
-            await self.speech.stop()
-        if old_task is not None and not old_task.done():
-            old_task.cancel()
-            await asyncio.gather(old_task, return_exceptions=True)
-        await self._sequencer.new_dialog(dialog.dialog_request_id)
+        """One dialog from upload to answer. Any failure (not only an AvsError: a bug, an encoder error, a
+        third-party exception that escaped its boundary) ends it at once with FAILED, logged, so the device
+        returns to IDLE instead of sitting in THINKING until the state's timeout."""
         try:
-            audio = dialog.capture.frames()
-            if self.settings.audio_format == OPUS_FORMAT:
-                audio = encode_frames(audio, OpusEncoder(self.settings.opus_bitrate))
-            await self._client.send_event(event, audio=audio)
-        except AvsError as exc:
-            _LOGGER.warning("Recognize failed: %s", exc)
+            await self._dialog_steps(dialog, event, old_task)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            if isinstance(exc, AvsError):
+                _LOGGER.warning("Recognize failed: %s", exc)
+            else:
+                _LOGGER.exception("dialog %s failed", dialog.dialog_request_id)
             dialog.capture.close()
             if self._dialog is dialog:
                 self._dialog = None
                 self._fire(T.FAILED)
-            return
+
+    async def _dialog_steps(self, dialog: _Dialog, event: Event, old_task: asyncio.Task[None] | None) -> None:
+        # A new dialog cancels the old one and waits for it to finish cancelling.
+        await self.speech.stop()
+        if old_task is not None and not old_task.done():
+            old_task.cancel()
+            await asyncio.gather(old_task, return_exceptions=True)
+        await self._sequencer.new_dialog(dialog.dialog_request_id)
+        settings = self.settings
+        try:
+            audio = dialog.capture.frames()
+            if settings.audio_format == OPUS_FORMAT:
+                audio = encode_frames(audio, OpusEncoder(settings.opus_bitrate))
+            await self._client.send_event(event, audio=audio)
         finally:
             dialog.capture.close()
         if self._dialog is not dialog:
@@ -470,18 +421,17 @@ class DialogController:
     def _abandon_dialog(self) -> None:
         """Forget the current dialog: close its capture, stop its speech, drop its late directives."""
         dialog, self._dialog = self._dialog, None
-        self._expect_vad = None
         if dialog is not None:
             dialog.capture.close()
             # Directives still on their way for it must be dropped: make a fresh id current.
             self._sequencer.set_dialog_request_id(str(uuid.uuid4()))
-        if self.speech is not None and self.machine.state is S.SPEAKING:
+        if self.machine.state is S.SPEAKING:
             self._loop.create_task(self.speech.stop(), name="stop-speech")
 
     # ----- state machine plumbing ---------------------------------------------------------------------------
 
-    def _fire(self, trigger: Trigger, *, timeout_s: float | None = None) -> Transition | None:
-        return self.machine.fire(trigger, self._loop.time(), timeout_s=timeout_s)
+    def _fire(self, trigger: Trigger, *, timeout_s: float | None = None, data: Any = None) -> Transition | None:
+        return self.machine.fire(trigger, self._loop.time(), timeout_s=timeout_s, data=data)
 
     def _set_block_size(self) -> None:
         """Small blocks while listening (end of speech acted on at once), large ones otherwise (fewer wake-ups)."""
@@ -502,6 +452,10 @@ class DialogController:
         deadline = self.machine.deadline
         if deadline is not None:
             self._timer = self._loop.call_at(deadline, self._on_deadline)
+        waiters, self._state_waiters = self._state_waiters, []
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(None)
 
     def _on_deadline(self) -> None:
         self._timer = None
@@ -513,7 +467,6 @@ class DialogController:
             self._abandon_dialog()
         self.machine.check_timeout(self._loop.time())
         if previous is S.EXPECTING:
-            self._expect_vad = None
             self._send_event(Event.new("SpeechRecognizer", "ExpectSpeechTimedOut"))
 
     async def close(self) -> None:
@@ -524,3 +477,13 @@ class DialogController:
             task.cancel()
         if self._dialogs:
             await asyncio.gather(*self._dialogs, return_exceptions=True)
+
+
+# DialogSettings, Initiator, recognize_event and VoicePipeline live in avsd.recognize; re-exported for importers.
+__all__ = [
+    "DialogController",
+    "DialogSettings",
+    "Initiator",
+    "VoicePipeline",
+    "recognize_event",
+]

@@ -172,13 +172,14 @@ async def check_speaker(ctx: DoctorContext) -> CheckResult:
     if ctx.config is None:
         return _skip("speaker", "no valid config")
     from avsd.agents.notifications import chime_wav
-    from avsd.playback.base import Media, PlaybackOutcome, create_player
+    from avsd.playback.base import Media, PlaybackOutcome
+    from avsd.root import select_player
 
     with tempfile.TemporaryDirectory(prefix="avsd-doctor-") as tmp:
         chime = Path(tmp) / "chime.wav"
         chime.write_bytes(chime_wav())
         try:
-            player = create_player(ctx.config.playback, name="doctor")
+            player = select_player(ctx.config.playback, name="doctor")
             try:
                 playback = player.play(Media.file(chime))
                 async with asyncio.timeout(10):
@@ -201,7 +202,8 @@ async def check_gpio(ctx: DoctorContext) -> CheckResult:
     if ctx.hardware == "none" or (config.button.pin is None and config.led.kind in ("none", "terminal")):
         return CheckResult("GPIO", True, "no button or GPIO LEDs configured")
     from avsd.hw.factory import HardwareError, pin_factory_for
-    from avsd.hw.leds import NullLed, create_led
+    from avsd.hw.leds import NullLed
+    from avsd.root import select_led_driver
 
     loop = asyncio.get_running_loop()
     used: list[str] = []
@@ -212,7 +214,7 @@ async def check_gpio(ctx: DoctorContext) -> CheckResult:
 
             GpioButton(config.button, lambda action: None, loop=loop, pin_factory=factory).close()
             used.append(f"button GPIO{config.button.pin}")
-        led = create_led(config.led, pin_factory=factory)
+        led = select_led_driver(config.led, pin_factory=factory)
         if not isinstance(led, NullLed):
             used.append(f"LED {config.led.kind}")
         led.close()
@@ -224,10 +226,10 @@ async def check_gpio(ctx: DoctorContext) -> CheckResult:
 async def check_wake_word(ctx: DoctorContext) -> CheckResult:
     if ctx.config is None:
         return _skip("wake word", "no valid config")
-    from avsd.wake.base import create_engine
+    from avsd.root import select_engine
 
     try:
-        engine = await asyncio.to_thread(create_engine, ctx.config.wake)
+        engine = await asyncio.to_thread(select_engine, ctx.config.wake)
         try:
             engine.process(bytes(3200), 1600)  # 100 ms of silence must go through without an error
         finally:

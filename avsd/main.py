@@ -13,313 +13,37 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import dataclasses
 import logging
-import os
 import signal
-from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
-from avsd.audio.frames import IDLE_BLOCK_FRAMES
-from avsd.audio.source import AudioSource
-from avsd.avs.client import ConnectionState
+from avsd.appliance import (
+    HANG_ENV,
+    MonitoredSource,
+    Reloader,
+    StatusReporter,
+    control_handlers,
+)
 from avsd.avs.credentials import load_credentials
-from avsd.config import Config, changed_sections, load_config
-from avsd.control import ControlServer, Handler, socket_path
-from avsd.daemon import Daemon, Parts
-from avsd.errors import AudioDeviceError
-from avsd.hw.wiring import Hardware
-from avsd.playback.base import create_player
-from avsd.state import DialogState, Transition
-from avsd.systemd import AudioHeartbeat, SystemdNotifier, handle_reload, run_watchdog
-from avsd.wake.base import create_engine
+from avsd.config import Config
+from avsd.root import build_appliance
+from avsd.systemd import handle_reload, run_watchdog
 
 _LOGGER = logging.getLogger(__name__)
 
-STOP_TIMEOUT_S = 5.0
-RETRY_MAX_S = 60.0
-# Test hook: after this many seconds of audio the source stops yielding frames (a hung capture thread). Read only
-# here; everything downstream (heartbeat, watchdog, sd_notify) is the production path being tested.
-HANG_ENV = "AVSD_TEST_HANG_AUDIO_AFTER_S"
-
-SourceOpener = Callable[[], Awaitable[AudioSource]]
-
-
-class MonitoredSource:
-    """The production audio source: opens the device with back-off and feeds the watchdog heartbeat.
-
-    A missing or busy microphone gives one line per attempt and a retry after 1, 2, 4 ... 60 s, not a traceback
-    loop. While it is being retried the heartbeat is suspended: no device is not a hung capture thread, and
-    restarting the service would not conjure one up.
-    """
-
-    def __init__(
-        self,
-        open_source: SourceOpener,
-        heartbeat: AudioHeartbeat,
-        *,
-        clock: Callable[[], float],
-        retry_initial_s: float = 1.0,
-        retry_max_s: float = RETRY_MAX_S,
-    ) -> None:
-        self._open = open_source
-        self._heartbeat = heartbeat
-        self._clock = clock
-        self._retry_initial_s = retry_initial_s
-        self._retry_max_s = retry_max_s
-        self._inner: AudioSource | None = None
-        self._block_frames = IDLE_BLOCK_FRAMES
-        self.attempts = 0
-
-    @property
-    def block_frames(self) -> int:
-        return self._block_frames
-
-    @block_frames.setter
-    def block_frames(self, value: int) -> None:
-        self._block_frames = value
-        if self._inner is not None:
-            self._inner.block_frames = value
-
-    async def _open_with_backoff(self) -> AudioSource:
-        delay = self._retry_initial_s
-        while True:
-            self.attempts += 1
-            try:
-                return await self._open()
-            except AudioDeviceError as exc:
-                self._heartbeat.suspend()
-                _LOGGER.error("microphone unavailable: %s; retrying in %.1f s", exc, delay)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, self._retry_max_s)
-
-    async def frames(self) -> AsyncIterator[bytes]:
-        inner = await self._open_with_backoff()
-        self._inner = inner
-        inner.block_frames = self._block_frames
-        self._heartbeat.resume(self._clock())
-        async for block in inner.frames():
-            self._heartbeat.beat(self._clock())
-            yield block
-
-    async def close(self) -> None:
-        inner, self._inner = self._inner, None
-        if inner is not None:
-            await inner.close()
-
-
-class _HangingSource:
-    """Test hook (:data:`HANG_ENV`): passes frames through for ``after_s`` seconds, then blocks forever."""
-
-    def __init__(self, inner: AudioSource, after_s: float, clock: Callable[[], float]) -> None:
-        self._inner = inner
-        self._after_s = after_s
-        self._clock = clock
-
-    @property
-    def block_frames(self) -> int:
-        return self._inner.block_frames
-
-    @block_frames.setter
-    def block_frames(self, value: int) -> None:
-        self._inner.block_frames = value
-
-    async def frames(self) -> AsyncIterator[bytes]:
-        start = self._clock()
-        async for block in self._inner.frames():
-            if self._clock() - start >= self._after_s:
-                _LOGGER.warning("test hook %s: the audio source hangs now", HANG_ENV)
-                await asyncio.Event().wait()
-            yield block
-
-    async def close(self) -> None:
-        await self._inner.close()
-
-
-def source_opener(config: Config, input_wav: Path | None) -> SourceOpener:
-    """Opens the configured microphone (raising AudioDeviceError when it is missing or busy), or the WAV."""
-
-    async def open_source() -> AudioSource:
-        source: AudioSource
-        if input_wav is not None:
-            from avsd.audio.wav_source import WavFileSource
-
-            source = WavFileSource(input_wav, realtime=True, pad_silence_s=2.0)
-        else:
-            from avsd.audio.mic import MicrophoneSource
-
-            mic = MicrophoneSource(config.audio.device_spec(), queue_frames=config.audio.queue_frames)
-            try:
-                await mic.start()
-            except BaseException:
-                await mic.close()
-                raise
-            source = mic
-        hang = os.environ.get(HANG_ENV)
-        if hang:
-            source = _HangingSource(source, float(hang), asyncio.get_running_loop().time)
-        return source
-
-    return open_source
-
-
-class StatusReporter:
-    """STATUS= for systemctl status: the dialog state and the connection, updated on every change."""
-
-    def __init__(self, notifier: SystemdNotifier) -> None:
-        self._notifier = notifier
-        self.dialog = "starting"
-        self.connection = ConnectionState.DISCONNECTED
-
-    def on_transition(self, transition: Transition) -> None:
-        self.dialog = str(transition.state)
-        self._send()
-
-    def on_connection(self, state: ConnectionState) -> None:
-        self.connection = state
-        self._send()
-
-    def _send(self) -> None:
-        self._notifier.status(f"{self.dialog}; AVS {self.connection}")
-
-
-# Sections a reload applies in place; any other changed section is logged as needing a restart.
-RELOADABLE = frozenset({"daemon", "avs", "wake", "endpointing", "dialog", "speaker", "button"})
-
-
-class Reloader:
-    """``systemctl reload avsd``: re-read the file and apply what can be applied without dropping AVS."""
-
-    def __init__(
-        self, daemon: Daemon, hardware: Hardware | None, path: Path | None, loop: asyncio.AbstractEventLoop
-    ) -> None:
-        self._daemon = daemon
-        self._hardware = hardware
-        self._path = path
-        self._loop = loop
-        self.reloads = 0
-
-    async def __call__(self) -> None:
-        old = self._daemon.config
-        new = await asyncio.to_thread(load_config, self._path)  # a ConfigError keeps the old config
-        changed = changed_sections(old, new)
-        applied: list[str] = [s for s in changed if s in RELOADABLE]
-        restart: list[str] = [s for s in changed if s not in RELOADABLE]
-        if "avs" in changed and _avs_needs_restart(old, new):
-            restart.append("avs (only avs.endpoint applies without a restart)")
-        if new.daemon.state_dir != old.daemon.state_dir:
-            restart.append("daemon.state_dir")
-        self._apply(old, new)
-        self._daemon.config = new
-        self.reloads += 1
-        _LOGGER.info(
-            "reload: changed %s; applied %s; needs a restart: %s",
-            ", ".join(changed) or "nothing",
-            ", ".join(applied) or "nothing",
-            ", ".join(restart) or "nothing",
-        )
-
-    def _apply(self, old: Config, new: Config) -> None:
-        daemon = self._daemon
-        if new.daemon.log_level != old.daemon.log_level:
-            logging.getLogger("avsd").setLevel(new.daemon.log_level.upper())
-        if new.avs.endpoint != old.avs.endpoint:
-            daemon.client.set_endpoint(new.avs.endpoint)
-        if new.endpointing != old.endpointing:
-            daemon.dialog.endpointing = new.endpointing  # the next dialog's endpointer uses it
-        if new.dialog != old.dialog:
-            daemon.dialog.settings = new.dialog
-            daemon.dialog.machine.timeouts = new.dialog.timeouts
-        if new.wake != old.wake:
-            engine = create_engine(new.wake)
-            previous, daemon.dialog.engine = daemon.dialog.engine, engine
-            daemon.parts.engine = engine
-            daemon.dialog.keyword = new.wake.keyword.upper()
-            previous.close()
-            _LOGGER.info("wake-word engine recreated (%s)", engine.name)
-        if new.speaker != old.speaker:
-            daemon.speaker.settings = new.speaker
-        if new.button != old.button and self._hardware is not None:
-            self._hardware.reconfigure(new.button, self._loop)
-
-
-def _avs_needs_restart(old: Config, new: Config) -> bool:
-    return dataclasses.replace(old.avs, endpoint=new.avs.endpoint) != new.avs
-
-
-def control_handlers(daemon: Daemon, status: StatusReporter) -> dict[str, Handler]:
-    """The commands of the control socket (see :mod:`avsd.control` for the protocol)."""
-
-    async def stop(args: tuple[str, ...]) -> str:
-        token = await daemon.alerts.stop_active()
-        if token is not None:
-            return f"ok {token}"
-        if daemon.dialog.state in (DialogState.SPEAKING, DialogState.LISTENING, DialogState.THINKING):
-            daemon.dialog.stop()
-            return "ok speech"
-        return "none"
-
-    async def mute(args: tuple[str, ...]) -> str:
-        daemon.dialog.toggle_mute()
-        return "ok muted" if daemon.dialog.machine.muted else "ok unmuted"
-
-    async def volume(args: tuple[str, ...]) -> str:
-        if args == ("up",):
-            daemon.speaker.volume_up()
-        elif args == ("down",):
-            daemon.speaker.volume_down()
-        else:
-            return "error usage: volume up|down"
-        return f"ok {daemon.speaker.volume.user_volume}"
-
-    def playback(name: str) -> Handler:
-        async def press(args: tuple[str, ...]) -> str:
-            getattr(daemon.playback_controller, name)()
-            return "ok"
-
-        return press
-
-    async def state(args: tuple[str, ...]) -> str:
-        return f"ok {daemon.dialog.state} {status.connection}"
-
-    handlers: dict[str, Handler] = {"stop": stop, "mute": mute, "volume": volume, "status": state}
-    for name in ("play", "pause", "next", "previous"):
-        handlers[name] = playback(name)
-    return handlers
+__all__ = ["HANG_ENV", "MonitoredSource", "Reloader", "StatusReporter", "control_handlers", "run_daemon"]
 
 
 async def run_daemon(config: Config, args: argparse.Namespace, *, config_path: Path | None = None) -> int:
     # Unlinked device: say so once and exit 78, so systemd does not restart-loop; `avsd login` links it.
     load_credentials(config.credentials_path)
     loop = asyncio.get_running_loop()
-    notifier = SystemdNotifier()
-    status = StatusReporter(notifier)
     input_wav: Path | None = getattr(args, "input", None)
-    # No frame for audio.stall_timeout_s means the capture path is hung (frames come every 10-100 ms).
-    heartbeat = AudioHeartbeat(config.audio.stall_timeout_s, loop.time())
-    opener = source_opener(config, input_wav)
-    engine = create_engine(config.wake)
-    parts = Parts(
-        open_audio=lambda: MonitoredSource(opener, heartbeat, clock=loop.time),
-        speech_player=create_player(config.playback),
-        engine=engine,
-        transition_observers=[status.on_transition],
-        connection_observers=[status.on_connection],
+    appliance = build_appliance(
+        config, input_wav=input_wav, hardware=getattr(args, "hardware", "none"), config_path=config_path, loop=loop
     )
-    daemon = Daemon(config, parts)
-
-    def on_mute(transition: Transition) -> None:
-        # Privacy mute closes the microphone: no frames then is not a hang.
-        if transition.state is DialogState.MUTED:
-            heartbeat.suspend()
-        elif transition.previous is DialogState.MUTED:
-            heartbeat.resume(loop.time())
-
-    daemon.dialog.machine.add_observer(on_mute)
-    hardware = Hardware(
-        daemon, kind=getattr(args, "hardware", "none"), button=config.button, led=config.led, loop=loop
-    )
-    control = ControlServer(socket_path(config.state_dir), control_handlers(daemon, status))
+    daemon, hardware, control, notifier = appliance.daemon, appliance.hardware, appliance.control, appliance.notifier
+    heartbeat = appliance.heartbeat
     main_task = asyncio.current_task()
     assert main_task is not None
 
@@ -330,13 +54,13 @@ async def run_daemon(config: Config, args: argparse.Namespace, *, config_path: P
 
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, on_stop_signal, sig.name)
-    remove_reload = handle_reload(loop, notifier, Reloader(daemon, hardware, config_path, loop))
+    remove_reload = handle_reload(loop, notifier, appliance.reloader)
 
     def ready() -> None:
         notifier.ready()
         _LOGGER.info(
             "avsd running (wake word engine %s, player %s, hardware %s)",
-            engine.name, parts.speech_player.name, hardware.kind,
+            daemon.dialog.engine.name, daemon.parts.players.speech.name, hardware.kind,
         )
 
     watchdog_task: asyncio.Task[None] | None = None

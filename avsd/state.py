@@ -9,15 +9,29 @@ plus MUTED (privacy: microphone closed) and OFFLINE (no AVS connection; button a
 Whether the device is muted or online is not a dialog state but a fact the dialog returns to: a table entry whose
 target is ``REST`` lands in MUTED when muted, else OFFLINE when offline, else IDLE. Every state except IDLE and
 MUTED has a timeout (``DialogTimeouts``) so the device can never get stuck listening or thinking; the timeout of
-OFFLINE re-checks the connection fact. A (state, trigger) pair missing from the table is ignored.
+OFFLINE re-checks the connection fact.
+
+Every (state, trigger) pair is one of three kinds: a transition (:data:`TABLE`), an expected no-op (:data:`IGNORED`:
+news that arrives after the dialog moved on, such as a Speak that ends after a barge-in, or a repeated fact), or
+unexpected (neither): the machine logs it and counts it, because it means a caller's guard and the table disagree.
+
+The connection fact has one owner (the AVS client); the machine reads it through ``connected()`` instead of keeping
+a copy. The muted fact is the machine's own (MUTE_TOGGLE flips it). A state may carry data that lives exactly as
+long as the state (EXPECTING carries its ExpectSpeech's initiator and voice detector): :attr:`DialogMachine.data`.
 """
 
 from __future__ import annotations
 
+import logging
+from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Final
+from typing import Any, Final
+
+from avsd.observers import Observers
+
+_LOGGER = logging.getLogger(__name__)
 
 
 class DialogState(StrEnum):
@@ -110,6 +124,25 @@ TABLE: Mapping[DialogState, Mapping[Trigger, Target]] = {
 }
 
 
+# News that can arrive after the dialog it belongs to has moved on (a Speak ending after a barge-in or a stop, the
+# answer of a dialog the user abandoned, a failure reported after a disconnect) and a repeated connection fact.
+_LATE = frozenset({T.SPEECH_FINISHED, T.DIALOG_DONE, T.FAILED, T.CONNECTED})
+_IGNORED_EXTRA: Mapping[DialogState, frozenset[Trigger]] = {
+    S.IDLE: frozenset(),
+    # A cloud-initiated Speak (downchannel, no dialogRequestId) may start while the mic is open; it plays, and
+    # the capture goes on.
+    S.LISTENING: frozenset({T.SPEECH_STARTED}),
+    S.THINKING: frozenset(),
+    S.SPEAKING: frozenset({T.SPEECH_STARTED}),  # the next Speak of the same answer
+    S.EXPECTING: frozenset({T.SPEECH_STARTED}),
+    S.MUTED: frozenset({T.SPEECH_STARTED, T.DISCONNECTED}),  # muting closes the mic, not the speaker
+    S.OFFLINE: frozenset({T.DISCONNECTED}),
+}
+IGNORED: Mapping[DialogState, frozenset[Trigger]] = {
+    state: (_LATE | extra) - TABLE[state].keys() for state, extra in _IGNORED_EXTRA.items()
+}
+
+
 def resolve(target: Target, *, online: bool, muted: bool) -> DialogState:
     if target == REST:
         if muted:
@@ -161,37 +194,59 @@ class Transition:
 Observer = Callable[[Transition], None]
 
 
+def _never_connected() -> bool:
+    return False
+
+
 class DialogMachine:
-    """Holds the current state and the two facts, applies triggers, tracks the state's deadline."""
+    """Holds the current state, its data and the muted fact, applies triggers, tracks the state's deadline.
 
-    def __init__(self, timeouts: DialogTimeouts, *, online: bool = False, muted: bool = False) -> None:
+    Observers are isolated (:class:`~avsd.observers.Observers`): one that raises is logged and counted, and the
+    transition stands.
+    """
+
+    def __init__(
+        self,
+        timeouts: DialogTimeouts,
+        *,
+        connected: Callable[[], bool] = _never_connected,
+        muted: bool = False,
+    ) -> None:
         self.timeouts = timeouts
-        self.online = online
+        self._connected = connected
         self.muted = muted
-        self.state = resolve(REST, online=online, muted=muted)
+        self.state = resolve(REST, online=connected(), muted=muted)
+        self.data: Any = None
         self.deadline: float | None = None
-        self._observers: list[Observer] = []
+        self.observers: Observers[Transition] = Observers("dialog state")
+        self.unexpected: Counter[tuple[DialogState, Trigger]] = Counter()
 
-    def add_observer(self, observer: Observer) -> None:
-        self._observers.append(observer)
+    @property
+    def online(self) -> bool:
+        return self._connected()
 
-    def fire(self, trigger: Trigger, now: float, *, timeout_s: float | None = None) -> Transition | None:
-        """Apply ``trigger`` at time ``now``; ``timeout_s`` overrides the state's default timeout (ExpectSpeech)."""
-        if trigger is T.CONNECTED:
-            self.online = True
-        elif trigger is T.DISCONNECTED:
-            self.online = False
-        elif trigger is T.MUTE_TOGGLE:
+    def add_observer(self, observer: Observer, *, name: str | None = None) -> Callable[[], None]:
+        return self.observers.add(observer, name=name)
+
+    def fire(
+        self, trigger: Trigger, now: float, *, timeout_s: float | None = None, data: Any = None
+    ) -> Transition | None:
+        """Apply ``trigger`` at time ``now``; ``timeout_s`` overrides the state's default timeout (ExpectSpeech);
+        ``data`` is the new state's data (None for most states)."""
+        if trigger is T.MUTE_TOGGLE:
             self.muted = not self.muted
-        new_state = next_state(self.state, trigger, online=self.online, muted=self.muted)
+        new_state = next_state(self.state, trigger, online=self._connected(), muted=self.muted)
         if new_state is None:
+            if trigger not in IGNORED[self.state]:
+                self.unexpected[(self.state, trigger)] += 1
+                _LOGGER.warning("unexpected trigger %s in state %s; ignored", trigger, self.state)
             return None
         transition = Transition(self.state, trigger, new_state, now)
         self.state = new_state
+        self.data = data
         limit = timeout_s if timeout_s is not None else self.timeouts.for_state(new_state)
         self.deadline = None if limit is None else now + limit
-        for observer in list(self._observers):
-            observer(transition)
+        self.observers.notify(transition)
         return transition
 
     def check_timeout(self, now: float) -> Transition | None:

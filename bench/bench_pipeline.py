@@ -33,9 +33,9 @@ from avsd.audio.frames import SAMPLE_RATE
 from avsd.audio.wav_source import WavFileSource, load_wav
 from avsd.avs.credentials import Credentials, save_credentials
 from avsd.config import Config, override
-from avsd.daemon import Daemon, Parts
-from avsd.playback.base import PlaybackSettings, create_player
-from avsd.wake.base import WakeSettings, create_engine
+from avsd.playback.base import PlaybackSettings
+from avsd.root import build_daemon
+from avsd.wake.base import WakeSettings
 
 sys.path.insert(0, str(Path(__file__).parent))
 from _common import EmulatorThread, p95
@@ -124,8 +124,7 @@ async def dialog_latencies(emulator_thread: EmulatorThread, tmp: Path, trials: i
         position += len(segment)
         segments.append(segment)
     source = WavFileSource(write_wav(tmp / "dialogs.wav", np.concatenate(segments)), realtime=True)
-    daemon = Daemon(config, Parts(open_audio=lambda: source, speech_player=create_player(config.playback),
-                                  engine=create_engine(WakeSettings())))
+    daemon = build_daemon(config, open_audio=lambda: source)
     await daemon.run(stop_when_audio_ends=True, wait_for_connection_s=10.0)
     records = [r for r in emulator.records if r.qualified_name == "SpeechRecognizer.Recognize"]
     started = daemon.dialog.dialog_started

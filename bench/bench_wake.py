@@ -20,7 +20,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from avsd.audio.frames import FRAME_BYTES, SAMPLE_RATE
 from avsd.errors import WakeWordError
-from avsd.wake.base import WakeSettings, create_engine
+from avsd.root import select_engine
+from avsd.wake.base import WakeSettings
 from tests.fixtures import speechgen
 
 ENGINES = ("micro", "openwakeword", "porcupine")
@@ -29,7 +30,7 @@ IDLE_SECONDS = 60
 
 def _engine(name: str):  # type: ignore[no-untyped-def]
     try:
-        return create_engine(WakeSettings(engine=name))
+        return select_engine(WakeSettings(engine=name))
     except WakeWordError:
         return None
 

@@ -23,11 +23,12 @@ from avsd.audio.wav_source import load_wav
 from avsd.avs.credentials import Credentials, save_credentials
 from avsd.avs.messages import Directive
 from avsd.config import Config, override
-from avsd.daemon import Daemon, Parts
+from avsd.daemon import Daemon
 from avsd.emulator.server import Emulator
-from avsd.playback.base import PlaybackSettings, create_player
+from avsd.playback.base import PlaybackSettings
+from avsd.root import Players, build_daemon, build_session
 from avsd.state import DialogState, Transition
-from avsd.wake.base import WakeSettings, create_engine
+from avsd.wake.base import WakeEngine, WakeSettings
 
 FIXTURES = Path(__file__).parent / "fixtures"
 SPEECH = json.loads((FIXTURES / "speech.json").read_text())
@@ -148,9 +149,14 @@ async def running_device(
     emulator: Emulator | None = None,
     settings: Iterable[tuple[str, Any]] = (),
     wake: WakeSettings | None = None,
+    players: Players | None = None,
+    engine: WakeEngine | None = None,
+    headless: bool = False,
     **emulator_kwargs: Any,
 ) -> AsyncIterator[Device]:
-    """Start (or use) an emulator, then the daemon against it; stop both afterwards."""
+    """Start (or use) an emulator, then the daemon against it; stop both afterwards. The daemon is built by the
+    composition root exactly as ``avsd run`` builds it; only the microphone is a :class:`FeedSource`. ``headless``:
+    built as a headless session is (:func:`avsd.root.build_session`: capture players, no wake word)."""
     async with contextlib.AsyncExitStack() as stack:
         if emulator is None:
             emulator = await stack.enter_async_context(Emulator(cert_dir=tmp_path / "certs", **emulator_kwargs))
@@ -169,15 +175,13 @@ async def running_device(
         for key, value in settings:
             config = override(config, key, value)
         source = FeedSource()
-        parts = Parts(
-            open_audio=lambda: source,
-            speech_player=create_player(config.playback),
-            engine=create_engine(config.wake),
-        )
-        daemon = Daemon(config, parts)
+        if headless:
+            daemon = build_session(config, open_audio=lambda: source, players=players)
+        else:
+            daemon = build_daemon(config, open_audio=lambda: source, players=players, engine=engine)
         device = Device(emulator, daemon, source, out_dir)
-        daemon.dialog.machine.add_observer(device.transitions.append)
-        daemon.client.directive_observers.append(device.directives.append)
+        daemon.dialog.machine.add_observer(device.transitions.append, name="harness")
+        daemon.client.directive_observers.add(device.directives.append)
         task = asyncio.create_task(daemon.run(wait_for_connection_s=10.0), name="daemon-under-test")
         try:
             await daemon.client.wait_connected(10)

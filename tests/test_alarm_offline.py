@@ -67,7 +67,7 @@ async def test_alarm_rings_on_time_offline_and_its_events_arrive_after_reconnect
             await second.wait_for_event("Alerts.AlertStopped", timeout=15)
             await device.daemon.outbox.drained()
             sync = await second.wait_for_event("System.SynchronizeState")
-            await asyncio.sleep(0.3)  # nothing more may come
+            await device.daemon.events.drain()  # outbox and event queue empty: nothing is left that could come
             assert alerts_events(second) == ["Alerts.AlertStarted", "Alerts.AlertStopped"]
             payloads = [
                 r.event["event"]["payload"] for r in second.records if (r.qualified_name or "").startswith("Alerts.")

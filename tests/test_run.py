@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import itertools
 import os
 import shutil
@@ -22,6 +23,7 @@ import wave
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -254,23 +256,27 @@ async def test_missing_credentials_exit_78(tmp_path: Path, emulator: Emulator) -
     assert "avsd login" in err.decode() and len(err.decode().strip().splitlines()) == 1
 
 
+def with_button(config: Any, button: Any) -> Any:
+    return dataclasses.replace(config, button=button)
+
+
 # ----- --hardware mock in process: MockFactory presses the button of a real Daemon, the LEDs follow ---------------
 
 
 async def test_button_drives_the_daemon_and_the_leds(tmp_path: Path) -> None:
     from avsd.hw.button import ButtonCommand, ButtonSettings
-    from avsd.hw.leds import LedSettings, RecordingLed
+    from avsd.hw.leds import RecordingLed
     from avsd.hw.patterns import LedPattern
-    from avsd.hw.wiring import Hardware
+    from avsd.root import build_hardware
     from avsd.state import DialogState as S
     from tests.harness import running_device
+    from tests.hw.test_button_to_leds import until
 
     fast = ButtonSettings(pin=17, bounce_s=0.01, hold_s=0.15, long_press_s=0.4)
     async with asyncio.timeout(30), running_device(tmp_path) as device:
         led = RecordingLed()
-        hw = Hardware(
-            device.daemon, kind="mock", button=fast, led=LedSettings(), loop=asyncio.get_running_loop(),
-            led_override=led,
+        hw = build_hardware(
+            device.daemon, with_button(device.daemon.config, fast), "mock", asyncio.get_running_loop(), led=led
         )
         pin = hw.pin_factory.pin(17)  # type: ignore[attr-defined]
 
@@ -293,14 +299,12 @@ async def test_button_drives_the_daemon_and_the_leds(tmp_path: Path) -> None:
             assert device.daemon.dialog.state is S.MUTED
             assert led.current.name is LedPattern.MUTED
             await device.source.feed_silence(0.05)  # the next frame makes the audio loop let go of the source
-            await asyncio.sleep(0.1)
-            assert device.source.closed >= 1
+            await until(lambda: device.source.closed >= 1)
             await press(0.05)  # a tap while muted does nothing
             assert device.daemon.dialog.state is S.MUTED
             await press(0.5)  # long press again: unmuted, the microphone reopens
             assert device.daemon.dialog.state is S.IDLE
-            await asyncio.sleep(0.1)
-            assert device.source.opened >= 2
+            await until(lambda: device.source.opened >= 2)
             assert led.current.name is LedPattern.IDLE
 
             started = len(device.transitions)
@@ -361,22 +365,21 @@ async def test_ringing_alert_stopped_by_control_socket_and_button(tmp_path: Path
     from avsd.avs.messages import Directive
     from avsd.control import ControlServer, send_command
     from avsd.hw.button import ButtonCommand, ButtonSettings
-    from avsd.hw.leds import LedSettings, RecordingLed
+    from avsd.hw.leds import RecordingLed
     from avsd.hw.patterns import LedPattern
-    from avsd.hw.wiring import Hardware
-    from avsd.main import StatusReporter, control_handlers
-    from avsd.systemd import SystemdNotifier
+    from avsd.main import control_handlers
+    from avsd.root import build_hardware
     from tests.harness import running_device
 
     async with asyncio.timeout(30), running_device(tmp_path) as device:
         daemon = device.daemon
         led = RecordingLed()
-        hw = Hardware(
-            daemon, kind="mock", button=ButtonSettings(pin=17, bounce_s=0.01, hold_s=0.3, long_press_s=1.0),
-            led=LedSettings(), loop=asyncio.get_running_loop(), led_override=led,
+        hw = build_hardware(
+            daemon, with_button(daemon.config, ButtonSettings(pin=17, bounce_s=0.01, hold_s=0.3, long_press_s=1.0)),
+            "mock", asyncio.get_running_loop(), led=led,
         )
         sock = Path(tempfile.mkdtemp(prefix="avsd-ctl-")) / "control.sock"
-        server = ControlServer(sock, control_handlers(daemon, StatusReporter(SystemdNotifier({}))))
+        server = ControlServer(sock, control_handlers(daemon))
         await server.start()
         try:
             when = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=2)

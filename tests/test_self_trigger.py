@@ -68,9 +68,9 @@ async def test_user_wake_word_over_the_reply_barges_in(tmp_path: Path) -> None:
 
 def test_echo_alone_would_wake_an_unguarded_engine() -> None:
     """Control: without the playback guard the echo does contain a wake word the model accepts."""
-    from avsd.wake.base import WakeSettings, create_engine
-
-    engine = create_engine(WakeSettings(during_playback="normal"))
+    from avsd.root import select_engine
+    from avsd.wake.base import WakeSettings
+    engine = select_engine(WakeSettings(during_playback="normal"))
     pcm = np.concatenate([np.zeros(8000, dtype=np.int16), echo_of_reply()]).astype("<i2").tobytes()
     hits = [engine.process(pcm[i : i + 320], (i + 320) // 2) for i in range(0, len(pcm) - 319, 320)]
     assert any(hit is not None for hit in hits)

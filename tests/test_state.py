@@ -3,65 +3,74 @@
 from __future__ import annotations
 
 import itertools
+import logging
 
 import pytest
 
-from avsd.state import DialogMachine, DialogState, DialogTimeouts, Transition, Trigger, next_state
+from avsd.state import IGNORED, DialogMachine, DialogState, DialogTimeouts, Transition, Trigger, next_state
 
 S, T = DialogState, Trigger
 
-# (state, trigger, online, muted) -> expected; written out by hand, not derived from the table.
-EXPECTED = [
-    (S.IDLE, T.WAKE_WORD, True, False, S.LISTENING),
-    (S.IDLE, T.BUTTON_TAP, True, False, S.LISTENING),
-    (S.IDLE, T.BUTTON_HOLD, True, False, S.LISTENING),
-    (S.IDLE, T.SPEECH_STARTED, True, False, S.SPEAKING),
-    (S.IDLE, T.EXPECT_SPEECH, True, False, S.EXPECTING),
-    (S.IDLE, T.DISCONNECTED, False, False, S.OFFLINE),
-    (S.IDLE, T.MUTE_TOGGLE, True, True, S.MUTED),
-    (S.IDLE, T.CAPTURE_DONE, True, False, None),
-    (S.IDLE, T.TIMEOUT, True, False, None),
-    (S.LISTENING, T.CAPTURE_DONE, True, False, S.THINKING),
-    (S.LISTENING, T.NO_SPEECH, True, False, S.IDLE),
-    (S.LISTENING, T.TIMEOUT, True, False, S.IDLE),
-    (S.LISTENING, T.FAILED, True, False, S.IDLE),
-    (S.LISTENING, T.DISCONNECTED, False, False, S.OFFLINE),
-    (S.LISTENING, T.MUTE_TOGGLE, True, True, S.MUTED),
-    (S.LISTENING, T.WAKE_WORD, True, False, None),
-    (S.THINKING, T.SPEECH_STARTED, True, False, S.SPEAKING),
-    (S.THINKING, T.EXPECT_SPEECH, True, False, S.EXPECTING),
-    (S.THINKING, T.DIALOG_DONE, True, False, S.IDLE),
-    (S.THINKING, T.TIMEOUT, True, False, S.IDLE),
-    (S.THINKING, T.WAKE_WORD, True, False, S.LISTENING),
-    (S.THINKING, T.FAILED, False, False, S.OFFLINE),
-    (S.SPEAKING, T.SPEECH_FINISHED, True, False, S.IDLE),
-    (S.SPEAKING, T.SPEECH_FINISHED, False, False, S.OFFLINE),
-    (S.SPEAKING, T.SPEECH_FINISHED, True, True, S.MUTED),
-    (S.SPEAKING, T.WAKE_WORD, True, False, S.LISTENING),
-    (S.SPEAKING, T.BUTTON_TAP, True, False, S.LISTENING),
-    (S.SPEAKING, T.STOP, True, False, S.IDLE),
-    (S.SPEAKING, T.EXPECT_SPEECH, True, False, S.EXPECTING),
-    (S.EXPECTING, T.SPEECH_HEARD, True, False, S.LISTENING),
-    (S.EXPECTING, T.NO_SPEECH, True, False, S.IDLE),
-    (S.EXPECTING, T.TIMEOUT, True, False, S.IDLE),
-    (S.EXPECTING, T.BUTTON_TAP, True, False, S.LISTENING),
-    (S.MUTED, T.MUTE_TOGGLE, True, False, S.IDLE),
-    (S.MUTED, T.MUTE_TOGGLE, False, False, S.OFFLINE),
-    (S.MUTED, T.WAKE_WORD, True, True, None),
-    (S.MUTED, T.BUTTON_TAP, True, True, None),
-    (S.MUTED, T.TIMEOUT, True, True, None),
-    (S.OFFLINE, T.CONNECTED, True, False, S.IDLE),
-    (S.OFFLINE, T.WAKE_WORD, False, False, None),
-    (S.OFFLINE, T.BUTTON_TAP, False, False, None),
-    (S.OFFLINE, T.MUTE_TOGGLE, False, True, S.MUTED),
-    (S.OFFLINE, T.TIMEOUT, True, False, S.IDLE),
-    (S.OFFLINE, T.TIMEOUT, False, False, S.OFFLINE),
+# Every (state, trigger) pair, written out by hand (not derived from the table): a state name is the target, REST
+# resolves by the facts (MUTED if muted, else IDLE online, OFFLINE offline), "-" is an expected no-op (IGNORED), "!"
+# is unexpected (logged and counted). Columns follow the Trigger order below.
+COLUMNS = (T.WAKE_WORD, T.BUTTON_TAP, T.BUTTON_HOLD, T.CAPTURE_DONE, T.NO_SPEECH, T.SPEECH_HEARD, T.SPEECH_STARTED,
+           T.SPEECH_FINISHED, T.EXPECT_SPEECH, T.DIALOG_DONE, T.STOP, T.FAILED, T.TIMEOUT, T.MUTE_TOGGLE, T.CONNECTED,
+           T.DISCONNECTED)
+#              WAKE    TAP     HOLD    CAPDONE   NOSPCH HEARD   SSTART    SFIN  EXPECT     DDONE STOP  FAILED TIMEOUT MUTE   CONN  DISC  # noqa: E501
+MATRIX = {
+    S.IDLE:      "LISTEN  LISTEN  LISTEN  !         !      !       SPEAKING  -     EXPECTING  -     !     -      !       MUTED  -     OFFLINE",  # noqa: E501
+    S.LISTENING: "!       !       !       THINKING  REST   !       -         -     !          -     REST  REST   REST    MUTED  -     REST",  # noqa: E501
+    S.THINKING:  "LISTEN  LISTEN  LISTEN  !         !      !       SPEAKING  -     EXPECTING  REST  REST  REST   REST    MUTED  -     REST",  # noqa: E501
+    S.SPEAKING:  "LISTEN  LISTEN  LISTEN  !         !      !       -         REST  EXPECTING  -     REST  REST   REST    MUTED  -     REST",  # noqa: E501
+    S.EXPECTING: "LISTEN  LISTEN  LISTEN  !         REST   LISTEN  -         -     !          -     REST  REST   REST    MUTED  -     REST",  # noqa: E501
+    S.MUTED:     "!       !       !       !         !      !       -         -     !          -     !     -      !       REST   -     -",  # noqa: E501
+    S.OFFLINE:   "!       !       !       !         !      !       SPEAKING  -     !          -     !     -      REST    MUTED  IDLE  -",  # noqa: E501
+}
+_NAMES = {"LISTEN": S.LISTENING, "THINKING": S.THINKING, "SPEAKING": S.SPEAKING, "EXPECTING": S.EXPECTING,
+          "MUTED": S.MUTED, "OFFLINE": S.OFFLINE, "IDLE": S.IDLE}
+PAIRS = [
+    (state, trigger, cell)
+    for state, row in MATRIX.items()
+    for trigger, cell in zip(COLUMNS, row.split(), strict=True)
 ]
+FACTS = [(True, False), (False, False), (True, True), (False, True)]
 
 
-@pytest.mark.parametrize(("state", "trigger", "online", "muted", "expected"), EXPECTED)
-def test_transition(state: S, trigger: T, online: bool, muted: bool, expected: S | None) -> None:
-    assert next_state(state, trigger, online=online, muted=muted) == expected
+def test_the_matrix_covers_every_pair() -> None:
+    assert len(PAIRS) == len(S) * len(T) == 112
+    assert {(state, trigger) for state, trigger, _ in PAIRS} == set(itertools.product(S, T))
+
+
+def _resolved(cell: str, online: bool, muted: bool) -> S:
+    if cell == "REST":
+        return S.MUTED if muted else (S.IDLE if online else S.OFFLINE)
+    return _NAMES[cell]
+
+
+@pytest.mark.parametrize(("state", "trigger", "cell"), PAIRS, ids=[f"{s}-{t}" for s, t, _ in PAIRS])
+def test_every_pair(state: S, trigger: T, cell: str, caplog: pytest.LogCaptureFixture) -> None:
+    for online, muted in FACTS:
+        expected = None if cell in ("-", "!") else _resolved(cell, online, muted)
+        assert next_state(state, trigger, online=online, muted=muted) == expected, (online, muted)
+    assert (trigger in IGNORED[state]) == (cell == "-")
+    # Through the machine: a no-op changes nothing; only an unexpected pair is logged and counted.
+    machine = DialogMachine(DialogTimeouts(), connected=lambda: True)
+    machine.state = state
+    machine.muted = state is S.MUTED
+    seen: list[Transition] = []
+    machine.add_observer(seen.append)
+    caplog.set_level(logging.WARNING, logger="avsd.state")
+    result = machine.fire(trigger, 1.0)
+    if cell in ("-", "!"):
+        assert result is None and seen == [] and machine.state is state
+        assert sum(machine.unexpected.values()) == (cell == "!")
+        assert ("unexpected trigger" in caplog.text) == (cell == "!")
+    else:
+        muted_after = (state is not S.MUTED) if trigger is T.MUTE_TOGGLE else (state is S.MUTED)
+        assert machine.muted == muted_after
+        assert result is not None and seen == [result] and result.state is _resolved(cell, True, machine.muted)
+        assert not machine.unexpected and "unexpected trigger" not in caplog.text
 
 
 @pytest.mark.parametrize("state", list(S))
@@ -92,11 +101,24 @@ def test_every_dialog_state_can_be_left_by_failure_stop_and_disconnect(state: S)
         assert next_state(state, trigger, online=True, muted=False) in (S.IDLE, S.OFFLINE)
 
 
-def test_machine_tracks_facts_deadlines_and_tells_observers() -> None:
+class Link:
+    """The connection's owner as the machine sees it: one fact it reads, never copies."""
+
+    def __init__(self, up: bool) -> None:
+        self.up = up
+
+    def __call__(self) -> bool:
+        return self.up
+
+
+def test_machine_reads_the_connection_tracks_deadlines_and_tells_observers() -> None:
     seen: list[Transition] = []
-    machine = DialogMachine(DialogTimeouts(listening_s=5.0, thinking_s=3.0), online=False)
+    link = Link(False)
+    machine = DialogMachine(DialogTimeouts(listening_s=5.0, thinking_s=3.0), connected=link)
     machine.add_observer(seen.append)
-    assert machine.state is S.OFFLINE
+    assert machine.state is S.OFFLINE and not machine.online
+    link.up = True
+    assert machine.online  # read from the owner, not a copy
     machine.fire(T.CONNECTED, 0.0)
     assert machine.state is S.IDLE and machine.deadline is None
     machine.fire(T.WAKE_WORD, 1.0)
@@ -109,16 +131,37 @@ def test_machine_tracks_facts_deadlines_and_tells_observers() -> None:
     assert [t.state for t in seen] == [S.IDLE, S.LISTENING, S.THINKING, S.IDLE]
 
 
-def test_expect_speech_timeout_comes_from_the_directive() -> None:
-    machine = DialogMachine(DialogTimeouts(), online=True)
-    machine.fire(T.EXPECT_SPEECH, 10.0, timeout_s=8.0)
-    assert machine.state is S.EXPECTING and machine.deadline == 18.0
+def test_expect_speech_timeout_comes_from_the_directive_and_its_data_lives_with_the_state() -> None:
+    machine = DialogMachine(DialogTimeouts(), connected=lambda: True)
+    machine.fire(T.EXPECT_SPEECH, 10.0, timeout_s=8.0, data="initiator")
+    assert machine.state is S.EXPECTING and machine.deadline == 18.0 and machine.data == "initiator"
+    machine.fire(T.SPEECH_HEARD, 11.0)
+    assert machine.state is S.LISTENING and machine.data is None
 
 
-def test_ignored_trigger_changes_nothing_but_facts() -> None:
-    machine = DialogMachine(DialogTimeouts(), online=True)
+def test_a_disconnect_while_muted_is_remembered_by_the_owner_not_the_machine() -> None:
+    link = Link(True)
+    machine = DialogMachine(DialogTimeouts(), connected=link)
+    machine.fire(T.MUTE_TOGGLE, 0.0)
+    link.up = False
+    assert machine.fire(T.DISCONNECTED, 1.0) is None and machine.state is S.MUTED
+    machine.fire(T.MUTE_TOGGLE, 2.0)
+    assert machine.state is S.OFFLINE
+
+
+def test_an_observer_that_raises_is_isolated_named_and_counted(caplog: pytest.LogCaptureFixture) -> None:
+    machine = DialogMachine(DialogTimeouts(), connected=lambda: True)
+    after: list[Transition] = []
+
+    def spi_glitch(transition: Transition) -> None:
+        if transition.state is S.THINKING:
+            raise OSError("SPI transfer failed")
+
+    machine.add_observer(spi_glitch)
+    machine.add_observer(after.append)
     machine.fire(T.WAKE_WORD, 0.0)
-    assert machine.fire(T.CONNECTED, 1.0) is None
-    assert machine.state is S.LISTENING
-    machine.fire(T.DISCONNECTED, 2.0)
-    assert machine.state is S.OFFLINE and not machine.online
+    transition = machine.fire(T.CAPTURE_DONE, 1.0)  # must not raise
+    assert transition is not None and machine.state is S.THINKING
+    assert [t.state for t in after] == [S.LISTENING, S.THINKING]  # the next observer still ran
+    assert machine.observers.failures == {"test_an_observer_that_raises_is_isolated_named_and_counted.spi_glitch": 1}
+    assert "spi_glitch failed" in caplog.text and "SPI transfer failed" in caplog.text

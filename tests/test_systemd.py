@@ -12,7 +12,6 @@ import socket
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -28,6 +27,7 @@ from avsd.systemd import (
     journal_handler,
     run_watchdog,
 )
+from tests.virtual_time import VirtualTime
 
 UNIT = Path(__file__).resolve().parent.parent / "systemd" / "avsd.service"
 
@@ -174,68 +174,54 @@ def test_heartbeat_grace_suspend_resume() -> None:
     assert hb.alive(504.0) and hb.last_frame_time == 503.0
 
 
-class FakeCapture:
-    """A real thread standing in for the PortAudio capture thread: beats every 10 ms until it "hangs"."""
-
-    def __init__(self, heartbeat: AudioHeartbeat) -> None:
-        self.heartbeat = heartbeat
-        self.running = threading.Event()
-        self.running.set()
-        self.stop = threading.Event()
-        self.thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        while not self.stop.is_set():
-            if self.running.is_set():
-                self.heartbeat.beat(time.monotonic())
-            time.sleep(0.01)
-
-
 async def test_watchdog_stops_when_capture_hangs_and_resumes(
-    notify_socket: NotifySocket, caplog: pytest.LogCaptureFixture
+    notify_socket: NotifySocket, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """On virtual loop time: the capture's heartbeat, the watchdog's period and the hang are all exact."""
+    clock = VirtualTime(monkeypatch)
     notifier = SystemdNotifier({"NOTIFY_SOCKET": notify_socket.address, "WATCHDOG_USEC": "100000"})
     interval = notifier.watchdog_interval_s
     assert interval == 0.05
-    heartbeat = AudioHeartbeat(max_age_s=0.15, now=time.monotonic())
-    capture = FakeCapture(heartbeat)
-    capture.thread.start()
-    task = asyncio.create_task(run_watchdog(notifier, lambda: heartbeat.alive(time.monotonic()), interval))
+    heartbeat = AudioHeartbeat(max_age_s=0.15, now=clock())
+    task = asyncio.create_task(run_watchdog(notifier, lambda: heartbeat.alive(clock()), interval))
+
+    async def capture_for(seconds: float) -> None:  # frames every 10 ms
+        for _ in range(round(seconds / 0.01)):
+            heartbeat.beat(clock())
+            await clock.advance(0.01)
+
     try:
-        async with asyncio.timeout(10):
-            with caplog.at_level(logging.INFO, logger="avsd.systemd"):
-                await asyncio.sleep(0.4)
-                petted = notify_socket.drain()
-                assert petted.count("WATCHDOG=1") >= 4  # periodic, about every 50 ms
-                assert set(petted) == {"WATCHDOG=1"}
+        with caplog.at_level(logging.INFO, logger="avsd.systemd"):
+            await capture_for(0.4)
+            petted = notify_socket.drain()
+            assert set(petted) == {"WATCHDOG=1"} and 8 <= len(petted) <= 9  # every 50 ms
 
-                capture.running.clear()  # the capture thread hangs
-                await asyncio.sleep(0.25)  # max_age (0.15 s) passes
-                notify_socket.drain()
-                await asyncio.sleep(0.3)
-                assert notify_socket.drain() == []  # no more petting: systemd would restart us
-                stalled = [r for r in caplog.records if "stalled" in r.getMessage()]
-                assert len(stalled) == 1 and stalled[0].levelno == logging.ERROR  # logged once
+            await clock.run_for(0.2)  # the capture hangs: after max_age (0.15 s) the petting stops
+            notify_socket.drain()
+            await clock.run_for(5.0)
+            assert notify_socket.drain() == []  # 5 s without a pet: systemd would restart us
+            stalled = [r for r in caplog.records if "stalled" in r.getMessage()]
+            assert len(stalled) == 1 and stalled[0].levelno == logging.ERROR  # logged once
 
-                capture.running.set()  # it recovers before WatchdogSec
-                await asyncio.sleep(0.2)
-                assert "WATCHDOG=1" in notify_socket.drain()
+            await capture_for(0.06)  # it recovers before WatchdogSec
+            assert "WATCHDOG=1" in notify_socket.drain()
     finally:
         task.cancel()
-        capture.stop.set()
-        capture.thread.join(1)
     with pytest.raises(asyncio.CancelledError):
         await task
 
 
-async def test_watchdog_treats_a_failing_probe_as_dead(notify_socket: NotifySocket) -> None:
+async def test_watchdog_treats_a_failing_probe_as_dead(
+    notify_socket: NotifySocket, monkeypatch: pytest.MonkeyPatch
+) -> None:
     notifier = SystemdNotifier({"NOTIFY_SOCKET": notify_socket.address})
 
     def probe() -> bool:
         raise RuntimeError("capture object gone")
 
+    clock = VirtualTime(monkeypatch)
     task = asyncio.create_task(run_watchdog(notifier, probe, 0.02))
-    await asyncio.sleep(0.1)
+    await clock.run_for(1.0)  # 50 periods
     task.cancel()
     assert notify_socket.drain() == []
 

@@ -49,6 +49,7 @@ from avsd.agents.events import EventSender
 from avsd.avs.messages import Directive, Event, Header, context_entry
 from avsd.errors import DirectiveParseError, PlaybackError
 from avsd.focus import Behavior, Channel, FocusChange, FocusState
+from avsd.observers import Observers
 from avsd.playback.base import Media, PlaybackOutcome, Player
 
 _LOGGER = logging.getLogger(__name__)
@@ -198,7 +199,7 @@ class AlertsAgent:
         self._lock = asyncio.Lock()  # directives, the scheduler and the user change the set one at a time
         # (token, wall time the first sample left the player): for logs, status and tests.
         self.sounded: deque[tuple[str, datetime]] = deque(maxlen=32)
-        self.ringing_observers: list[Callable[[str | None], None]] = []
+        self.ringing_observers: Observers[str | None] = Observers("alert ringing")
 
     # ----- start-up -----------------------------------------------------------------------------------------
 
@@ -409,11 +410,7 @@ class AlertsAgent:
         self._notify()
 
     def _notify(self) -> None:
-        for observer in list(self.ringing_observers):
-            try:
-                observer(self._ringing)
-            except Exception:
-                _LOGGER.exception("ringing observer failed")
+        self.ringing_observers.notify(self._ringing)
 
     async def _send_certified(self, name: str, token: str) -> None:
         await self._certified.put(alert_event(name, token).to_json())

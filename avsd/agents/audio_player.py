@@ -36,6 +36,7 @@ from typing import Any, Protocol
 import httpx
 
 from avsd.agents.audio_queue import (
+    ActivityTrigger,
     AudioItem,
     ClearBehavior,
     MediaErrorType,
@@ -43,6 +44,8 @@ from avsd.agents.audio_queue import (
     PlayerActivity,
     ProgressTracker,
     accept_play,
+    item_started,
+    next_activity,
     parse_clear_behavior,
     parse_play,
 )
@@ -132,14 +135,19 @@ class ItemFailed(PlaybackError):
         self.error_type = error_type
 
 
+class _Channel(StrEnum):
+    """This agent's hold on the Content channel."""
+
+    RELEASED = "released"  # not held (never acquired, or released by us)
+    HELD = "held"  # acquired; the arbiter's FocusState says whether in front or behind
+    TAKEN = "taken"  # someone else took it (focus NONE while held): stop and clear at the next reconcile
+
+
 @dataclass(slots=True, eq=False)
 class _Entry:
     item: AudioItem
     task: asyncio.Task[None] | None = None
     playback: Playback | None = None
-    started: bool = False
-    paused: bool = False  # paused by focus
-    want_paused: bool = False  # focus went to BACKGROUND before the first sample
 
 
 class AudioPlayerAgent:
@@ -164,13 +172,13 @@ class AudioPlayerAgent:
         self._lock = asyncio.Lock()
         self._queue: deque[AudioItem] = deque()
         self._current: _Entry | None = None
-        self._activity = PlayerActivity.IDLE
+        self._activity = PlayerActivity.IDLE  # changed only by _move, through ACTIVITY_TABLE
+        self.unexpected = 0
         self._token = ""
         self._last_offset_ms = 0
-        self._holding = False
+        self._channel = _Channel.RELEASED
         self._focus_state = FocusState.NONE
         self._focus_behavior = Behavior.STOP
-        self._focus_lost = False
         self._tasks: set[asyncio.Task[None]] = set()
         focus.register(ACTIVITY, self)
 
@@ -187,7 +195,7 @@ class AudioPlayerAgent:
     @property
     def offset_ms(self) -> int:
         entry = self._current
-        if entry is not None and entry.started and entry.playback is not None:
+        if entry is not None and item_started(self._activity) and entry.playback is not None:
             return entry.playback.offset_ms
         return self._last_offset_ms
 
@@ -232,9 +240,8 @@ class AudioPlayerAgent:
 
     def on_focus(self, change: FocusChange) -> None:
         self._focus_state, self._focus_behavior = change.focus, change.behavior
-        if change.focus is FocusState.NONE and self._holding:
-            self._holding = False
-            self._focus_lost = True  # taken by someone else: stop and clear (our own releases unset _holding)
+        if change.focus is FocusState.NONE and self._channel is _Channel.HELD:
+            self._channel = _Channel.TAKEN  # by someone else: stop and clear (our own release is RELEASED)
         self._spawn(self._locked_reconcile(), "audio-focus")
 
     async def _locked_reconcile(self) -> None:
@@ -243,18 +250,17 @@ class AudioPlayerAgent:
 
     async def _reconcile(self) -> None:
         """Make playback match the focus; idempotent (reads the current state, not the change that woke it)."""
-        if self._focus_lost:
-            self._focus_lost = False
+        if self._channel is _Channel.TAKEN:
+            self._channel = _Channel.RELEASED
             self._queue.clear()
             await self._stop_current()
-        if not self._holding:
+        if self._channel is not _Channel.HELD:
             self._unduck()
             return
         entry = self._current
-        if self._focus_state is FocusState.BACKGROUND and self._focus_behavior is Behavior.PAUSE:
+        if self._paused_by_focus():
             self._unduck()
             if entry is not None:
-                entry.want_paused = True
                 await self._pause(entry)
             return
         if self._focus_state is FocusState.BACKGROUND:
@@ -266,32 +272,42 @@ class AudioPlayerAgent:
             if self._queue:
                 self._start(self._queue.popleft())
             return
-        entry.want_paused = False
-        if entry.paused and entry.playback is not None:
+        if self._activity is PlayerActivity.PAUSED and entry.playback is not None:
             await entry.playback.resume()
-            entry.paused = False
-            self._activity = PlayerActivity.PLAYING
+            self._move(ActivityTrigger.RESUMED)
             self._send_state("PlaybackResumed", entry)
 
     def _unduck(self) -> None:
         if self._ducker is not None:
             self._ducker.unduck()
 
+    def _paused_by_focus(self) -> bool:
+        """In the background with the pause policy (a new item then waits, paused, until the foreground)."""
+        return self._focus_state is FocusState.BACKGROUND and self._focus_behavior is Behavior.PAUSE
+
     async def _pause(self, entry: _Entry) -> None:
-        if entry.started and not entry.paused and entry.playback is not None:
+        if self._activity is PlayerActivity.PLAYING and entry.playback is not None:
             await entry.playback.pause()
-            entry.paused = True
-            self._activity = PlayerActivity.PAUSED
+            self._move(ActivityTrigger.PAUSED)
             self._send_state("PlaybackPaused", entry)
 
+    def _move(self, trigger: ActivityTrigger) -> None:
+        """Change the activity through the table; an unexpected pair is logged and changes nothing."""
+        after = next_activity(self._activity, trigger)
+        if after is None:
+            self.unexpected += 1
+            _LOGGER.warning("unexpected %s while %s; activity kept", trigger, self._activity)
+            return
+        self._activity = after
+
     def _acquire(self) -> None:
-        if not self._holding:
-            self._holding = True
+        if self._channel is not _Channel.HELD:
+            self._channel = _Channel.HELD
             self._focus_state = self._focus.acquire(Channel.CONTENT, ACTIVITY)
 
     def _release(self) -> None:
-        if self._holding:
-            self._holding = False
+        if self._channel is _Channel.HELD:
+            self._channel = _Channel.RELEASED
             self._focus.release(Channel.CONTENT, ACTIVITY)
 
     # ----- queue (under the lock) ---------------------------------------------------------------------------
@@ -336,16 +352,17 @@ class AudioPlayerAgent:
         entry, self._current = self._current, None
         if entry is None:
             return
+        started = item_started(self._activity)
         if entry.task is not None and not entry.task.done() and entry.task is not asyncio.current_task():
             entry.task.cancel()
             await asyncio.wait({entry.task})
         offset = self._last_offset_ms
         if entry.playback is not None:
-            offset = entry.playback.offset_ms if entry.started else entry.item.offset_ms
+            offset = entry.playback.offset_ms if started else entry.item.offset_ms
             await entry.playback.stop()
         self._last_offset_ms = offset
-        self._activity = PlayerActivity.STOPPED
-        if entry.started:
+        self._move(ActivityTrigger.STOPPED)
+        if started:
             self._send("PlaybackStopped", {"token": entry.item.token, "offsetInMilliseconds": offset})
 
     # ----- one item -----------------------------------------------------------------------------------------
@@ -364,12 +381,11 @@ class AudioPlayerAgent:
         async with self._lock:
             if self._current is not entry:
                 return
-            entry.started = True
-            self._activity = PlayerActivity.PLAYING
+            self._move(ActivityTrigger.STARTED)
             self._send("PlaybackStarted", {"token": item.token, "offsetInMilliseconds": item.offset_ms})
             if self.settings.nearly_finished == NearlyFinishedAt.START:
                 self._send_state("PlaybackNearlyFinished", entry)
-            if entry.want_paused:
+            if self._paused_by_focus():  # focus went to the background before the first sample
                 await self._pause(entry)
         progress = ProgressTracker(item.progress_delay_ms, item.progress_interval_ms, item.offset_ms)
         outcome = await self._watch(playback, progress, item.token)
@@ -383,14 +399,14 @@ class AudioPlayerAgent:
             if outcome is PlaybackOutcome.FINISHED:
                 if self.settings.nearly_finished == NearlyFinishedAt.END:
                     self._send_state("PlaybackNearlyFinished", entry)
-                self._activity = PlayerActivity.FINISHED
+                self._move(ActivityTrigger.FINISHED)
                 self._send_state("PlaybackFinished", entry)
                 self._current = None
             elif outcome is PlaybackOutcome.FAILED:
                 self._fail(entry, MediaErrorType.MEDIA_ERROR_UNKNOWN, str(playback.error or "playback failed"))
             else:  # stopped underneath us (player closed): report it like a Stop
                 self._current = None
-                self._activity = PlayerActivity.STOPPED
+                self._move(ActivityTrigger.STOPPED)
                 self._send_state("PlaybackStopped", entry)
             await self._advance()
 
@@ -404,7 +420,8 @@ class AudioPlayerAgent:
                     self._send(name, {"token": token, "offsetInMilliseconds": at})
 
     def _fail(self, entry: _Entry, error_type: MediaErrorType, message: str) -> None:
-        offset = entry.playback.offset_ms if entry.started and entry.playback is not None else entry.item.offset_ms
+        started = item_started(self._activity)
+        offset = entry.playback.offset_ms if started and entry.playback is not None else entry.item.offset_ms
         state = {"token": entry.item.token, "offsetInMilliseconds": offset, "playerActivity": str(self._activity)}
         self._send(
             "PlaybackFailed",
@@ -412,7 +429,7 @@ class AudioPlayerAgent:
                                                                                  "message": message[:200]}},
         )
         self._current = None
-        self._activity = PlayerActivity.STOPPED
+        self._move(ActivityTrigger.FAILED)
         self._last_offset_ms = offset
         self._queue.clear()  # SDK: a failed item stops playback; the cloud decides what comes next
 

@@ -32,6 +32,41 @@ class PlayerActivity(StrEnum):
     STOPPED = "STOPPED"
 
 
+class ActivityTrigger(StrEnum):
+    """What happens to the current item (the AudioPlayer's activity changes only through these)."""
+
+    STARTED = "started"  # its first sample left the player
+    PAUSED = "paused"  # the Content channel went to the background with the pause policy
+    RESUMED = "resumed"  # back in the foreground
+    FINISHED = "finished"  # played to its end
+    STOPPED = "stopped"  # Stop, ClearQueue CLEAR_ALL, REPLACE_ALL, focus lost, or the player closed under it
+    FAILED = "failed"  # no candidate started, or the stream broke
+
+
+_A, _AT = PlayerActivity, ActivityTrigger
+# PlayerActivity (§6.3 PlaybackState) as one table. A pair missing from it is a bug in the caller: it is logged and
+# the activity stays. BUFFER_UNDERRUN is never entered (no PlaybackStutter events yet).
+ACTIVITY_TABLE: dict[PlayerActivity, dict[ActivityTrigger, PlayerActivity]] = {
+    _A.IDLE: {_AT.STARTED: _A.PLAYING, _AT.STOPPED: _A.STOPPED, _AT.FAILED: _A.STOPPED},
+    _A.PLAYING: {_AT.PAUSED: _A.PAUSED, _AT.FINISHED: _A.FINISHED, _AT.STOPPED: _A.STOPPED, _AT.FAILED: _A.STOPPED},
+    _A.PAUSED: {_AT.RESUMED: _A.PLAYING, _AT.STOPPED: _A.STOPPED, _AT.FAILED: _A.STOPPED, _AT.FINISHED: _A.FINISHED},
+    _A.BUFFER_UNDERRUN: {_AT.STOPPED: _A.STOPPED, _AT.FAILED: _A.STOPPED},
+    # After an item: the next one starts, or a queued item that never started is stopped or fails.
+    _A.FINISHED: {_AT.STARTED: _A.PLAYING, _AT.STOPPED: _A.STOPPED, _AT.FAILED: _A.STOPPED},
+    _A.STOPPED: {_AT.STARTED: _A.PLAYING, _AT.STOPPED: _A.STOPPED, _AT.FAILED: _A.STOPPED},
+}
+
+
+def next_activity(activity: PlayerActivity, trigger: ActivityTrigger) -> PlayerActivity | None:
+    """The activity after ``trigger``, or None when the pair is not in the table. Pure."""
+    return ACTIVITY_TABLE[activity].get(trigger)
+
+
+def item_started(activity: PlayerActivity) -> bool:
+    """Whether the current item has played a sample (it is playing or paused)."""
+    return activity in (_A.PLAYING, _A.PAUSED)
+
+
 class MediaErrorType(StrEnum):
     MEDIA_ERROR_UNKNOWN = "MEDIA_ERROR_UNKNOWN"
     MEDIA_ERROR_INVALID_REQUEST = "MEDIA_ERROR_INVALID_REQUEST"

@@ -45,6 +45,11 @@ class EventQueue:
             except AvsError as exc:
                 self.dropped += 1
                 _LOGGER.info("%s not sent: %s", event.qualified_name, exc)
+            except Exception:
+                # The service-loop boundary: a failure that escaped the client's error mapping costs this one
+                # event, not the worker (which used to end the daemon's TaskGroup, issue 8 defect 1).
+                self.dropped += 1
+                _LOGGER.exception("%s not sent: unexpected error", event.qualified_name)
             finally:
                 self._queue.task_done()
 

@@ -31,6 +31,7 @@ from typing import Any
 from avsd.agents.speaker import read_json_state, write_json_state
 from avsd.avs.messages import Directive, context_entry
 from avsd.errors import DirectiveParseError, PlaybackError
+from avsd.observers import Observers
 from avsd.playback.base import Media, Playback, PlaybackOutcome, Player
 
 _LOGGER = logging.getLogger(__name__)
@@ -84,7 +85,7 @@ class NotificationsAgent:
         self._path = state_dir / STATE_FILE
         doc = read_json_state(self._path) or {}
         self._indicator = doc.get("indicator") is True
-        self._observers: list[Callable[[bool], None]] = []
+        self._observers: Observers[bool] = Observers("notification indicator")
         self._sounds: deque[str] = deque()  # asset URLs ("" = the chime)
         self._wakeup = asyncio.Event()
         self._playback: Playback | None = None
@@ -98,9 +99,9 @@ class NotificationsAgent:
     def indicator_on(self) -> bool:
         return self._indicator
 
-    def add_observer(self, observer: Callable[[bool], None]) -> None:
-        """``observer(indicator_on)`` after every change (the LED layer)."""
-        self._observers.append(observer)
+    def add_observer(self, observer: Callable[[bool], None]) -> Callable[[], None]:
+        """``observer(indicator_on)`` after every change (the LED layer); returns its remover."""
+        return self._observers.add(observer)
 
     def context(self) -> dict[str, Any]:
         return context_entry(
@@ -159,11 +160,7 @@ class NotificationsAgent:
             write_json_state(self._path, {"indicator": on})
         except OSError as exc:
             _LOGGER.warning("cannot save the notification indicator to %s: %s", self._path, exc)
-        for observer in list(self._observers):
-            try:
-                observer(on)
-            except Exception:
-                _LOGGER.exception("notification observer %r failed", observer)
+        self._observers.notify(on)
 
     # ----- sounds -------------------------------------------------------------------------------------------
 

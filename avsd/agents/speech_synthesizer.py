@@ -19,18 +19,11 @@ from avsd.agents.events import EventSender
 from avsd.avs.attachments import AttachmentStore, content_id_from_url
 from avsd.avs.messages import Directive, Event, context_entry
 from avsd.errors import DirectiveParseError, PlaybackError
+from avsd.observers import Observers
 from avsd.playback.base import Media, Playback, PlaybackOutcome, Player
 
 _LOGGER = logging.getLogger(__name__)
 NAMESPACE = "SpeechSynthesizer"
-
-
-class SpeechObserver(Protocol):
-    """The dialog controller: speech drives the SPEAKING state and the wake-word gate."""
-
-    def speech_started(self) -> None: ...
-
-    def speech_finished(self) -> None: ...
 
 
 class SpeechFocus(Protocol):
@@ -49,16 +42,17 @@ class SpeechSynthesizer:
         player: Player,
         attachments: AttachmentStore,
         events: EventSender,
-        observer: SpeechObserver,
-        start_timeout_s: float = 10.0,
         focus: SpeechFocus | None = None,
+        start_timeout_s: float = 10.0,
     ) -> None:
         self._player = player
         self._attachments = attachments
         self._events = events
-        self._observer = observer
         self._start_timeout_s = start_timeout_s
         self.focus = focus
+        # observer(True) when the first sample is out, observer(False) when the speech ends (the dialog controller:
+        # speech drives the SPEAKING state and the wake-word gate).
+        self.observers: Observers[bool] = Observers("speech")
         self._playback: Playback | None = None
         self._token = ""
         self._playing = False
@@ -102,13 +96,13 @@ class SpeechSynthesizer:
                 ) from None
             self._playing = True
             self._events.send(Event.new(NAMESPACE, "SpeechStarted", {"token": token}))
-            self._observer.speech_started()
+            self.observers.notify(True)
             outcome = await playback.finished()
         finally:
             self._last_offset_ms = playback.offset_ms
             was_playing, self._playing, self._playback = self._playing, False, None
             if was_playing:
-                self._observer.speech_finished()
+                self.observers.notify(False)
             if self.focus is not None:
                 self.focus.speech_ended()
         if outcome is PlaybackOutcome.FINISHED:

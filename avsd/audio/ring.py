@@ -54,6 +54,15 @@ class RingBuffer:
         self._written += len(data)
         return first
 
+    def resized(self, capacity_s: float) -> RingBuffer:
+        """A ring of ``capacity_s`` that continues this one: same absolute indices, the newest audio carried over
+        (a reload that lengthens the pre-roll must not restart the sample count the wake-word indices use)."""
+        ring = RingBuffer(capacity_s)
+        keep = min(self._written, ring._capacity, self._capacity)
+        ring._written = self._written - keep
+        ring.append(self.read_from((self._written - keep) // SAMPLE_WIDTH))
+        return ring
+
     def read_from(self, sample_index: int) -> bytes:
         """Bytes from ``sample_index`` (clamped to ``start_index``) to ``end_index``; b"" if in the future."""
         start = max(sample_index, self.start_index) * SAMPLE_WIDTH

@@ -59,6 +59,7 @@ from avsd.errors import (
     MultipartError,
     NotConnectedError,
 )
+from avsd.observers import Observers
 from avsd.tasks import TaskSet
 
 _LOGGER = logging.getLogger(__name__)
@@ -192,9 +193,10 @@ class AvsClient:
         self._base_url = resolve_endpoint(settings.endpoint)
         self._conn: _Connection | None = None
         self._state = ConnectionState.DISCONNECTED
-        self._state_observers: list[Callable[[ConnectionState], None]] = []
-        self.event_observers: list[Callable[[Event], None]] = []
-        self.directive_observers: list[Callable[[Directive], None]] = []
+        # The connection has one owner, this client; everyone else observes it (isolated observers).
+        self._state_observers: Observers[ConnectionState] = Observers("connection")
+        self.event_observers: Observers[Event] = Observers("event sent")
+        self.directive_observers: Observers[Directive] = Observers("directive received")
         self._connected = asyncio.Event()
         self._header_lock = asyncio.Lock()  # one event awaiting response headers at a time (§1.3)
         self._streams = asyncio.Semaphore(MAX_EVENT_STREAMS)
@@ -212,8 +214,8 @@ class AvsClient:
     def base_url(self) -> str:
         return self._base_url
 
-    def add_state_observer(self, observer: Callable[[ConnectionState], None]) -> None:
-        self._state_observers.append(observer)
+    def add_state_observer(self, observer: Callable[[ConnectionState], None]) -> Callable[[], None]:
+        return self._state_observers.add(observer)
 
     def _set_state(self, state: ConnectionState) -> None:
         if state is self._state:
@@ -224,11 +226,7 @@ class AvsClient:
         else:
             self._connected.clear()
         _LOGGER.info("AVS connection %s", state)
-        for observer in list(self._state_observers):
-            try:
-                observer(state)
-            except Exception:
-                _LOGGER.exception("connection state observer failed")
+        self._state_observers.notify(state)
 
     async def wait_connected(self, timeout: float | None = None) -> None:
         async with asyncio.timeout(timeout):
@@ -356,8 +354,7 @@ class AvsClient:
         _LOGGER.info("directive %s", directive.qualified_name)
         _LOGGER.debug("directive payload %s", directive.payload)
         try:
-            for observer in list(self.directive_observers):
-                observer(directive)
+            self.directive_observers.notify(directive)
             self._on_directive(directive)
         except Exception:
             # A broken handler must not take the downchannel down with it.
@@ -434,8 +431,7 @@ class AvsClient:
             content=_event_body(boundary, event, audio, conn),
         )
         _LOGGER.info("event %s", event.qualified_name)
-        for observer in list(self.event_observers):
-            observer(event)
+        self.event_observers.notify(event)
         async with self._streams:
             with _transport_errors(event.qualified_name):
                 async with self._header_lock:

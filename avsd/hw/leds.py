@@ -224,8 +224,10 @@ def global_brightness(brightness: float) -> int:
 class Apa102Ring(AnimatedLed):
     """The APA102 pixels of the ReSpeaker HATs, through gpiozero's SPI (spidev/lgpio hardware SPI on a Pi)."""
 
-    def __init__(self, settings: LedSettings, *, pin_factory: object | None = None) -> None:
-        super().__init__(settings.pixels, fps=settings.fps)
+    def __init__(
+        self, settings: LedSettings, *, pin_factory: object | None = None, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        super().__init__(settings.pixels, fps=settings.fps, clock=clock)
         self._global = global_brightness(settings.brightness)
         self._power: Any = None
         with gpio_errors(f"APA102 on SPI{settings.spi_port}.{settings.spi_device}"):
@@ -328,15 +330,3 @@ class LedPresenter:
             logger.debug("leds: %s", pattern.name)
             self._led.show(pattern)
         return pattern
-
-
-def create_led(settings: LedSettings, *, pin_factory: object | None = None) -> Led:
-    if settings.kind == "single":
-        return SingleLed(settings, pin_factory=pin_factory)
-    if settings.kind == "rgb":
-        return RgbLed(settings, pin_factory=pin_factory)
-    if settings.kind == "apa102":
-        return Apa102Ring(settings, pin_factory=pin_factory)
-    if settings.kind == "terminal":
-        return TerminalLed(settings.pixels)
-    return NullLed()

@@ -4,10 +4,10 @@
                                                                             alerts.stop_active()
     dialog transitions, connection, ringing alert, notification indicator --> LedInputs --> LedPresenter --> Led
 
-``mock`` runs anywhere: gpiozero's MockFactory pins (tests press the button through ``factory.pin(n)``) and a
-TerminalLed drawing the pattern on stderr. The mock factory also becomes gpiozero's default (the
-``GPIOZERO_PIN_FACTORY=mock`` semantics), because gpiozero's software SPI builds devices without passing the
-factory on (gpiozero 2.0.1, pins/spi.py) and would otherwise look for real pins.
+The composition root (:func:`avsd.root.build_hardware`) picks the pin factory and the LED driver: ``mock`` runs
+anywhere, with gpiozero's MockFactory pins (tests press the button through ``factory.pin(n)``) and a TerminalLed
+drawing the pattern on stderr. The LEDs show facts owned elsewhere (dialog state, connection, ringing alert,
+notification indicator); every change of one re-reads them all from their owners.
 
 Everything here runs on the loop thread: GpioButton already hops from gpiozero's thread with
 ``call_soon_threadsafe``; the agents' observers are called on the loop.
@@ -22,10 +22,10 @@ from typing import Any, Protocol
 
 from avsd.avs.client import ConnectionState
 from avsd.hw.button import ButtonAction, ButtonCommand, ButtonSettings, GpioButton, commands_for
-from avsd.hw.factory import HardwareError, pin_factory_for
-from avsd.hw.leds import Led, LedPresenter, LedSettings, NullLed, TerminalLed, create_led
+from avsd.hw.factory import HardwareError
+from avsd.hw.leds import Led, LedPresenter
 from avsd.hw.patterns import LedInputs, Pattern
-from avsd.state import DialogState, Transition
+from avsd.state import DialogState
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -111,7 +111,9 @@ class DaemonTarget:
 
 
 class Hardware:
-    """The button (optional) and the LEDs of one daemon. :meth:`close` turns the LEDs off and frees the pins."""
+    """The button (optional) and the LEDs of one daemon. :meth:`close` turns the LEDs off and frees the pins.
+
+    The LED driver and the pin factory are chosen by the composition root (:func:`avsd.root.build_hardware`)."""
 
     def __init__(
         self,
@@ -119,39 +121,21 @@ class Hardware:
         *,
         kind: str,
         button: ButtonSettings,
-        led: LedSettings,
         loop: asyncio.AbstractEventLoop,
-        led_override: Led | None = None,
+        led: Led,
+        pin_factory: object | None = None,
+        owns_factory: bool = False,
     ) -> None:
-        if kind not in HARDWARE_KINDS:
-            raise HardwareError(f"unknown --hardware {kind!r}; choose one of {', '.join(HARDWARE_KINDS)}")
         self.kind = kind
         self.target = DaemonTarget(daemon)
         self._daemon = daemon
         self._settings = button
-        self.pin_factory: object | None = None
+        self.pin_factory = pin_factory
+        self._owns_factory = owns_factory
         self.button: GpioButton | None = None
         self.actions: list[ButtonAction] = []
         self.commands: list[ButtonCommand] = []
-        self._state = DialogState.OFFLINE
-        self._connected = False
-        self._ringing = False
-        self._notification = False
-        uses_gpio = kind != "none" and (
-            button.pin is not None or led.kind in ("single", "rgb", "apa102")
-        )
-        if kind == "mock":
-            self.pin_factory = pin_factory_for("mock")
-            from gpiozero import Device
-
-            Device.pin_factory = self.pin_factory
-        elif uses_gpio:
-            try:
-                self.pin_factory = pin_factory_for("auto")
-            except HardwareError as exc:
-                _LOGGER.error("GPIO unavailable, running without button and LEDs: %s", exc)
-                kind = self.kind = "none"
-        self.led: Led = led_override or self._make_led(kind, led)
+        self.led = led
         self.presenter = LedPresenter(self.led)
         if kind != "none" and button.pin is not None:
             try:
@@ -159,51 +143,30 @@ class Hardware:
             except HardwareError as exc:
                 # Voice still works without the button: say so once and go on.
                 _LOGGER.error("no button: %s", exc)
-        daemon.dialog.machine.add_observer(self._on_transition)
-        daemon.client.add_state_observer(self._on_connection)
-        daemon.alerts.ringing_observers.append(self._on_ringing)
-        daemon.notifications.add_observer(self._on_notification)
-        self._state = daemon.dialog.state
-        self._connected = daemon.client.state is ConnectionState.CONNECTED
-        self._ringing = daemon.alerts.active_token is not None
-        self._notification = bool(daemon.notifications.indicator_on)
+        # The LEDs show facts owned elsewhere; each change of one re-reads them all from their owners.
+        daemon.dialog.machine.add_observer(self._on_change, name="Hardware LEDs")
+        daemon.client.add_state_observer(self._on_change)
+        daemon.alerts.ringing_observers.add(self._on_change, name="Hardware LEDs")
+        daemon.notifications.add_observer(self._on_change)
         self._update()
-
-    def _make_led(self, kind: str, settings: LedSettings) -> Led:
-        if kind == "mock":
-            return TerminalLed(settings.pixels)
-        if kind == "none" and settings.kind != "terminal":
-            return NullLed()
-        try:
-            return create_led(settings, pin_factory=self.pin_factory)
-        except HardwareError as exc:
-            _LOGGER.error("no LEDs: %s", exc)
-            return NullLed()
 
     @property
     def pattern(self) -> Pattern | None:
         return getattr(self.led, "pattern", None)
 
     def inputs(self) -> LedInputs:
-        return LedInputs(self._state, self._connected, self._ringing, self._notification)
+        daemon = self._daemon
+        return LedInputs(
+            daemon.dialog.state,
+            daemon.client.state is ConnectionState.CONNECTED,
+            daemon.alerts.active_token is not None,
+            bool(daemon.notifications.indicator_on),
+        )
 
     def _update(self) -> None:
         self.presenter.update(self.inputs())
 
-    def _on_transition(self, transition: Transition) -> None:
-        self._state = transition.state
-        self._update()
-
-    def _on_connection(self, state: ConnectionState) -> None:
-        self._connected = state is ConnectionState.CONNECTED
-        self._update()
-
-    def _on_ringing(self, token: str | None) -> None:
-        self._ringing = token is not None
-        self._update()
-
-    def _on_notification(self, on: bool) -> None:
-        self._notification = on
+    def _on_change(self, _news: object) -> None:
         self._update()
 
     def _on_action(self, action: ButtonAction) -> None:
@@ -235,7 +198,7 @@ class Hardware:
             self.button = None
         self.led.close()
         close: Callable[[], None] | None = getattr(self.pin_factory, "close", None)
-        if self.kind == "mock" and close is not None:
+        if self._owns_factory and close is not None:
             close()
             from gpiozero import Device
 

@@ -8,7 +8,6 @@ from avsd.playback.base import (
     PlaybackSettings,
     PlaybackStoppedError,
     Player,
-    create_player,
 )
 
 __all__ = [
@@ -19,5 +18,4 @@ __all__ = [
     "PlaybackSettings",
     "PlaybackStoppedError",
     "Player",
-    "create_player",
 ]

@@ -1,7 +1,7 @@
 """The player seam: what capability agents play, and what they get back.
 
 A :class:`Player` plays one :class:`Media` at a time and hands back a :class:`Playback` for it. Three backends
-implement it (chosen by :func:`create_player`):
+implement it (chosen by the composition root, :func:`avsd.root.select_player`):
 
 - ``vlc`` (:mod:`avsd.playback.vlcplayer`): libvlc decodes; streams, URLs, playlists, seeking.
 - ``pcm`` (:mod:`avsd.playback.pcm`): miniaudio decodes, PortAudio plays. Used when libvlc is missing.
@@ -159,30 +159,3 @@ def check_volume(volume: int) -> int:
     if not 0 <= volume <= 100:
         raise ValueError(f"volume must be 0..100, got {volume}")
     return volume
-
-
-def create_player(settings: PlaybackSettings, *, name: str = "speech") -> Player:
-    """The player for ``settings.backend``; ``auto`` is VLC when libvlc loads, else PCM (and says so)."""
-    # Imports are local: the backends import this module, and the vlc backend must not be loaded for pcm.
-    from avsd.playback.pcm import PcmPlayer, WavSinkPlayer
-
-    backend = settings.backend
-    if backend not in BACKENDS:
-        raise PlaybackError(f"unknown playback backend {backend!r} (choose one of {', '.join(BACKENDS)})")
-    player: Player
-    if backend == "wav":
-        player = WavSinkPlayer(Path(settings.wav_dir or "."), label=name, realtime=settings.wav_realtime)
-    elif backend == "pcm":
-        player = PcmPlayer(settings.output_device, label=name)
-    else:
-        from avsd.playback.vlcplayer import VlcPlayer, VlcUnavailableError
-
-        try:
-            player = VlcPlayer(settings, label=name)
-        except VlcUnavailableError as exc:
-            if backend == "vlc":
-                raise
-            log.warning("%s player: libvlc unavailable (%s); falling back to the pcm backend", name, exc)
-            player = PcmPlayer(settings.output_device, label=name)
-    log.info("%s player: using the %s backend", name, player.name)
-    return player

@@ -164,3 +164,41 @@ class PyAudioOutput:
             if self._pa is not None:
                 self._pa.terminate()
                 self._pa = None
+
+
+class MemoryOutput:
+    """Keeps each item's PCM in memory instead of playing it (headless sessions: the reply is the product).
+
+    Called from the decoder's worker thread; :attr:`items` is read on the loop, hence the lock."""
+
+    def __init__(self, fmt: PcmFormat | None = None) -> None:
+        self.fmt = fmt or PcmFormat()
+        self._lock = threading.Lock()
+        self._current: bytearray | None = None
+        self._items: list[tuple[str, bytes]] = []
+
+    @property
+    def items(self) -> list[tuple[str, bytes]]:
+        """(item name, PCM) of every item that has ended, oldest first."""
+        with self._lock:
+            return list(self._items)
+
+    def begin(self, item_name: str) -> str | None:
+        with self._lock:
+            self._current = bytearray()
+            self._name = item_name
+        return None
+
+    def write(self, pcm: bytes) -> None:
+        with self._lock:
+            if self._current is not None:
+                self._current += pcm
+
+    def end(self, *, drain: bool) -> None:
+        with self._lock:
+            if self._current is not None:
+                self._items.append((self._name, bytes(self._current)))
+                self._current = None
+
+    def close(self) -> None:
+        self.end(drain=False)

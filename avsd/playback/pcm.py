@@ -19,7 +19,7 @@ from avsd.errors import PlaybackError
 from avsd.playback.base import Media, PlaybackOutcome
 from avsd.playback.decode import DecodeAborted, PcmFormat, decode_pcm, open_source, scale_s16
 from avsd.playback.item import ItemPlayer, PlaybackItem
-from avsd.playback.outputs import PcmOutput, PyAudioOutput, WavFileOutput
+from avsd.playback.outputs import MemoryOutput, PcmOutput, PyAudioOutput, WavFileOutput
 
 log = logging.getLogger(__name__)
 
@@ -132,3 +132,23 @@ class WavSinkPlayer(DecodingPlayer):
         self, directory: Path, *, label: str = "speech", fmt: PcmFormat | None = None, realtime: bool = False
     ) -> None:
         super().__init__(WavFileOutput(directory, fmt, realtime=realtime), label=label)
+
+
+class CapturePlayer(DecodingPlayer):
+    """Decodes what it is asked to play into memory (:attr:`captured`) instead of a speaker: the "player" of a
+    headless session (library, ``ask``, virtual device, a phone call), which hands the reply on as audio."""
+
+    name = "capture"
+
+    def __init__(self, *, label: str = "speech", fmt: PcmFormat | None = None) -> None:
+        self._memory = MemoryOutput(fmt)
+        super().__init__(self._memory, label=label)
+
+    @property
+    def captured(self) -> list[tuple[str, bytes]]:
+        """(item name, PCM at :attr:`fmt`) of every finished item, oldest first."""
+        return self._memory.items
+
+    @property
+    def fmt(self) -> PcmFormat:
+        return self._memory.fmt

@@ -1,4 +1,5 @@
-"""Wake-word engines behind one small protocol, their settings, and the factory that picks one.
+"""Wake-word engines behind one small protocol, and their settings. Which engine runs is chosen by the composition
+root (:func:`avsd.root.select_engine`), not here.
 
 Engines: ``micro`` (microWakeWord, pymicro-wakeword), ``openwakeword`` (pyopen-wakeword), ``porcupine``
 (pvporcupine, optional, needs a Picovoice AccessKey), ``none`` (never fires; push-to-talk only). Each engine
@@ -118,26 +119,6 @@ class WakeSettings:
 
     def access_key(self) -> str:
         return self.porcupine_access_key or os.environ.get("PORCUPINE_ACCESS_KEY", "")
-
-
-def create_engine(settings: WakeSettings) -> WakeEngine:
-    """Build the configured engine. Raises WakeWordError with an actionable message when it cannot start."""
-    name = EngineName(settings.engine)
-    if name is EngineName.NONE:
-        from avsd.wake.null import NullEngine
-
-        return NullEngine()
-    if name is EngineName.MICRO:
-        from avsd.wake.micro import MicroEngine
-
-        return MicroEngine(settings)
-    if name is EngineName.OPENWAKEWORD:
-        from avsd.wake.oww import OpenWakeWordEngine
-
-        return OpenWakeWordEngine(settings)
-    from avsd.wake.porcupine import PorcupineEngine
-
-    return PorcupineEngine(settings)
 
 
 def builtin_model(models: type[_E], keyword: str, engine: str) -> _E:

@@ -86,5 +86,5 @@ async def test_volume_directives_events_context_audible_effect_and_restart(tmp_p
     async with running_device(tmp_path) as device:
         sync = await device.emulator.wait_for_event("System.SynchronizeState")
         states = {c["header"]["name"]: c["payload"] for c in sync.event["context"]}
-        assert device.daemon.parts.speech_player.volume == 0  # muted applies to speech too
+        assert device.daemon.parts.players.speech.volume == 0  # muted applies to speech too
     assert states["VolumeState"] == {"volume": 20, "muted": True}

@@ -21,12 +21,12 @@ CHILD = textwrap.dedent(
     """
     import asyncio, json, sys
     from avsd.audio.mic import MicrophoneSource, list_devices
-    from avsd.wake.base import WakeSettings, create_engine
-
+    from avsd.wake.base import WakeSettings
+    from avsd.root import select_engine
     async def main() -> None:
         want = int(sys.argv[1])
         mic = MicrophoneSource(None, queue_frames=4000)
-        engine = create_engine(WakeSettings(engine="micro"))
+        engine = select_engine(WakeSettings(engine="micro"))
         frames, detections, index = [], [], 0
         async with asyncio.timeout(20):
             async for block in mic.frames():  # blocks of whole 10 ms frames

@@ -26,7 +26,8 @@ from avsd.audio.opus import (
 )
 from avsd.dialog import DialogSettings, Initiator, recognize_event
 from avsd.errors import ConfigError
-from avsd.wake.base import WakeSettings, create_engine
+from avsd.root import select_engine
+from avsd.wake.base import WakeSettings
 from tests.harness import SPEECH, fixture_pcm
 from tests.wake.helpers import feed
 
@@ -140,7 +141,7 @@ def test_round_trip_keeps_the_speech(bitrate: int) -> None:
 def test_the_wake_word_is_still_heard_in_decoded_audio() -> None:
     pcm = fixture_pcm(WAKE)
     decoded, _ = _decode(b"".join(_encode(pcm, 32000)))
-    engine = create_engine(WakeSettings())
+    engine = select_engine(WakeSettings())
     detections = feed(engine, decoded)
     assert detections, "no wake word in the decoded audio"
     end = detections[0].end_index

@@ -153,3 +153,19 @@ def test_wav_source_missing_file(tmp_path: Path) -> None:
 def test_convert_identity() -> None:
     raw = np.arange(-500, 500, dtype="<i2").tobytes()
     assert convert(raw, rate=16000, channels=1, width=2) == raw
+
+
+@pytest.mark.parametrize(("old_s", "new_s"), [(2.5, 3.5), (3.5, 2.5), (2.5, 2.5)])
+def test_resized_ring_keeps_indices_and_the_newest_audio(old_s: float, new_s: float) -> None:
+    ring = RingBuffer(old_s)
+    audio = bytes(range(256)) * 250  # 2 s of 16-bit samples, patterned
+    for offset in range(0, len(audio), 320):
+        ring.append(audio[offset : offset + 320])
+    resized = ring.resized(new_s)
+    assert resized.end_index == ring.end_index == len(audio) // 2
+    assert resized.capacity_samples == round(new_s * 16000)
+    keep = min(len(audio) // 2, ring.capacity_samples, resized.capacity_samples)
+    assert resized.start_index == ring.end_index - keep
+    assert resized.read_from(0) == audio[-keep * 2 :]
+    resized.append(b"\x01\x00" * 160)
+    assert resized.read_from(resized.end_index - 160) == b"\x01\x00" * 160

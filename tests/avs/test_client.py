@@ -102,7 +102,7 @@ async def test_stop_capture_arrives_on_the_downchannel_mid_upload(
 ) -> None:
     async with connected_device(tmp_path, emulator) as device:
         stop_seen = asyncio.Event()
-        device.client.directive_observers.append(
+        device.client.directive_observers.add(
             lambda d: stop_seen.set() if d.qualified_name == "SpeechRecognizer.StopCapture" else None
         )
         sent_after_stop = 0

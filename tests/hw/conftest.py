@@ -8,6 +8,9 @@ from typing import Any
 import pytest
 
 from avsd.hw.factory import pin_factory_for
+from tests.virtual_time import VirtualTime
+
+__all__ = ["Apa102Listener", "VirtualTime"]
 
 
 @pytest.fixture

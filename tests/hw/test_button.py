@@ -17,6 +17,7 @@ from avsd.hw.button import (
     GpioButton,
     commands_for,
 )
+from tests.hw.conftest import VirtualTime
 
 A = ButtonAction
 C = ButtonCommand
@@ -149,105 +150,126 @@ def test_settings_validation_names_the_key(kwargs: dict[str, Any], key: str) -> 
     assert info.value.key == key
 
 
-# --- GpioButton on gpiozero's MockFactory---
+# --- GpioButton on gpiozero's MockFactory, on virtual time ---
+# The loop's clock is replaced by a manual one (call_later and the button's edge stamps both read it), so every
+# threshold is tested to the millisecond, with no real sleeps and no timing margins.
 FAST = ButtonSettings(pin=17, bounce_s=0.02, hold_s=0.15, long_press_s=0.4)
 
 
 async def _button(
-    mock_factory: Any, settings: ButtonSettings = FAST
+    mock_factory: Any, clock: VirtualTime, settings: ButtonSettings = FAST
 ) -> tuple[GpioButton, list[ButtonAction], Any]:
     actions: list[ButtonAction] = []
-    button = GpioButton(settings, actions.append, loop=asyncio.get_running_loop(), pin_factory=mock_factory)
+    button = GpioButton(
+        settings, actions.append, loop=asyncio.get_running_loop(), pin_factory=mock_factory, clock=clock
+    )
     return button, actions, mock_factory.pin(settings.pin)
 
 
-async def test_gpio_tap(mock_factory: Any) -> None:
-    async with asyncio.timeout(5):
-        button, actions, pin = await _button(mock_factory)
-        pin.drive_low()  # pull-up: pressed pulls the pin to ground
-        await asyncio.sleep(0.06)
-        assert actions == []  # nothing until released (it might become a hold)
+# The release is known only when its 20 ms settle window closes, so a press counts as a tap when it is released
+# more than bounce_s before hold_s (0.13 s), and as a hold otherwise.
+@pytest.mark.parametrize(
+    ("down_s", "expected"),
+    [(0.125, [A.TAP]), (0.135, [A.HOLD_START, A.HOLD_END]), (0.15, [A.HOLD_START, A.HOLD_END])],
+)
+async def test_gpio_tap_or_hold_is_decided_at_hold_s(
+    mock_factory: Any, monkeypatch: pytest.MonkeyPatch, down_s: float, expected: list[ButtonAction]
+) -> None:
+    clock = VirtualTime(monkeypatch)
+    button, actions, pin = await _button(mock_factory, clock)
+    pin.drive_low()  # pull-up: pressed pulls the pin to ground
+    await clock.advance(down_s)
+    assert actions == ([A.HOLD_START] if down_s >= 0.15 else [])  # nothing until released: it might become a hold
+    pin.drive_high()
+    await clock.advance(0.02)  # the release's settle window
+    assert actions == expected
+    button.close()
+
+
+async def test_gpio_hold_then_release_cancels_the_long_press(
+    mock_factory: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    clock = VirtualTime(monkeypatch)
+    button, actions, pin = await _button(mock_factory, clock)
+    pin.drive_low()
+    await clock.advance(0.3)
+    assert actions == [A.HOLD_START]  # emitted while still held: capture starts now
+    pin.drive_high()
+    await clock.advance(0.02)
+    assert actions == [A.HOLD_START, A.HOLD_END]
+    await clock.advance(10.0)  # long past long_press_s: the release cancelled that timer
+    assert actions == [A.HOLD_START, A.HOLD_END]
+    button.close()
+
+
+async def test_gpio_long_press_at_long_press_s(mock_factory: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    clock = VirtualTime(monkeypatch)
+    button, actions, pin = await _button(mock_factory, clock)
+    pin.drive_low()
+    await clock.advance(0.397)
+    assert actions == [A.HOLD_START]
+    await clock.advance(0.004)  # 0.401 s: just past the threshold (to the float rounding of the sums)
+    assert actions == [A.HOLD_START, A.LONG_PRESS]
+    pin.drive_high()
+    await clock.advance(0.02)
+    assert actions == [A.HOLD_START, A.LONG_PRESS]  # the release is swallowed
+    button.close()
+
+
+async def test_gpio_bouncy_contacts_give_one_tap(mock_factory: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    clock = VirtualTime(monkeypatch)
+    button, actions, pin = await _button(mock_factory, clock)
+    for _ in range(4):  # contact bounce on the way down, within the window
+        pin.drive_low()
+        await clock.advance(0.002)
         pin.drive_high()
-        await asyncio.sleep(0.06)
-        assert actions == [A.TAP]
-        button.close()
-
-
-async def test_gpio_hold_then_release(mock_factory: Any) -> None:
-    async with asyncio.timeout(5):
-        button, actions, pin = await _button(mock_factory)
-        pin.drive_low()
-        await asyncio.sleep(0.25)
-        assert actions == [A.HOLD_START]  # emitted while still held: capture starts now
+    pin.drive_low()
+    await clock.advance(0.05)
+    for _ in range(3):  # and on the way up, ending released
         pin.drive_high()
-        await asyncio.sleep(0.06)
-        assert actions == [A.HOLD_START, A.HOLD_END]
-        await asyncio.sleep(0.35)  # the long-press timer was cancelled by the release
-        assert actions == [A.HOLD_START, A.HOLD_END]
-        button.close()
-
-
-async def test_gpio_long_press(mock_factory: Any) -> None:
-    async with asyncio.timeout(5):
-        button, actions, pin = await _button(mock_factory)
+        await clock.advance(0.002)
         pin.drive_low()
-        await asyncio.sleep(0.5)
-        assert actions == [A.HOLD_START, A.LONG_PRESS]
-        pin.drive_high()
-        await asyncio.sleep(0.06)
-        assert actions == [A.HOLD_START, A.LONG_PRESS]  # the release is swallowed
-        button.close()
+    pin.drive_high()
+    await clock.advance(0.05)
+    assert actions == [A.TAP]
+    button.close()
 
 
-async def test_gpio_bouncy_contacts_give_one_tap(mock_factory: Any) -> None:
-    async with asyncio.timeout(5):
-        button, actions, pin = await _button(mock_factory)
-        for _ in range(4):  # contact bounce on the way down
-            pin.drive_low()
-            pin.drive_high()
-        pin.drive_low()
-        await asyncio.sleep(0.06)
-        for _ in range(3):  # and on the way up, ending released
-            pin.drive_high()
-            pin.drive_low()
-        pin.drive_high()
-        await asyncio.sleep(0.06)
-        assert actions == [A.TAP]
-        button.close()
+async def test_gpio_static_spike_is_ignored(mock_factory: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    clock = VirtualTime(monkeypatch)
+    button, actions, pin = await _button(mock_factory, clock)
+    pin.drive_low()
+    await clock.advance(0.019)
+    pin.drive_high()  # back before the 20 ms settle window closed
+    await clock.advance(10.0)
+    assert actions == []
+    button.close()
 
 
-async def test_gpio_static_spike_is_ignored(mock_factory: Any) -> None:
-    async with asyncio.timeout(5):
-        button, actions, pin = await _button(mock_factory)
-        pin.drive_low()
-        pin.drive_high()  # shorter than the settle window
-        await asyncio.sleep(0.3)
-        assert actions == []
-        button.close()
+async def test_gpio_active_high_button(mock_factory: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    clock = VirtualTime(monkeypatch)
+    settings = ButtonSettings(pin=27, pull_up=False, bounce_s=0.02, hold_s=0.15, long_press_s=0.4)
+    button, actions, pin = await _button(mock_factory, clock, settings)
+    pin.drive_high()
+    await clock.advance(0.05)
+    pin.drive_low()
+    await clock.advance(0.05)
+    assert actions == [A.TAP]
+    button.close()
 
 
-async def test_gpio_active_high_button(mock_factory: Any) -> None:
-    async with asyncio.timeout(5):
-        settings = ButtonSettings(pin=27, pull_up=False, bounce_s=0.02, hold_s=0.15, long_press_s=0.4)
-        button, actions, pin = await _button(mock_factory, settings)
-        pin.drive_high()
-        await asyncio.sleep(0.05)
-        pin.drive_low()
-        await asyncio.sleep(0.05)
-        assert actions == [A.TAP]
-        button.close()
-
-
-async def test_gpio_close_releases_the_pin_and_stops_timers(mock_factory: Any) -> None:
-    async with asyncio.timeout(5):
-        button, actions, pin = await _button(mock_factory)
-        pin.drive_low()
-        await asyncio.sleep(0.05)
-        button.close()
-        await asyncio.sleep(0.45)
-        assert actions == []
-        again, _, _ = await _button(mock_factory)  # the pin is free again
-        again.close()
+async def test_gpio_close_releases_the_pin_and_stops_timers(
+    mock_factory: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    clock = VirtualTime(monkeypatch)
+    button, actions, pin = await _button(mock_factory, clock)
+    pin.drive_low()
+    await clock.advance(0.05)
+    button.close()
+    await clock.advance(10.0)  # past every threshold: the timers were cancelled
+    assert actions == []
+    again, _, _ = await _button(mock_factory, clock)  # the pin is free again
+    again.close()
 
 
 def test_gpio_button_needs_a_pin(mock_factory: Any) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import io
 from typing import Any
 
@@ -20,12 +19,12 @@ from avsd.hw.leds import (
     SingleLed,
     TerminalLed,
     apa102_words,
-    create_led,
     global_brightness,
 )
 from avsd.hw.patterns import PATTERNS, Effect, LedInputs, LedPattern, Pattern
+from avsd.root import select_led_driver
 from avsd.state import DialogState
-from tests.hw.conftest import Apa102Listener
+from tests.hw.conftest import Apa102Listener, VirtualTime
 
 P = LedPattern
 
@@ -133,25 +132,28 @@ def test_apa102_power_pin_of_the_4mic_hat(plain_mock_factory: Any, apa102: Apa10
     assert power.state is False
 
 
-async def test_animation_runs_as_a_task_and_stops(plain_mock_factory: Any, apa102: Apa102Listener) -> None:
-    async with asyncio.timeout(5):
-        ring = Apa102Ring(LedSettings(kind="apa102", pixels=3, fps=60), pin_factory=plain_mock_factory)
-        ring.show(Pattern(P.THINKING, (0, 0, 200), Effect.SPIN, 0.15))
-        await asyncio.sleep(0.3)
-        heads = {tuple(c).index(max(c)) for c in (apa102.colors(i) for i in range(len(apa102.transfers)))}
-        assert heads == {0, 1, 2}  # the head went all the way round
-        ring.show(PATTERNS[P.MUTED])  # a solid pattern cancels the animation
-        count = len(apa102.transfers)
-        await asyncio.sleep(0.1)
-        assert len(apa102.transfers) == count
-        assert apa102.colors() == [(255, 0, 0)] * 3
-        ring.show(PATTERNS[P.SPEAKING])
-        await asyncio.sleep(0.05)
-        ring.close()
-        count = len(apa102.transfers)
-        await asyncio.sleep(0.1)
-        assert len(apa102.transfers) == count
-        assert apa102.colors() == [(0, 0, 0)] * 3
+async def test_animation_runs_as_a_task_and_stops(
+    plain_mock_factory: Any, apa102: Apa102Listener, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    clock = VirtualTime(monkeypatch)  # the loop's timers and the ring's clock: one manual time, no real sleeps
+    ring = Apa102Ring(LedSettings(kind="apa102", pixels=3, fps=60), pin_factory=plain_mock_factory, clock=clock)
+    ring.show(Pattern(P.THINKING, (0, 0, 200), Effect.SPIN, 0.15))
+    for _ in range(18):  # 0.3 s in 60 fps frames: two turns
+        await clock.advance(1 / 60)
+    heads = [tuple(c).index(max(c)) for c in (apa102.colors(i) for i in range(len(apa102.transfers)))]
+    assert set(heads) == {0, 1, 2}  # the head went all the way round
+    ring.show(PATTERNS[P.MUTED])  # a solid pattern cancels the animation
+    count = len(apa102.transfers)
+    await clock.advance(10.0)
+    assert len(apa102.transfers) == count  # no frame in 10 s of loop time
+    assert apa102.colors() == [(255, 0, 0)] * 3
+    ring.show(PATTERNS[P.SPEAKING])
+    await clock.advance(1 / 60)
+    ring.close()
+    count = len(apa102.transfers)
+    await clock.advance(10.0)
+    assert len(apa102.transfers) == count
+    assert apa102.colors() == [(0, 0, 0)] * 3
 
 
 def test_animated_pattern_without_a_loop_shows_its_first_frame(mock_factory: Any) -> None:
@@ -189,12 +191,12 @@ def test_terminal_led_on_a_tty_draws_coloured_dots() -> None:
     assert out.getvalue().endswith("○○○ muted\n")  # switched off, then a newline for the shell
 
 
-def test_create_led_kinds(mock_factory: Any) -> None:
-    assert isinstance(create_led(LedSettings()), NullLed)
-    assert isinstance(create_led(LedSettings(kind="terminal")), TerminalLed)
-    single = create_led(LedSettings(kind="single", pins=(4,)), pin_factory=mock_factory)
+def test_the_root_picks_the_led_driver_for_each_kind(mock_factory: Any) -> None:
+    assert isinstance(select_led_driver(LedSettings()), NullLed)
+    assert isinstance(select_led_driver(LedSettings(kind="terminal")), TerminalLed)
+    single = select_led_driver(LedSettings(kind="single", pins=(4,)), pin_factory=mock_factory)
     assert isinstance(single, SingleLed)
-    rgb = create_led(LedSettings(kind="rgb", pins=(5, 6, 13)), pin_factory=mock_factory)
+    rgb = select_led_driver(LedSettings(kind="rgb", pins=(5, 6, 13)), pin_factory=mock_factory)
     assert isinstance(rgb, RgbLed)
     single.close()
     rgb.close()

@@ -6,7 +6,6 @@ import pytest
 
 from avsd.hw.patterns import (
     PATTERNS,
-    PULSE_FLOOR,
     Effect,
     LedInputs,
     LedPattern,
@@ -86,9 +85,9 @@ OFF = Pattern(P.IDLE, (0, 0, 0), Effect.OFF)
         (BLINK, 0.5, 1, [(0, 0, 0)]),
         (BLINK, 1.25, 1, [(255, 255, 255)]),  # periodic
         (BLINK, -0.25, 1, [(0, 0, 0)]),  # negative times wrap too
-        (PULSE, 0.0, 1, [(0, round(200 * PULSE_FLOOR), round(100 * PULSE_FLOOR))]),
+        (PULSE, 0.0, 1, [(0, 30, 15)]),  # the dimmest point: 15 %, never dark
         (PULSE, 1.0, 2, [(0, 200, 100)] * 2),  # peak at half the period
-        (PULSE, 2.0, 1, [(0, round(200 * PULSE_FLOOR), round(100 * PULSE_FLOOR))]),
+        (PULSE, 2.0, 1, [(0, 30, 15)]),
         # spin on 12 pixels: head at index floor(phase*12), tail behind it
         (SPIN, 0.0, 12, [(0, 0, 200)] + [(0, 0, 0)] * 9 + [(0, 0, 20), (0, 0, 70)]),
         (
@@ -115,7 +114,7 @@ def test_spin_on_one_pixel_pulses() -> None:
 
 def test_pulse_never_goes_dark() -> None:
     samples = [frame_at(PULSE, t / 100, 1)[0][1] for t in range(400)]
-    assert min(samples) == round(200 * PULSE_FLOOR)
+    assert min(samples) == 30  # 15 % of 200
     assert max(samples) == 200
 
 

@@ -1,14 +1,16 @@
-"""create_player: backend choice, fallback when libvlc is missing, and the install hint."""
+"""select_player (the composition root): backend choice, fallback when libvlc is missing, and the install hint."""
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import pytest
 
 import avsd.playback.vlcplayer as vlcplayer
 from avsd.errors import PlaybackError
-from avsd.playback.base import Media, MediaKind, PlaybackSettings, create_player
+from avsd.playback.base import Media, MediaKind, PlaybackSettings
+from avsd.root import select_player
 
 
 def _no_vlc() -> object:
@@ -25,8 +27,10 @@ async def test_backend_choice(
 ) -> None:
     if not vlc_present:
         monkeypatch.setattr(vlcplayer, "_load_vlc", _no_vlc)
+    # `avsd` CLI tests install avsd's own handlers (propagate off); the log lines are what is checked here.
+    monkeypatch.setattr(logging.getLogger("avsd"), "propagate", True)
     caplog.set_level("INFO")
-    player = create_player(PlaybackSettings(backend=backend, wav_dir=str(tmp_path)), name="speech")
+    player = select_player(PlaybackSettings(backend=backend, wav_dir=str(tmp_path)), name="speech")
     try:
         assert player.name == expected
         assert f"using the {expected} backend" in caplog.text
@@ -39,12 +43,12 @@ async def test_backend_choice(
 def test_vlc_asked_but_missing_names_the_packages(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(vlcplayer, "_load_vlc", _no_vlc)
     with pytest.raises(PlaybackError, match="sudo apt install vlc-plugin-base libvlc5"):
-        create_player(PlaybackSettings(backend="vlc"))
+        select_player(PlaybackSettings(backend="vlc"))
 
 
 def test_unknown_backend() -> None:
     with pytest.raises(PlaybackError, match="unknown playback backend"):
-        create_player(PlaybackSettings(backend="gstreamer"))
+        select_player(PlaybackSettings(backend="gstreamer"))
 
 
 @pytest.mark.parametrize(

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from avsd.errors import WakeWordError
-from avsd.wake.base import EngineName, WakeEngine, WakeSettings, create_engine
+from avsd.root import select_engine
+from avsd.wake.base import EngineName, WakeEngine, WakeSettings
 from avsd.wake.scored import ScoredEngine
 from tests.fixtures import speechgen
 from tests.wake.helpers import FIXTURES, feed, needs_tools, wav_bytes
@@ -17,7 +18,7 @@ TOLERANCE = 320  # 20 ms: the end-to-end test's tolerance on the 500 ms pre-roll
 
 @pytest.fixture(scope="module")
 def micro() -> WakeEngine:
-    return create_engine(WakeSettings(engine="micro"))
+    return select_engine(WakeSettings(engine="micro"))
 
 
 @pytest.mark.parametrize("name", ["alexa-what-time-is-it", "alexa-what-time-is-it-f3", "alexa"])
@@ -48,8 +49,8 @@ def test_indices_are_absolute(micro: WakeEngine) -> None:
 def test_refractory_period(micro: WakeEngine) -> None:
     micro.reset()
     pcm = wav_bytes("alexa.wav")  # 2.5 s each: the second "Alexa" is 2.5 s after the first
-    assert len(feed(create_engine(WakeSettings(refractory_s=3.0)), pcm + pcm)) == 1
-    assert len(feed(create_engine(WakeSettings(refractory_s=1.0)), pcm + pcm)) == 2
+    assert len(feed(select_engine(WakeSettings(refractory_s=3.0)), pcm + pcm)) == 1
+    assert len(feed(select_engine(WakeSettings(refractory_s=1.0)), pcm + pcm)) == 2
 
 
 @needs_tools
@@ -72,7 +73,7 @@ def test_start_estimate_over_voices_and_noise(
 def test_openwakeword_detects_and_estimates_start() -> None:
     # openWakeWord misses the committed en-us fixture (see the bench table); en-gb is one it catches.
     pcm, utt = speechgen.build("oww", voice="en-gb")
-    engine = create_engine(WakeSettings(engine="openwakeword"))
+    engine = select_engine(WakeSettings(engine="openwakeword"))
     found = feed(engine, pcm)
     assert len(found) == 1 and found[0].engine == "openwakeword"
     assert abs(found[0].start_index - utt.alexa_start) <= TOLERANCE
@@ -82,14 +83,14 @@ def test_openwakeword_detects_and_estimates_start() -> None:
 
 
 def test_none_engine_never_fires() -> None:
-    engine = create_engine(WakeSettings(engine="none"))
+    engine = select_engine(WakeSettings(engine="none"))
     assert feed(engine, wav_bytes("alexa.wav")) == []
 
 
 def test_porcupine_without_key_says_where_to_get_one(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("PORCUPINE_ACCESS_KEY", raising=False)
     with pytest.raises(WakeWordError, match=r"console\.picovoice\.ai.*PORCUPINE_ACCESS_KEY"):
-        create_engine(WakeSettings(engine="porcupine"))
+        select_engine(WakeSettings(engine="porcupine"))
 
 
 def test_porcupine_with_key_but_not_installed(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -101,7 +102,7 @@ def test_porcupine_with_key_but_not_installed(monkeypatch: pytest.MonkeyPatch) -
     else:
         pytest.skip("pvporcupine is installed here; the missing-package message cannot be shown")
     with pytest.raises(WakeWordError, match="pip install pvporcupine"):
-        create_engine(WakeSettings(engine="porcupine", porcupine_access_key="dummy"))
+        select_engine(WakeSettings(engine="porcupine", porcupine_access_key="dummy"))
 
 
 @pytest.mark.parametrize(
@@ -119,7 +120,7 @@ def test_settings_validation(kwargs: dict[str, object], error: type[Exception]) 
 
 def test_unknown_keyword_is_wake_word_error() -> None:
     with pytest.raises(WakeWordError, match="no built-in"):
-        create_engine(WakeSettings(keyword="computer"))
+        select_engine(WakeSettings(keyword="computer"))
 
 
 def test_engine_names_cover_factory() -> None:
@@ -156,19 +157,19 @@ def echo_and_user(request: pytest.FixtureRequest) -> tuple[np.ndarray, np.ndarra
 
 def test_echo_wakes_without_boost(echo_and_user: tuple[np.ndarray, np.ndarray, int]) -> None:
     """Control: the echo really does trigger the model, so the boost test below means something."""
-    engine = create_engine(WakeSettings())
+    engine = select_engine(WakeSettings())
     assert len(feed(engine, echo_and_user[0])) == 1
 
 
 @pytest.mark.parametrize("policy", ["raise", "ignore"])
 def test_boost_blocks_own_echo(echo_and_user: tuple[np.ndarray, np.ndarray, int], policy: str) -> None:
-    engine = create_engine(WakeSettings(during_playback=policy))
+    engine = select_engine(WakeSettings(during_playback=policy))
     engine.set_sensitivity_boost(True)
     assert feed(engine, echo_and_user[0]) == []
 
 
 def test_user_barges_in_over_echo(echo_and_user: tuple[np.ndarray, np.ndarray, int]) -> None:
-    engine = create_engine(WakeSettings(during_playback="raise"))
+    engine = select_engine(WakeSettings(during_playback="raise"))
     engine.set_sensitivity_boost(True)
     found = feed(engine, echo_and_user[1])
     assert len(found) == 1
@@ -178,7 +179,7 @@ def test_user_barges_in_over_echo(echo_and_user: tuple[np.ndarray, np.ndarray, i
 
 
 def test_ignore_policy_blocks_user_too(echo_and_user: tuple[np.ndarray, np.ndarray, int]) -> None:
-    engine = create_engine(WakeSettings(during_playback="ignore"))
+    engine = select_engine(WakeSettings(during_playback="ignore"))
     engine.set_sensitivity_boost(True)
     assert feed(engine, echo_and_user[1]) == []
     engine.set_sensitivity_boost(False)

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from avsd.audio.frames import IDLE_BLOCK_FRAMES
 from avsd.audio.source import AudioSource
+from avsd.avs.backoff import Backoff
 from avsd.avs.client import ConnectionState
 from avsd.config import Config, changed_sections, load_config
 from avsd.control import Handler
@@ -70,16 +71,16 @@ class MonitoredSource:
             self._inner.block_frames = value
 
     async def _open_with_backoff(self) -> AudioSource:
-        delay = self._retry_initial_s
+        backoff = Backoff.exponential(self._retry_initial_s, self._retry_max_s)
         while True:
             self.attempts += 1
             try:
                 return await self._open()
             except AudioDeviceError as exc:
                 self._heartbeat.suspend()
+                delay = backoff.next_delay()
                 _LOGGER.error("microphone unavailable: %s; retrying in %.1f s", exc, delay)
                 await asyncio.sleep(delay)
-                delay = min(delay * 2, self._retry_max_s)
 
     async def frames(self) -> AsyncIterator[bytes]:
         inner = await self._open_with_backoff()

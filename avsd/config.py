@@ -1,9 +1,11 @@
 """The configuration file: TOML -> nested frozen dataclasses, validated key by key.
 
 Each section is a frozen dataclass owned by the component it configures (``ConnectionSettings`` in
-``avsd.avs.client``, ``WakeSettings`` in ``avsd.wake`` ...). A field's ``metadata`` may carry ``help`` (one line,
-also used for ``config/avsd.toml``), ``min`` / ``max`` and ``choices``. Anything wrong raises one
-:class:`ConfigError` naming the key and what is allowed; the CLI turns it into one line and exit code 78.
+``avsd.avs.client``, ``WakeSettings`` in ``avsd.wake`` ...), its fields declared with
+:func:`avsd.settings.setting` (help line, bounds, choices: once per field, also used for ``config/avsd.toml``).
+Anything wrong -- not UTF-8, not TOML, nested too deeply, an unknown key, a wrong type, nan/inf, a value out of
+bounds, an empty list where one is needed -- raises one :class:`ConfigError` naming the key and what is allowed;
+the CLI turns it into one line and exit code 78.
 Secrets (tokens, client secret) are never here: they live in the credentials file.
 """
 
@@ -15,6 +17,7 @@ import hashlib
 import json
 import os
 import socket
+import ssl
 import tomllib
 import types
 import typing
@@ -31,6 +34,7 @@ from avsd.agents.sequencer import SequencerSettings
 from avsd.agents.speaker import SpeakerSettings
 from avsd.audio.endpointer import EndpointerSettings
 from avsd.audio.source import AudioSettings
+from avsd.avs.attachments import AttachmentSettings
 from avsd.avs.auth import DEFAULT_CODEPAIR_URL, DEFAULT_TOKEN_URL
 from avsd.avs.client import ConnectionSettings
 from avsd.dialog import DialogSettings
@@ -40,6 +44,7 @@ from avsd.hw.button import ButtonSettings
 from avsd.hw.leds import LedSettings
 from avsd.phone.settings import PhoneSettings
 from avsd.playback.base import PlaybackSettings
+from avsd.settings import BoundError, check_bounds, describe, setting
 from avsd.wake.base import WakeSettings
 
 T = TypeVar("T")
@@ -59,46 +64,23 @@ def default_state_dir() -> str:
 
 @dataclass(frozen=True, slots=True)
 class AuthSettings:
-    product_id: str = field(default="avsd", metadata={"help": "AVS product (device type) id, case-sensitive"})
-    device_serial_number: str = field(
-        default="", metadata={"help": "stable unique device serial; empty = derived from /etc/machine-id"}
+    product_id: str = setting("avsd", "AVS product (device type) id, case-sensitive")
+    device_serial_number: str = setting("", "stable unique device serial; empty = derived from /etc/machine-id")
+    client_id: str = setting("", "LWA client id used by `avsd login` (not secret; stored with the token)")
+    token_url: str = setting("", f"LWA token URL; empty = {DEFAULT_TOKEN_URL}, or the emulator's")
+    codepair_url: str = setting("", f"LWA code-pair URL; empty = {DEFAULT_CODEPAIR_URL}, or the emulator's")
+    authorize_url: str = setting(
+        "", f"LWA consent page for `avsd login --browser`; empty = {DEFAULT_AUTHORIZE_URL}, or the emulator's"
     )
-    client_id: str = field(
-        default="",
-        metadata={"help": "LWA client id used by `avsd login` (not secret; stored with the token)"},
-    )
-    token_url: str = field(
-        default="", metadata={"help": f"LWA token URL; empty = {DEFAULT_TOKEN_URL}, or the emulator's"}
-    )
-    codepair_url: str = field(
-        default="", metadata={"help": f"LWA code-pair URL; empty = {DEFAULT_CODEPAIR_URL}, or the emulator's"}
-    )
-    authorize_url: str = field(
-        default="",
-        metadata={
-            "help": f"LWA consent page for `avsd login --browser`; empty = {DEFAULT_AUTHORIZE_URL}, or the emulator's"
-        },
-    )
-    credentials_file: str = field(
-        default="",
-        metadata={"help": "0600 JSON with client_id, refresh_token; empty = <state_dir>/credentials.json"},
-    )
-    refresh_ahead_s: float = field(
-        default=300.0, metadata={"help": "refresh the access token this long before it expires", "min": 0.0}
-    )
+    credentials_file: str = setting("", "0600 JSON with client_id, refresh_token; empty = <state_dir>/credentials.json")
+    refresh_ahead_s: float = setting(300.0, "refresh the access token this long before it expires", min=0.0)
 
 
 @dataclass(frozen=True, slots=True)
 class DaemonSettings:
-    state_dir: str = field(
-        default="", metadata={"help": "alerts, volume, outbox; empty = StateDirectory or XDG"}
-    )
-    log_level: str = field(
-        default="info", metadata={"help": "logging level", "choices": ("debug", "info", "warning", "error")}
-    )
-    inactivity_report_s: float = field(
-        default=3600.0, metadata={"help": "System.UserInactivityReport period (AVS wants hourly)", "min": 1.0}
-    )
+    state_dir: str = setting("", "alerts, volume, outbox; empty = StateDirectory or XDG")
+    log_level: str = setting("info", "logging level", choices=("debug", "info", "warning", "error"))
+    inactivity_report_s: float = setting(3600.0, "System.UserInactivityReport period (AVS wants hourly)", min=1.0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,6 +102,7 @@ class Config:
     alerts: AlertsSettings = field(default_factory=AlertsSettings)
     capabilities: CapabilitiesSettings = field(default_factory=CapabilitiesSettings)
     sequencer: SequencerSettings = field(default_factory=SequencerSettings)
+    attachments: AttachmentSettings = field(default_factory=AttachmentSettings)
     phone: PhoneSettings = field(default_factory=PhoneSettings)
 
     @property
@@ -173,20 +156,48 @@ def load_config(path: Path | None) -> Config:
     if path is None:
         return Config()
     try:
-        text = path.read_text(encoding="utf-8")
+        raw = path.read_bytes()
     except FileNotFoundError:
         raise ConfigError("", f"config file {path} does not exist") from None
     except OSError as exc:
         raise ConfigError("", f"cannot read config file {path}: {exc.strerror}") from None
+    return parse_config(parse_toml_text(raw, str(path)))
+
+
+def parse_toml_text(raw: bytes, where: str) -> dict[str, Any]:
+    """Bytes of a TOML file -> a table; ConfigError for anything that is not valid TOML.
+
+    TOML is UTF-8 by definition. tomllib parses nested arrays and inline tables recursively, so a 5,000-deep
+    ``[[[[...`` ends in RecursionError, not TOMLDecodeError: both are a bad file, not a crash.
+    """
     try:
-        doc = tomllib.loads(text)
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError("", f"{where} is not valid UTF-8 (byte {exc.start})") from None
+    try:
+        return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        raise ConfigError("", f"{path} is not valid TOML: {exc}") from None
-    return parse_config(doc)
+        raise ConfigError("", f"{where} is not valid TOML: {exc}") from None
+    except RecursionError:
+        raise ConfigError("", f"{where} is not valid TOML: nested too deeply") from None
 
 
 def parse_config(doc: Mapping[str, Any]) -> Config:
-    return _build(Config, doc, "")
+    config = _build(Config, doc, "")
+    _check_files(config)
+    return config
+
+
+def _check_files(config: Config) -> None:
+    """Files the config names and every command needs: a bad one is a config error (exit 78), not a traceback
+    from deep inside the TLS set-up (FileNotFoundError, ssl.SSLError) when the daemon connects."""
+    if config.avs.ca_file:
+        try:
+            ssl.create_default_context().load_verify_locations(cafile=config.avs.ca_file)
+        except (OSError, ssl.SSLError) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+            where = config.avs.ca_file
+            raise ConfigError("avs.ca_file", f"cannot load a CA certificate from {where}: {reason}") from None
 
 
 def override(config: Config, dotted_key: str, value: Any) -> Config:
@@ -288,27 +299,20 @@ def _coerce(value: Any, hint: Any) -> tuple[bool, Any]:
 def _check_value(key: str, value: Any, hint: Any, meta: Mapping[str, Any]) -> Any:
     ok, coerced = _coerce(value, hint)
     if not ok:
-        raise ConfigError(key, f"expected {_type_name(hint)}, got {type(value).__name__} {value!r}")
-    choices = meta.get("choices")
-    if choices is not None and coerced not in choices:
-        raise ConfigError(key, f"{coerced!r} is not allowed; choose one of: {', '.join(map(str, choices))}")
-    low, high = meta.get("min"), meta.get("max")
-    values = coerced if isinstance(coerced, tuple) else (coerced,)
-    for item in values:
-        if isinstance(item, int | float) and not isinstance(item, bool):
-            if low is not None and item < low:
-                raise ConfigError(
-                    key,
-                    f"{item} is below the minimum {low}"
-                    + (f" (allowed {low}..{high})" if high is not None else ""),
-                )
-            if high is not None and item > high:
-                raise ConfigError(
-                    key,
-                    f"{item} is above the maximum {high}"
-                    + (f" (allowed {low}..{high})" if low is not None else ""),
-                )
+        raise ConfigError(key, f"expected {_type_name(hint)}, got {_short(value)}")
+    try:
+        check_bounds(coerced, meta)
+    except BoundError as exc:
+        raise ConfigError(key, str(exc)) from None
     return coerced
+
+
+def _short(value: Any) -> str:
+    """A bad value for the one-line error: a 5,000-deep list must not become a 10 kB line."""
+    if isinstance(value, list | dict):  # repr() of a deeply nested value would itself recurse too deep
+        return "a list" if isinstance(value, list) else "a table"
+    text = repr(value)
+    return f"{type(value).__name__} " + (text if len(text) <= 80 else text[:77] + "...")
 
 
 # ----- the documented defaults file (config/avsd.toml is generated from the dataclasses, so it cannot drift) -----
@@ -332,6 +336,7 @@ SECTION_HELP: dict[str, str] = {
     "alerts": "timers, alarms and reminders",
     "capabilities": "the capabilities published to AVS",
     "sequencer": "the directive sequencer",
+    "attachments": "memory for binary parts (Speak audio) while they arrive and until they are played",
 }
 
 _HEADER = """\
@@ -360,21 +365,6 @@ def toml_value(value: Any) -> str:
     raise TypeError(f"no TOML form for {value!r}")
 
 
-def _describe(meta: Mapping[str, Any]) -> str:
-    parts = [str(meta.get("help", "")).strip()]
-    choices = meta.get("choices")
-    if choices is not None:
-        parts.append("one of: " + ", ".join(str(getattr(c, "value", c)) for c in choices))
-    low, high = meta.get("min"), meta.get("max")
-    if low is not None and high is not None:
-        parts.append(f"range {low}..{high}")
-    elif low is not None:
-        parts.append(f">= {low}")
-    elif high is not None:
-        parts.append(f"<= {high}")
-    return "; ".join(p for p in parts if p)
-
-
 def _section_toml(name: str, value: Any, out: list[str]) -> None:
     out.append("")
     if name in SECTION_HELP:
@@ -386,7 +376,7 @@ def _section_toml(name: str, value: Any, out: list[str]) -> None:
         if dataclasses.is_dataclass(current):
             nested.append((f"{name}.{f.name}", current))
             continue
-        description = _describe(f.metadata)
+        description = describe(f.metadata)
         if description:
             out.append(f"# {description}")
         if f.metadata.get("secret"):

@@ -72,7 +72,7 @@ class Daemon:
             refresh_ahead_s=config.auth.refresh_ahead_s,
         )
         self.context = ContextRegistry()
-        self.attachments = AttachmentStore()
+        self.attachments = AttachmentStore(config.attachments)
         self.sequencer = DirectiveSequencer(
             self._send_exception, config.sequencer
         )

@@ -32,6 +32,7 @@ from avsd.audio.opus import OPUS_FORMAT, OpusEncoder, encode_frames
 from avsd.audio.ring import RingBuffer
 from avsd.audio.source import AudioSource
 from avsd.audio.vad import VadEndpointer
+from avsd.avs.backoff import Backoff
 from avsd.avs.client import EventResult
 from avsd.avs.messages import Event, context_entry
 from avsd.errors import AudioDeviceError, AvsError
@@ -44,6 +45,7 @@ from avsd.recognize import (
     ring_seconds,
 )
 from avsd.state import DialogMachine, DialogState, Transition, Trigger
+from avsd.tasks import TaskSet
 from avsd.wake.base import Detection, WakeEngine
 
 _LOGGER = logging.getLogger(__name__)
@@ -106,7 +108,7 @@ class DialogController:
         self.machine.add_observer(self._on_transition, name="DialogController")
         self.ring = RingBuffer(ring_seconds(pipeline.settings))
         self._dialog: _Dialog | None = None
-        self._dialogs: set[asyncio.Task[None]] = set()
+        self._dialogs = TaskSet(_LOGGER)
         self._timer: asyncio.TimerHandle | None = None
         self._state_waiters: list[asyncio.Future[None]] = []
         self.last_frame_time: float | None = None
@@ -182,17 +184,17 @@ class DialogController:
         Returns when a finite source (a WAV file) ends. A device that is missing or fails is retried with a
         back-off, logging one line per failure.
         """
-        delay = 1.0
+        backoff = Backoff.exponential(1.0, retry_s * 6)
         while True:
             await self._until(lambda state: state is not S.MUTED)
             try:
                 source = open_source()
             except AudioDeviceError as exc:
+                delay = backoff.next_delay()
                 _LOGGER.error("%s; retrying in %.0f s", exc, delay)
                 await asyncio.sleep(delay)
-                delay = min(delay * 2, retry_s * 6)
                 continue
-            delay = 1.0
+            backoff.reset()
             ended = True
             self._source = source
             self._set_block_size()
@@ -356,9 +358,7 @@ class DialogController:
             audio_format=self.settings.audio_format,
         )
         old_task = previous.task if previous is not None else None
-        dialog.task = self._loop.create_task(self._run_dialog(dialog, event, old_task), name="dialog")
-        self._dialogs.add(dialog.task)
-        dialog.task.add_done_callback(self._dialogs.discard)
+        dialog.task = self._dialogs.spawn(self._run_dialog(dialog, event, old_task), "dialog")
 
     def _answer_expect_speech(self, heard_index: int) -> None:
         back = int((self.endpointing.speech_start_s + self.settings.expect_preroll_s) * SAMPLE_RATE)

@@ -279,4 +279,6 @@ async def doctor(config_path: Path | None, out: TextIO, *, hardware: str = "auto
     results = await run_checks(DoctorContext(config_path, hardware=hardware))
     out.write(format_table(results))
     out.flush()
+    if any(r.name == "config" and not r.ok for r in results):
+        return 78  # the exit-78 contract: a bad config file, as for every subcommand that reads it
     return 0 if all(r.ok for r in results) else 1

@@ -11,7 +11,8 @@ are translated into this tree at exactly one boundary per dependency and re-rais
      ├── AvsError                                anything between the device and AVS
      │    ├── AvsProtocolError                   malformed bytes from the server
      │    │    ├── MultipartError                bad/truncated multipart body
-     │    │    └── DirectiveParseError           a JSON part that is not a valid directive
+     │    │    ├── DirectiveParseError           a JSON part that is not a valid directive
+     │    │    └── AttachmentTooLargeError       a binary part beyond the configured memory caps
      │    ├── AvsServerError(status, code, description)   non-2xx with a System.Exception body
      │    ├── AvsConnectionError                 transport failure, timeout, GOAWAY, stream reset
      │    └── NotConnectedError                  an ordinary event while not connected
@@ -91,6 +92,15 @@ class DirectiveParseError(AvsProtocolError):
     def __init__(self, message: str, raw: str) -> None:
         super().__init__(message)
         self.raw = raw
+
+
+class AttachmentTooLargeError(AvsProtocolError):
+    """A binary part (Speak audio) grew beyond ``[attachments]`` max_bytes, or all of them beyond total_bytes.
+
+    Only that attachment fails (its directive fails and is reported); the connection and everything else go on.
+    """
+
+    code = "attachment-too-large"
 
 
 class AvsServerError(AvsError):

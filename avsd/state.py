@@ -164,14 +164,16 @@ class DialogTimeouts:
     """Longest time in each state; IDLE and MUTED have none."""
 
     listening_s: float = field(
-        default=12.0, metadata={"help": "longest capture (safety net over the endpointer)"}
+        default=12.0, metadata={"help": "longest capture (safety net over the endpointer)", "gt": 0.0}
     )
     thinking_s: float = field(default=10.0, metadata={"help": "longest wait for AVS to answer", "min": 0.1})
     speaking_s: float = field(default=300.0, metadata={"help": "longest Speak", "min": 0.1})
     expecting_s: float = field(
         default=9.0, metadata={"help": "fallback when ExpectSpeech gives none", "min": 0.1}
     )
-    offline_recheck_s: float = field(default=60.0, metadata={"help": "re-check the connection while offline"})
+    offline_recheck_s: float = field(
+        default=60.0, metadata={"help": "re-check the connection while offline", "gt": 0.0}
+    )
 
     def for_state(self, state: DialogState) -> float | None:
         return {

@@ -21,6 +21,8 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
+from avsd.tasks import TaskSet
+
 logger = logging.getLogger(__name__)
 
 # systemd-python is an optional extra ("systemd"); the plain socket below speaks the same protocol.
@@ -190,7 +192,7 @@ def handle_reload(
     function that removes the handler. Call on the loop thread.
     """
     state = {"running": False, "again": False}
-    tasks: set[asyncio.Task[None]] = set()
+    tasks = TaskSet(logger)
 
     async def _reload() -> None:
         while True:
@@ -213,9 +215,7 @@ def handle_reload(
             state["again"] = True
             return
         state["running"] = True
-        task = loop.create_task(_reload(), name="reload")
-        tasks.add(task)
-        task.add_done_callback(tasks.discard)
+        tasks.spawn(_reload(), "reload")
 
     def _remove() -> None:
         loop.remove_signal_handler(signal.SIGHUP)

@@ -124,12 +124,12 @@ async def test_gpio_and_wake_word(tmp_path: Path, emulator: Emulator) -> None:
     assert not results[1].ok and "wake.engine" in results[1].remedy
 
 
-async def test_doctor_exit_code_is_one_on_failure(tmp_path: Path) -> None:
+async def test_doctor_exit_code_is_78_for_a_bad_config(tmp_path: Path) -> None:
     bad = tmp_path / "bad.toml"
     bad.write_text("[nosuch]\n")
     out = io.StringIO()
     async with asyncio.timeout(30):
-        assert await doctor(bad, out, hardware="none") == 1
+        assert await doctor(bad, out, hardware="none") == 78  # the exit-78 contract (issue 8)
     assert "config" in out.getvalue() and "FAIL" in out.getvalue() and "nosuch" in out.getvalue()
 
 

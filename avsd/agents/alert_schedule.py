@@ -17,13 +17,14 @@ next directive) before asking again. Rules, from the SDK (``AlertScheduler.cpp``
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
 from avsd.avs.messages import Directive
 from avsd.errors import DirectiveParseError
+from avsd.settings import setting
 
 
 class AlertType(StrEnum):
@@ -61,18 +62,10 @@ class Alert:
 
 @dataclass(frozen=True, slots=True)
 class AlertScheduleSettings:
-    past_due_cutoff_s: float = field(
-        default=1800.0,
-        metadata={
-            "help": "an alert later than this (seconds) is dropped instead of sounded",
-            "min": 0.0,
-            "max": 86400.0,
-        },
+    past_due_cutoff_s: float = setting(
+        1800.0, "an alert later than this (seconds) is dropped instead of sounded", min=0.0, max=86400.0
     )
-    max_ring_s: float = field(
-        default=3600.0,
-        metadata={"help": "an unattended alert stops after this many seconds", "min": 10.0, "max": 86400.0},
-    )
+    max_ring_s: float = setting(3600.0, "an unattended alert stops after this many seconds", min=10.0, max=86400.0)
 
 
 # -- SetAlert payload ----------------------------------------------------------------------------------------
@@ -88,7 +81,10 @@ def parse_time(text: str) -> datetime:
     when = datetime.fromisoformat(text)
     if when.tzinfo is None or when.utcoffset() is None:
         raise ValueError(f"time {text!r} has no UTC offset")
-    return when.astimezone(UTC)
+    try:
+        return when.astimezone(UTC)
+    except OverflowError:  # 9999-12-31T23:59:59-01:00 is in year 10000 in UTC
+        raise ValueError(f"time {text!r} is out of range") from None
 
 
 def _opt_int(payload: Mapping[str, Any], key: str, raw: str, minimum: int) -> int | None:
@@ -119,7 +115,10 @@ def alert_from_directive(directive: Directive) -> Alert:
     except ValueError as exc:
         raise DirectiveParseError(f"SetAlert scheduledTime {when!r}: {exc}", raw) from exc
     assets: list[Asset] = []
-    for item in p.get("assets") or ():
+    listed = p.get("assets") or []
+    if not isinstance(listed, list):  # found by bench/bench_fuzz.py: "assets": 5 was a TypeError
+        raise DirectiveParseError("SetAlert assets must be a list", raw)
+    for item in listed:
         if (
             not isinstance(item, dict)
             or not isinstance(item.get("assetId"), str)

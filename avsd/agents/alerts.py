@@ -11,6 +11,10 @@ The rules live in :mod:`avsd.agents.alert_schedule` (pure); this module does wha
 - Set/Delete Succeeded/Failed, AlertStarted and AlertStopped go through the certified outbox (stored, delivered
   in order after a reconnect); AlertEnteredForeground/Background are ordinary events (dropped offline, as the
   SDK does).
+- AlertStarted and AlertStopped keep their messageId across restarts: it is derived from the alert's token
+  and scheduled time (:func:`ring_message_id`), so the ring that a ``kill -9`` interrupted and the next process
+  resumes is the same message, and the outbox stores it only once. AlertStopped is queued *before* the alert
+  leaves the store; an alert found stored whose AlertStopped was already queued is gone, not rung again.
 - Focus: a sounding alert holds the ALERTS channel; while a dialog runs it is in the background (attenuated,
   ``AlertEnteredBackground``) and comes back to the foreground when the dialog ends. The user stops it with
   :meth:`AlertsAgent.stop_active` (button, ``avsd stop``) or by voice (the cloud sends DeleteAlert).
@@ -25,10 +29,11 @@ import json
 import logging
 import math
 import struct
+import uuid
 import wave
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Collection
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
@@ -51,6 +56,7 @@ from avsd.errors import DirectiveParseError, PlaybackError
 from avsd.focus import Behavior, Channel, FocusChange, FocusState
 from avsd.observers import Observers
 from avsd.playback.base import Media, PlaybackOutcome, Player
+from avsd.settings import setting
 
 _LOGGER = logging.getLogger(__name__)
 NAMESPACE = "Alerts"
@@ -59,31 +65,19 @@ ACTIVITY_ID = "Alerts"  # the focus activity (SDK: the interface name)
 
 @dataclass(frozen=True, slots=True)
 class AlertsSettings:
-    past_due_cutoff_s: float = field(
-        default=1800.0,
-        metadata={"help": "an alert later than this (seconds) is dropped, not sounded", "min": 0.0, "max": 86400.0},
+    past_due_cutoff_s: float = setting(
+        1800.0, "an alert later than this (seconds) is dropped, not sounded", min=0.0, max=86400.0
     )
-    max_ring_s: float = field(
-        default=3600.0,
-        metadata={"help": "an alert nobody stops is stopped after this (seconds)", "min": 1.0, "max": 86400.0},
+    max_ring_s: float = setting(3600.0, "an alert nobody stops is stopped after this (seconds)", min=1.0, max=86400.0)
+    asset_timeout_s: float = setting(
+        2.0,
+        "a remote alert sound not playing within this (seconds) falls back to the built-in sound",
+        min=0.1,
+        max=30.0,
     )
-    asset_timeout_s: float = field(
-        default=2.0,
-        metadata={
-            "help": "a remote alert sound not playing within this (seconds) falls back to the built-in sound",
-            "min": 0.1,
-            "max": 30.0,
-        },
-    )
-    pause_s: float = field(
-        default=0.6,
-        metadata={"help": "silence between repeats of the built-in sound (seconds)", "min": 0.0, "max": 30.0},
-    )
-    volume: int = field(default=80, metadata={"help": "volume (0-100) of a sounding alert", "min": 0, "max": 100})
-    background_volume: int = field(
-        default=20,
-        metadata={"help": "volume (0-100) of an alert while a dialog runs over it", "min": 0, "max": 100},
-    )
+    pause_s: float = setting(0.6, "silence between repeats of the built-in sound (seconds)", min=0.0, max=30.0)
+    volume: int = setting(80, "volume (0-100) of a sounding alert", min=0, max=100)
+    background_volume: int = setting(20, "volume (0-100) of an alert while a dialog runs over it", min=0, max=100)
 
     def schedule(self) -> AlertScheduleSettings:
         return AlertScheduleSettings(past_due_cutoff_s=self.past_due_cutoff_s, max_ring_s=self.max_ring_s)
@@ -101,6 +95,10 @@ class CertifiedSender(Protocol):
     """The outbox: ``put`` returns once the event is stored; it is delivered whenever AVS is reachable."""
 
     async def put(self, event_json: bytes) -> None: ...
+
+    def seen(self, message_id: str) -> bool:
+        """True if an event with this messageId was queued (waiting or recently delivered)."""
+        ...
 
 
 def utc_now() -> datetime:
@@ -149,8 +147,23 @@ def builtin_media() -> Media:
 # -- events ----------------------------------------------------------------------------------------------------
 
 
-def alert_event(name: str, token: str) -> Event:
-    return Event.new(NAMESPACE, name, {"token": token})
+def alert_event(name: str, token: str, message_id: str | None = None) -> Event:
+    if message_id is None:
+        return Event.new(NAMESPACE, name, {"token": token})
+    return Event(Header(NAMESPACE, name, message_id), {"token": token})
+
+
+# A fixed namespace for uuid5: any constant works; this one is uuid5(NAMESPACE_URL, "urn:avsd:alerts").
+_RING_NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "urn:avsd:alerts")
+
+
+def ring_message_id(name: str, alert: Alert) -> str:
+    """The messageId of AlertStarted / AlertStopped for one ring of ``alert``: the same in every process.
+
+    A snooze (SetAlert with a new scheduledTime) is a new ring, with new ids.
+    """
+    key = f"{name}\n{alert.token}\n{alert.scheduled_time.isoformat()}"
+    return str(uuid.uuid5(_RING_NAMESPACE, key))
 
 
 def event_from_json(body: bytes) -> Event:
@@ -208,6 +221,11 @@ class AlertsAgent:
         if self._loaded:
             return
         stored = await self._store.all()
+        for alert in [a for a in stored if self._certified.seen(ring_message_id("AlertStopped", a))]:
+            # Killed between queuing AlertStopped and deleting the alert: it is over; do not ring it again.
+            _LOGGER.info("alert %s was stopped before the restart; forgetting it", alert.token)
+            await self._store.delete(alert.token)
+            stored.remove(alert)
         recovered = recover(stored)
         if recovered != stored:
             await self._store.replace_all(recovered)
@@ -381,7 +399,7 @@ class AlertsAgent:
         _LOGGER.info("alert %s (%s) sounding, scheduled %s", alert.token, alert.type, alert.scheduled_time)
         self._notify()
         await self._store.put(alert)
-        await self._send_certified("AlertStarted", alert.token)
+        await self._send_certified("AlertStarted", alert.token, ring_message_id("AlertStarted", alert))
         self._announced = True
         if self._background and self._ringing == alert.token:
             self._events.send(alert_event("AlertEnteredBackground", alert.token))
@@ -391,8 +409,9 @@ class AlertsAgent:
         _LOGGER.info("alert %s stopped: %s", alert.token, why)
         await self._silence(alert.token)
         self._alerts.pop(alert.token, None)
+        # Queued before the delete: a crash in between leaves a stored alert whose AlertStopped is known (load()).
+        await self._send_certified("AlertStopped", alert.token, ring_message_id("AlertStopped", alert))
         await self._store.delete(alert.token)
-        await self._send_certified("AlertStopped", alert.token)
 
     async def _silence(self, token: str | None) -> None:
         """Stop the sound of ``token`` if it is the one sounding (no event)."""
@@ -412,8 +431,8 @@ class AlertsAgent:
     def _notify(self) -> None:
         self.ringing_observers.notify(self._ringing)
 
-    async def _send_certified(self, name: str, token: str) -> None:
-        await self._certified.put(alert_event(name, token).to_json())
+    async def _send_certified(self, name: str, token: str, message_id: str | None = None) -> None:
+        await self._certified.put(alert_event(name, token, message_id).to_json())
 
     # ----- sounding -----------------------------------------------------------------------------------------
 

@@ -57,6 +57,7 @@ from avsd.errors import PlaybackError
 from avsd.focus import Behavior, Channel, FocusChange, FocusState
 from avsd.playback.base import Media, Playback, PlaybackOutcome, Player
 from avsd.playback.playlists import MAX_PLAYLIST_BYTES, Fetch, PlaylistError, resolve
+from avsd.tasks import TaskSet
 
 _LOGGER = logging.getLogger(__name__)
 NAMESPACE = "AudioPlayer"
@@ -179,7 +180,7 @@ class AudioPlayerAgent:
         self._channel = _Channel.RELEASED
         self._focus_state = FocusState.NONE
         self._focus_behavior = Behavior.STOP
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks = TaskSet(_LOGGER)
         focus.register(ACTIVITY, self)
 
     # ----- state --------------------------------------------------------------------------------------------
@@ -483,10 +484,7 @@ class AudioPlayerAgent:
         self._send(name, {"token": entry.item.token, "offsetInMilliseconds": offset})
 
     def _spawn(self, coro: Coroutine[Any, Any, None], name: str) -> asyncio.Task[None]:
-        task = asyncio.get_running_loop().create_task(coro, name=name)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-        return task
+        return self._tasks.spawn(coro, name)
 
     async def idle(self) -> None:
         """Wait until the focus changes scheduled so far have been applied (tests)."""

@@ -15,16 +15,18 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import os
 import random
 from collections.abc import Awaitable, Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
 import httpx
 
+from avsd.avs.backoff import Backoff
 from avsd.errors import AvsConnectionError, AvsdError, AvsServerError
+from avsd.fileio import atomic_write
+from avsd.settings import setting
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -60,15 +62,10 @@ class CapabilitiesError(AvsdError):
 
 @dataclass(frozen=True, slots=True)
 class CapabilitiesSettings:
-    maximum_alerts: int = field(
-        default=15, metadata={"help": "Alerts 1.1 maximumAlerts.overall declared to AVS", "min": 1, "max": 100}
-    )
-    retry_initial_s: float = field(
-        default=2.0, metadata={"help": "first back-off after a failed publish (seconds)", "min": 0.0, "max": 60.0}
-    )
-    retry_max_s: float = field(
-        default=300.0, metadata={"help": "longest back-off between publish attempts", "min": 0.0, "max": 3600.0}
-    )
+    maximum_alerts: int = setting(15, "Alerts 1.1 maximumAlerts.overall declared to AVS", min=1, max=100)
+    # A zero first wait would retry a failing publish in a tight loop.
+    retry_initial_s: float = setting(2.0, "first back-off after a failed publish (seconds)", gt=0.0, max=60.0)
+    retry_max_s: float = setting(300.0, "longest back-off between publish attempts", gt=0.0, max=3600.0)
 
 
 def interfaces_from_context(entries: Iterable[Mapping[str, Any]]) -> list[str]:
@@ -177,14 +174,9 @@ class CapabilitiesPublisher:
         return last is None or last.get("url") != url or last.get("body") != body.decode()
 
     def _remember(self, url: str, body: bytes) -> None:
-        tmp = self._state_path.with_suffix(".tmp")
+        data = json.dumps({"url": url, "body": body.decode()}).encode()
         try:
-            self._state_path.parent.mkdir(parents=True, exist_ok=True)
-            with tmp.open("w", encoding="utf-8") as out:
-                json.dump({"url": url, "body": body.decode()}, out)
-                out.flush()
-                os.fsync(out.fileno())
-            os.replace(tmp, self._state_path)
+            atomic_write(self._state_path, data)
         except OSError as exc:
             raise CapabilitiesError(f"cannot write {self._state_path}: {exc}") from exc
 
@@ -193,7 +185,8 @@ class CapabilitiesPublisher:
         if not self.needed(url, body):
             _LOGGER.info("capabilities unchanged since the last publish; not sent")
             return False
-        delay = 0.0
+        cfg = self._settings
+        backoff = Backoff.exponential(cfg.retry_initial_s, cfg.retry_max_s, jitter=(0.5, 1.0), rng=self._rng)
         while True:
             try:
                 await self._put(url, body)
@@ -211,9 +204,7 @@ class CapabilitiesPublisher:
                 self.published += 1
                 _LOGGER.info("capabilities published (%d bytes)", len(body))
                 return True
-            cfg = self._settings
-            delay = min(cfg.retry_max_s, max(cfg.retry_initial_s, delay * 2))
-            await asyncio.sleep(delay * self._rng.uniform(0.5, 1.0))
+            await asyncio.sleep(backoff.next_delay())
 
 
 __all__ = [

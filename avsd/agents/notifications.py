@@ -24,15 +24,17 @@ import struct
 import wave
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Collection
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from avsd.agents.speaker import read_json_state, write_json_state
+from avsd.agents.speaker import read_json_state
 from avsd.avs.messages import Directive, context_entry
 from avsd.errors import DirectiveParseError, PlaybackError
+from avsd.fileio import StateFileWriter
 from avsd.observers import Observers
 from avsd.playback.base import Media, Playback, PlaybackOutcome, Player
+from avsd.settings import setting
 
 _LOGGER = logging.getLogger(__name__)
 NAMESPACE = "Notifications"
@@ -41,13 +43,11 @@ STATE_FILE = "notifications.json"
 
 @dataclass(frozen=True, slots=True)
 class NotificationsSettings:
-    play_sound: bool = field(default=True, metadata={"help": "play the notification sound AVS asks for"})
-    sound_timeout_s: float = field(
-        default=5.0,
-        metadata={"help": "seconds the asset may take to start before the built-in chime plays", "min": 0.5,
-                  "max": 60.0},
+    play_sound: bool = setting(True, "play the notification sound AVS asks for")
+    sound_timeout_s: float = setting(
+        5.0, "seconds the asset may take to start before the built-in chime plays", min=0.5, max=60.0
     )
-    max_queued: int = field(default=8, metadata={"help": "notification sounds waiting to play", "min": 1, "max": 64})
+    max_queued: int = setting(8, "notification sounds waiting to play", min=1, max=64)
 
 
 def chime_wav(rate: int = 24000) -> bytes:
@@ -83,6 +83,7 @@ class NotificationsAgent:
         self.settings = settings or NotificationsSettings()
         self._player = player
         self._path = state_dir / STATE_FILE
+        self._writer = StateFileWriter(self._path, "notification indicator")
         doc = read_json_state(self._path) or {}
         self._indicator = doc.get("indicator") is True
         self._observers: Observers[bool] = Observers("notification indicator")
@@ -156,10 +157,7 @@ class NotificationsAgent:
             return
         self._indicator = on
         _LOGGER.info("notification indicator %s", "on" if on else "off")
-        try:
-            write_json_state(self._path, {"indicator": on})
-        except OSError as exc:
-            _LOGGER.warning("cannot save the notification indicator to %s: %s", self._path, exc)
+        self._writer.save({"indicator": on})
         self._observers.notify(on)
 
     # ----- sounds -------------------------------------------------------------------------------------------
@@ -218,6 +216,7 @@ class NotificationsAgent:
             await asyncio.wait({task})
         if self._playback is not None:
             await self._playback.stop()
+        await self._writer.flush()
 
 
 __all__ = ["NotificationsAgent", "NotificationsSettings", "chime_wav"]

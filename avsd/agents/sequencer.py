@@ -31,6 +31,7 @@ from typing import Protocol
 
 from avsd.avs.messages import Directive, Event, ExceptionErrorType, exception_encountered
 from avsd.errors import DirectiveParseError
+from avsd.tasks import TaskSet
 
 log = logging.getLogger(__name__)
 
@@ -121,7 +122,7 @@ class DirectiveSequencer:
         self._dialog_wakeup = asyncio.Event()
         self._reporting = False
         self._reports: asyncio.Queue[Event] = asyncio.Queue(maxsize=self._settings.queue_size)
-        self._scrubs: set[asyncio.Task[None]] = set()
+        self._scrubs = TaskSet(log)
         self._tg: asyncio.TaskGroup | None = None
         self._stopped = asyncio.Event()
 
@@ -176,10 +177,7 @@ class DirectiveSequencer:
             return None
         for job in (*queued, *running):
             job.cancelled = True
-        task = asyncio.get_running_loop().create_task(self._cancel_jobs(queued, running, reason))
-        self._scrubs.add(task)
-        task.add_done_callback(self._scrubs.discard)
-        return task
+        return self._scrubs.spawn(self._cancel_jobs(queued, running, reason), "directives-scrub")
 
     async def _cancel_jobs(self, queued: list[_Job], running: list[_Job], reason: str) -> None:
         for job in queued:

@@ -18,19 +18,19 @@ import asyncio
 import contextlib
 import json
 import logging
-import os
 import shutil
-import tempfile
 from collections.abc import Collection, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from avsd.agents.events import EventSender
 from avsd.avs.messages import Directive, Event, context_entry
 from avsd.errors import DirectiveParseError
+from avsd.fileio import StateFileWriter, atomic_write
 from avsd.focus import DuckableVolume
 from avsd.playback.base import Player
+from avsd.settings import setting
 
 _LOGGER = logging.getLogger(__name__)
 NAMESPACE = "Speaker"
@@ -39,18 +39,13 @@ STATE_FILE = "speaker.json"
 
 @dataclass(frozen=True, slots=True)
 class SpeakerSettings:
-    initial_volume: int = field(
-        default=50, metadata={"help": "volume (0-100) before AVS or the user ever set one", "min": 0, "max": 100}
+    initial_volume: int = setting(50, "volume (0-100) before AVS or the user ever set one", min=0, max=100)
+    volume_step: int = setting(10, "volume change of one volume-up/down button press", min=1, max=50)
+    alsa_mixer_control: str = setting(
+        "", "ALSA simple mixer control for the volume (e.g. PCM, Master); empty = player volume"
     )
-    volume_step: int = field(
-        default=10, metadata={"help": "volume change of one volume-up/down button press", "min": 1, "max": 50}
-    )
-    alsa_mixer_control: str = field(
-        default="",
-        metadata={"help": "ALSA simple mixer control for the volume (e.g. PCM, Master); empty = player volume"},
-    )
-    alsa_card: str = field(default="", metadata={"help": "ALSA card for the mixer control; empty = default"})
-    amixer_path: str = field(default="amixer", metadata={"help": "the amixer program"})
+    alsa_card: str = setting("", "ALSA card for the mixer control; empty = default")
+    amixer_path: str = setting("amixer", "the amixer program")
 
 
 # ----- persistence -------------------------------------------------------------------------------------------
@@ -72,19 +67,8 @@ def read_json_state(path: Path) -> dict[str, Any] | None:
 
 
 def write_json_state(path: Path, doc: Mapping[str, Any]) -> None:
-    """Atomically replace ``path`` with ``doc`` (fsync before the rename, so a power cut keeps one version)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(dict(doc), handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    """Atomically replace ``path`` with ``doc`` (blocking: fsync; on the loop use :class:`StateFileWriter`)."""
+    atomic_write(path, json.dumps(dict(doc)).encode())
 
 
 def load_volume(path: Path, initial_volume: int) -> DuckableVolume:
@@ -137,6 +121,7 @@ class SpeakerAgent:
         self._players = list(players)
         self._content_players = list(content_players)
         self._path = state_dir / STATE_FILE
+        self._writer = StateFileWriter(self._path, "volume")
         loaded = load_volume(self._path, self.settings.initial_volume)
         self._volume = DuckableVolume(user_volume=loaded.user_volume, muted=loaded.muted, duck_level=duck_level)
         self._mixer_task: asyncio.Task[None] | None = None
@@ -271,12 +256,10 @@ class SpeakerAgent:
                 _LOGGER.warning("amixer %s failed (%s): %s", " ".join(command[2:]), proc.returncode, detail)
 
     def _save(self) -> None:
-        try:
-            write_json_state(self._path, {"volume": self._volume.user_volume, "muted": self._volume.muted})
-        except OSError as exc:
-            _LOGGER.warning("cannot save the volume to %s: %s", self._path, exc)
+        self._writer.save({"volume": self._volume.user_volume, "muted": self._volume.muted})
 
     async def close(self) -> None:
+        await self._writer.flush()
         task = self._mixer_task
         if task is not None and not task.done():
             task.cancel()
@@ -286,6 +269,7 @@ class SpeakerAgent:
 __all__ = [
     "SpeakerAgent",
     "SpeakerSettings",
+    "StateFileWriter",
     "amixer_command",
     "load_volume",
     "read_json_state",

@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections import deque
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
@@ -94,6 +95,59 @@ def resolve_device(devices: list[AudioDeviceInfo], device: str | int | None) -> 
     return matches[0]
 
 
+class FrameBuffer:
+    """Blocks of whole 10 ms frames, bounded in frames: beyond ``max_frames`` the oldest frames are dropped.
+
+    Bounded in frames, not in blocks: blocks are 10 frames while idle and 1 frame while listening, so a bound of
+    20 blocks held 2 s of audio while idle but only 200 ms while the user spoke. Pure: the loop side of the
+    microphone pushes and pops; the caller counts what was dropped.
+    """
+
+    def __init__(self, max_frames: int) -> None:
+        if max_frames < 1:
+            raise ValueError("max_frames must be >= 1")
+        self.max_frames = max_frames
+        self._blocks: deque[bytes] = deque()
+        self._frames = 0
+
+    def __len__(self) -> int:
+        """Frames held."""
+        return self._frames
+
+    def push(self, block: bytes) -> int:
+        """Add a block (a whole number of frames); returns how many of the oldest frames were dropped for it."""
+        if not block:
+            return 0
+        self._blocks.append(block)
+        self._frames += len(block) // FRAME_BYTES
+        dropped = 0
+        while self._frames > self.max_frames:
+            excess = self._frames - self.max_frames
+            head = self._blocks[0]
+            head_frames = len(head) // FRAME_BYTES
+            if head_frames <= excess:
+                self._blocks.popleft()
+                cut = head_frames
+            else:  # keep the newest part of the oldest block
+                self._blocks[0] = head[excess * FRAME_BYTES :]
+                cut = excess
+            self._frames -= cut
+            dropped += cut
+        return dropped
+
+    def pop(self) -> bytes | None:
+        """The oldest block, or None when empty."""
+        if not self._blocks:
+            return None
+        block = self._blocks.popleft()
+        self._frames -= len(block) // FRAME_BYTES
+        return block
+
+    def clear(self) -> None:
+        self._blocks.clear()
+        self._frames = 0
+
+
 class MicrophoneSource:
     """16 kHz mono S16_LE frames from a PortAudio input device."""
 
@@ -104,8 +158,8 @@ class MicrophoneSource:
         self.overruns = 0
         self.dropped = 0
         self.last_frame_time: float | None = None
-        # Items are blocks of frames; bound the queue so it holds about queue_frames frames of idle-size blocks.
-        self._queue: asyncio.Queue[bytes | None] = asyncio.Queue(maxsize=max(2, queue_frames // IDLE_BLOCK_FRAMES))
+        self._buffer = FrameBuffer(queue_frames)  # loop side only
+        self._readable = asyncio.Event()
         self.block_frames = IDLE_BLOCK_FRAMES
         self._pending: list[bytes] = []  # PortAudio thread only: buffers not yet handed to the loop
         self._pending_bytes = 0
@@ -205,11 +259,9 @@ class MicrophoneSource:
         usable = len(data) - len(data) % FRAME_BYTES
         self._tail = data[usable:]
         if usable:
-            # One queue item per PortAudio buffer (a block of whole frames): one loop wake-up per block.
-            if self._queue.full():
-                dropped = self._queue.get_nowait()
-                self.dropped += len(dropped) // FRAME_BYTES if dropped else 0
-            self._queue.put_nowait(data[:usable])
+            # One item per PortAudio block of whole frames: one loop wake-up per block.
+            self.dropped += self._buffer.push(data[:usable])
+            self._readable.set()
         self.last_frame_time = time.monotonic()
         if (self.overruns or self.dropped) and self.last_frame_time - self._last_log >= _LOG_INTERVAL_S:
             self._last_log = self.last_frame_time
@@ -218,10 +270,14 @@ class MicrophoneSource:
     async def frames(self) -> AsyncIterator[bytes]:
         await self.start()
         while True:
-            frame = await self._queue.get()
-            if frame is None:
+            block = self._buffer.pop()
+            if block is not None:
+                yield block
+                continue
+            if self._closed:
                 return
-            yield frame
+            self._readable.clear()
+            await self._readable.wait()
 
     async def close(self) -> None:
         if self._closed:
@@ -231,9 +287,7 @@ class MicrophoneSource:
         self._stream = self._pa = None
         if stream is not None:
             await asyncio.to_thread(_close_stream, stream, pa)
-        if self._queue.full():
-            self._queue.get_nowait()
-        self._queue.put_nowait(None)  # wakes a reader blocked in frames()
+        self._readable.set()  # wakes a reader blocked in frames(); it ends after the frames still held
 
 
 def _close_stream(stream: Any, pa: Any) -> None:

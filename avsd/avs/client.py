@@ -120,7 +120,8 @@ class ConnectionSettings:
         default=60.0, metadata={"help": "a connection up this long resets the back-off", "min": 0.0}
     )
     backoff_s: tuple[float, ...] = field(
-        default=RECONNECT_TABLE_S, metadata={"help": "reconnect back-off table, seconds (x0.66-1.5 jitter)"}
+        default=RECONNECT_TABLE_S,
+        metadata={"help": "reconnect back-off table, seconds (x0.66-1.5 jitter)", "gt": 0.0, "min_items": 1},
     )
 
 

@@ -8,13 +8,12 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import os
 import stat
-import tempfile
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from avsd.errors import CredentialsError
+from avsd.fileio import atomic_write
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -38,7 +37,7 @@ class Credentials:
 def load_credentials(path: Path) -> Credentials:
     try:
         st = path.stat()
-        text = path.read_text(encoding="utf-8")
+        raw = path.read_bytes()
     except FileNotFoundError:
         raise CredentialsError(f"no credentials at {path}: run `avsd login` first") from None
     except OSError as exc:
@@ -48,15 +47,24 @@ def load_credentials(path: Path) -> Credentials:
         _LOGGER.warning("credentials file %s was readable by others; setting mode 0600", path)
         with contextlib.suppress(OSError):
             path.chmod(0o600)
+    return parse_credentials(raw, str(path))
+
+
+def parse_credentials(raw: bytes, where: str) -> Credentials:
+    """The bytes of a credentials file -> Credentials; CredentialsError (never the secret) for anything else."""
     try:
-        doc = json.loads(text)
+        doc = json.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise CredentialsError(f"credentials file {where} is not valid UTF-8 (byte {exc.start})") from None
     except ValueError:
-        raise CredentialsError(f"credentials file {path} is not valid JSON") from None
+        raise CredentialsError(f"credentials file {where} is not valid JSON") from None
+    except RecursionError:  # json nests by recursion: a 5,000-deep [[[[ is a bad file, not a crash
+        raise CredentialsError(f"credentials file {where} is not valid JSON: nested too deeply") from None
     if not isinstance(doc, dict):
-        raise CredentialsError(f"credentials file {path} must hold a JSON object")
+        raise CredentialsError(f"credentials file {where} must hold a JSON object")
     for key in ("client_id", "refresh_token"):
         if not isinstance(doc.get(key), str) or not doc[key]:
-            raise CredentialsError(f"credentials file {path} lacks {key!r}: run `avsd login` again")
+            raise CredentialsError(f"credentials file {where} lacks {key!r}: run `avsd login` again")
     secret = doc.get("client_secret")
     return Credentials(
         doc["client_id"], doc["refresh_token"], secret if isinstance(secret, str) and secret else None
@@ -65,22 +73,5 @@ def load_credentials(path: Path) -> Credentials:
 
 def save_credentials(path: Path, credentials: Credentials) -> None:
     """Write atomically: a 0600 temp file in the same directory, fsync, rename, fsync the directory."""
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     data = json.dumps(credentials.to_json(), indent=2).encode() + b"\n"
-    fd, tmp_name = tempfile.mkstemp(prefix=".credentials-", dir=path.parent)  # mkstemp creates mode 0600
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp_name, 0o600)
-        os.replace(tmp_name, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp_name)
-        raise
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
+    atomic_write(path, data, mode=0o600, dir_mode=0o700)

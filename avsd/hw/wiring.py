@@ -26,6 +26,7 @@ from avsd.hw.factory import HardwareError
 from avsd.hw.leds import Led, LedPresenter
 from avsd.hw.patterns import LedInputs, Pattern
 from avsd.state import DialogState
+from avsd.tasks import TaskSet
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -75,7 +76,7 @@ class DaemonTarget:
 
     def __init__(self, daemon: Any) -> None:
         self._daemon = daemon
-        self._tasks: set[asyncio.Task[Any]] = set()
+        self._tasks = TaskSet(_LOGGER)
 
     def tap(self) -> None:
         self._daemon.dialog.tap()
@@ -95,9 +96,7 @@ class DaemonTarget:
     def stop_alert(self) -> bool:
         if self._daemon.alerts.active_token is None:
             return False
-        task = asyncio.get_running_loop().create_task(self._daemon.alerts.stop_active(), name="stop-alert")
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self._tasks.spawn(self._daemon.alerts.stop_active(), "stop-alert")
         return True
 
     @property

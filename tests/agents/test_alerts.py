@@ -33,10 +33,16 @@ class RecordingCertified:
     events: list[tuple[str, str]] = field(default_factory=list)
     stored_at_put: list[list[str]] = field(default_factory=list)
 
+    message_ids: list[str] = field(default_factory=list)
+
     async def put(self, event_json: bytes) -> None:
         event = event_from_json(event_json)
         self.events.append((event.header.name, event.payload["token"]))
+        self.message_ids.append(event.header.message_id)
         self.stored_at_put.append([a.token for a in await self.store.all()])
+
+    def seen(self, message_id: str) -> bool:
+        return message_id in self.message_ids
 
 
 @dataclass

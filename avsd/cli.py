@@ -83,6 +83,8 @@ def build_parser() -> argparse.ArgumentParser:
     doctor = sub.add_parser("doctor", help="check config, login, network, microphone, speaker, GPIO, wake word")
     doctor.add_argument("--config", type=Path, default=None, help="TOML config file (default /etc/avsd/avsd.toml)")
     doctor.add_argument("--hardware", choices=("auto", "mock", "none"), default="auto", help="GPIO to check")
+    doctor.add_argument("--wake", type=Path, default=None, metavar="FILE.wav",
+                        help="only run the wake stage over FILE.wav: each model's best score, and whether it wakes")
     _add_common(doctor)
 
     devices = sub.add_parser("devices", help="list audio input and output devices")
@@ -169,6 +171,11 @@ def _dispatch(args: argparse.Namespace) -> int:
         from avsd.doctor import doctor
 
         setup_logging("error", debug=args.debug)
+        if args.wake is not None:
+            from avsd.config import load_config
+            from avsd.wake.report import doctor_wake
+
+            return doctor_wake(load_config(_config_path(args)).wake, args.wake, sys.stdout)
         return asyncio.run(doctor(_config_path(args), sys.stdout, hardware=args.hardware))
     if args.command == "devices":
         return _devices()

@@ -27,8 +27,9 @@ from avsd.daemon import Daemon
 from avsd.emulator.scenario import load_scenario
 from avsd.emulator.server import Emulator
 from avsd.hw.patterns import LedInputs, pattern_for
-from avsd.root import build_daemon
+from avsd.root import build_daemon, select_engine
 from avsd.state import Transition
+from avsd.wake.report import ObservedEngine, describe
 
 DEMO_WAV = Path(__file__).parent / "audio" / "assets" / "alexa-what-time-is-it.wav"
 DEMO_RING_S = 2.0  # the demo "presses stop" this long after an alert starts sounding
@@ -105,8 +106,11 @@ async def run_demo(args: argparse.Namespace) -> int:
             state_dir = out_dir / "state"
             save_credentials(state_dir / "credentials.json", Credentials("avsd-demo", emulator.refresh_token))
             config = demo_config(base, emulator, state_dir, out_dir, args.engine)
+            engine = ObservedEngine(select_engine(config.wake), lambda detection: print(
+                f"{time.monotonic() - started:7.2f} s  {describe(detection)} of the input", flush=True))
             daemon = build_daemon(
-                config, open_audio=lambda: WavFileSource(input_wav, realtime=not args.fast, pad_silence_s=3.0)
+                config, open_audio=lambda: WavFileSource(input_wav, realtime=not args.fast, pad_silence_s=3.0),
+                engine=engine,
             )
             print(f"avsd demo: emulator at {emulator.base_url}; wake word engine {daemon.dialog.engine.name}; "
                   f"input {input_wav}", flush=True)

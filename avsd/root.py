@@ -49,23 +49,36 @@ _LOGGER = logging.getLogger(__name__)
 
 
 def select_engine(settings: WakeSettings) -> WakeEngine:
-    """The configured wake-word engine. Raises WakeWordError with an actionable message when it cannot start."""
+    """The configured wake-word engine. Raises WakeWordError with an actionable message when it cannot start.
+
+    ``cascade`` (the default) is microWakeWord plus openWakeWord behind a speech gate, under one policy
+    (avsd.wake.cascade); ``micro`` / ``openwakeword`` are one model each under the same policy."""
     name = EngineName(settings.engine)
     if name is EngineName.NONE:
         from avsd.wake.null import NullEngine
 
         return NullEngine()
-    if name is EngineName.MICRO:
-        from avsd.wake.micro import MicroEngine
+    if name is EngineName.PORCUPINE:
+        from avsd.wake.porcupine import PorcupineEngine
 
-        return MicroEngine(settings)
-    if name is EngineName.OPENWAKEWORD:
-        from avsd.wake.oww import OpenWakeWordEngine
+        return PorcupineEngine(settings)
+    from avsd.wake.scored import ScoredEngine, Scorer
 
-        return OpenWakeWordEngine(settings)
-    from avsd.wake.porcupine import PorcupineEngine
+    scorers: list[Scorer] = []
+    if name in (EngineName.MICRO, EngineName.CASCADE):
+        from avsd.wake.micro import MicroScorer
 
-    return PorcupineEngine(settings)
+        scorers.append(MicroScorer(settings.keyword))
+    if name in (EngineName.OPENWAKEWORD, EngineName.CASCADE):
+        from avsd.wake.oww import OpenWakeWordScorer
+
+        oww: Scorer = OpenWakeWordScorer(settings.keyword)
+        if name is EngineName.CASCADE:
+            from avsd.wake.cascade import GatedScorer, SpeechGate
+
+            oww = GatedScorer(oww, SpeechGate(settings.gate_db))
+        scorers.append(oww)
+    return ScoredEngine(settings, scorers, name=str(name))
 
 
 def select_player(settings: PlaybackSettings, *, name: str = "speech") -> Player:

@@ -124,11 +124,13 @@ class OnsetTracker:
         max_lookback_s: float = 1.5,
         min_word_s: float = 0.2,
         fallback_s: float = 0.8,
+        earliest: bool = False,
     ) -> int:
-        """Latest onset from ``max_lookback_s`` to ``min_word_s`` before ``end_index``, else a fallback."""
+        """Latest (or ``earliest``) onset from ``max_lookback_s`` to ``min_word_s`` before ``end_index``, else a
+        fallback."""
         lo = end_index - round(max_lookback_s * SAMPLE_RATE)
         hi = end_index - round(min_word_s * SAMPLE_RATE)
-        for onset in reversed(self.onsets):
+        for onset in self.onsets if earliest else reversed(self.onsets):
             if lo <= onset <= hi:
                 return onset
         return max(0, end_index - round(fallback_s * SAMPLE_RATE))

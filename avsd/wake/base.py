@@ -1,7 +1,8 @@
 """Wake-word engines behind one small protocol, and their settings. Which engine runs is chosen by the composition
 root (:func:`avsd.root.select_engine`), not here.
 
-Engines: ``micro`` (microWakeWord, pymicro-wakeword), ``openwakeword`` (pyopen-wakeword), ``porcupine``
+Engines: ``cascade`` (the default: microWakeWord always, openWakeWord while there is speech; either wakes),
+``micro`` (microWakeWord, pymicro-wakeword), ``openwakeword`` (pyopen-wakeword), ``porcupine``
 (pvporcupine, optional, needs a Picovoice AccessKey), ``none`` (never fires; push-to-talk only). Each engine
 module is imported lazily, so a missing optional package only matters when it is chosen; import failures
 become :class:`~avsd.errors.WakeWordError` with the command that fixes them.
@@ -20,6 +21,7 @@ _E = TypeVar("_E", bound=Enum)
 
 
 class EngineName(StrEnum):
+    CASCADE = "cascade"
     MICRO = "micro"
     OPENWAKEWORD = "openwakeword"
     PORCUPINE = "porcupine"
@@ -65,13 +67,58 @@ class WakeSettings:
     """Wake-word engine choice and thresholds."""
 
     engine: str = field(
-        default=EngineName.MICRO,
-        metadata={"help": "Wake-word engine", "choices": tuple(EngineName)},
+        default=EngineName.CASCADE,
+        metadata={
+            "help": "Wake-word engine (cascade: microWakeWord always, openWakeWord while there is speech)",
+            "choices": tuple(EngineName),
+        },
     )
     keyword: str = field(default="alexa", metadata={"help": "Wake word (built-in model name)"})
     threshold: float | None = field(
         default=None,
-        metadata={"help": "Detection threshold 0..1 (engine default when unset)", "min": 0.0, "max": 1.0},
+        metadata={
+            "help": "Detection threshold 0..1 of a single engine (engine default when unset; the cascade "
+            "uses the per-model keys below)",
+            "min": 0.0,
+            "max": 1.0,
+        },
+    )
+    micro_threshold: float | None = field(
+        default=None,
+        metadata={
+            "help": "microWakeWord threshold (unset: 0.9 alone, 0.7 in the cascade)",
+            "min": 0.0,
+            "max": 1.0,
+        },
+    )
+    openwakeword_threshold: float | None = field(
+        default=None,
+        metadata={
+            "help": "openWakeWord threshold (unset: 0.5 alone, 0.9 in the cascade)",
+            "min": 0.0,
+            "max": 1.0,
+        },
+    )
+    micro_agree_threshold: float | None = field(
+        default=None,
+        metadata={
+            "help": "cascade: microWakeWord and openWakeWord both above their agree thresholds within 0.5 s "
+            "also wakes (0.3 when unset)",
+            "min": 0.0,
+            "max": 1.0,
+        },
+    )
+    openwakeword_agree_threshold: float | None = field(
+        default=None,
+        metadata={"help": "cascade: openWakeWord's agree threshold (0.1 when unset)", "min": 0.0, "max": 1.0},
+    )
+    gate_db: float = field(
+        default=6.0,
+        metadata={
+            "help": "cascade: openWakeWord runs while the sound is this far above the noise floor (dB)",
+            "min": 1.0,
+            "max": 30.0,
+        },
     )
     refractory_s: float = field(
         default=2.0,
@@ -93,6 +140,14 @@ class WakeSettings:
             "max": 1.0,
         },
     )
+    micro_playback_threshold: float | None = field(
+        default=None,
+        metadata={"help": "microWakeWord threshold while the device speaks (0.97 when unset)", "min": 0.0, "max": 1.0},
+    )
+    openwakeword_playback_threshold: float | None = field(
+        default=None,
+        metadata={"help": "openWakeWord threshold while the device speaks (0.9 when unset)", "min": 0.0, "max": 1.0},
+    )
     playback_margin_db: float = field(
         default=6.0,
         metadata={
@@ -112,7 +167,16 @@ class WakeSettings:
             raise ValueError(f"engine must be one of {', '.join(EngineName)}, not {self.engine!r}")
         if self.during_playback not in tuple(DuringPlayback):
             raise ValueError(f"during_playback must be one of {', '.join(DuringPlayback)}")
-        for name in ("threshold", "playback_threshold"):
+        for name in (
+            "threshold",
+            "playback_threshold",
+            "micro_threshold",
+            "openwakeword_threshold",
+            "micro_playback_threshold",
+            "openwakeword_playback_threshold",
+            "micro_agree_threshold",
+            "openwakeword_agree_threshold",
+        ):
             value = getattr(self, name)
             if value is not None and not 0.0 <= value <= 1.0:
                 raise ValueError(f"{name} must be within 0..1")

@@ -49,8 +49,8 @@ def test_indices_are_absolute(micro: WakeEngine) -> None:
 def test_refractory_period(micro: WakeEngine) -> None:
     micro.reset()
     pcm = wav_bytes("alexa.wav")  # 2.5 s each: the second "Alexa" is 2.5 s after the first
-    assert len(feed(select_engine(WakeSettings(refractory_s=3.0)), pcm + pcm)) == 1
-    assert len(feed(select_engine(WakeSettings(refractory_s=1.0)), pcm + pcm)) == 2
+    assert len(feed(select_engine(WakeSettings(engine="micro", refractory_s=3.0)), pcm + pcm)) == 1
+    assert len(feed(select_engine(WakeSettings(engine="micro", refractory_s=1.0)), pcm + pcm)) == 2
 
 
 @needs_tools
@@ -124,7 +124,7 @@ def test_unknown_keyword_is_wake_word_error() -> None:
 
 
 def test_engine_names_cover_factory() -> None:
-    assert {e.value for e in EngineName} == {"micro", "openwakeword", "porcupine", "none"}
+    assert {e.value for e in EngineName} == {"cascade", "micro", "openwakeword", "porcupine", "none"}
 
 
 # -- self-triggering -------------------------------------------------------------------------------------

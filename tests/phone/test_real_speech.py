@@ -11,7 +11,7 @@ from avsd.phone.call import Call, Utterance
 from avsd.phone.convert import resample, ulaw_decode, ulaw_encode
 from avsd.phone.core import SegmenterSettings
 
-REAL = Path("/work/shared/audio/real/porcupine-multiple-keywords-en.wav")
+REAL = Path(__file__).resolve().parents[1] / "fixtures" / "real" / "porcupine-multiple-keywords-en.wav"
 
 
 class NullLine:
@@ -35,7 +35,7 @@ class NullLine:
         return None
 
 
-@pytest.mark.skipif(not REAL.exists(), reason=f"real recording not on this machine: {REAL} (see its README)")
+@pytest.mark.skipif(not REAL.exists(), reason=f"real recording missing: {REAL}")
 async def test_real_keywords_over_mulaw_are_cut_into_utterances() -> None:
     # One speaker says ~20 keywords with pauses between them (45.5 s, Picovoice's multiple_keywords.wav).
     pcm = load_wav(REAL)

@@ -23,6 +23,7 @@ _LOGGER = logging.getLogger("avsd")
 
 def setup_logging(level: str, *, debug: bool = False) -> None:
     """Journald without timestamps under systemd, else stderr. Only avsd's own loggers are configured."""
+    from avsd.logredact import protect, quiet_protocol_loggers
     from avsd.systemd import journal_handler
 
     handler = journal_handler()
@@ -32,6 +33,8 @@ def setup_logging(level: str, *, debug: bool = False) -> None:
             "%(asctime)s %(levelname)s %(name)s: %(message)s"
         )
         handler.setFormatter(logging.Formatter(fmt))
+    protect(handler)  # redacts tokens; drops hpack/h2/httpcore DEBUG records
+    quiet_protocol_loggers()
     root = logging.getLogger("avsd")
     root.handlers[:] = [handler]
     root.setLevel(logging.DEBUG if debug else getattr(logging, level.upper(), logging.INFO))
@@ -210,9 +213,8 @@ def _config_path(args: argparse.Namespace) -> Path | None:
 def _login(args: argparse.Namespace) -> int:
     import getpass
 
-    import httpx
-
     from avsd.avs.client import make_ssl_context
+    from avsd.avs.http import HttpClient
     from avsd.config import load_config
     from avsd.login import LoginTarget, login_browser, login_cbl
 
@@ -235,7 +237,7 @@ def _login(args: argparse.Namespace) -> int:
             secret = getpass.getpass("client secret of the security profile: ")
 
     async def go() -> None:
-        async with httpx.AsyncClient(http2=True, verify=make_ssl_context(config.avs.ca_file)) as http:
+        async with HttpClient(ssl_context=make_ssl_context(config.avs.ca_file)) as http:
             if args.browser:
                 await login_browser(target, http, sys.stdout, client_secret=secret, port=args.port)
             else:

@@ -21,8 +21,6 @@ import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 
-import httpx
-
 from avsd.agents.alert_store import AlertStore
 from avsd.agents.alerts import ACTIVITY_ID as ALERTS_ACTIVITY
 from avsd.agents.alerts import AlertsAgent, event_from_json
@@ -48,13 +46,13 @@ from avsd.avs.attachments import AttachmentStore
 from avsd.avs.auth import TokenProvider
 from avsd.avs.client import AvsClient, ConnectionState, make_ssl_context
 from avsd.avs.context import ContextRegistry
+from avsd.avs.http import HttpClient
 from avsd.avs.messages import Event
 from avsd.config import Config
 from avsd.dialog import DialogController
 from avsd.errors import AvsConnectionError
 from avsd.observers import FAILURES
 from avsd.root import Parts
-from avsd.state import DialogState
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -64,7 +62,7 @@ class Daemon:
         self.config = config
         self.parts = parts
         ssl_context = make_ssl_context(config.avs.ca_file)
-        self._lwa_http = httpx.AsyncClient(http2=True, verify=ssl_context, timeout=60.0)
+        self._lwa_http = HttpClient(ssl_context=ssl_context, timeout=60.0)
         self.tokens = TokenProvider(
             token_url=config.token_url(),
             credentials_path=config.credentials_path,
@@ -273,10 +271,7 @@ class Daemon:
     async def settle(self, timeout: float = 60.0) -> None:
         """Wait until the dialog is over (back to a resting state) and queued events are sent."""
         async with asyncio.timeout(timeout):
-            resting = (DialogState.IDLE, DialogState.OFFLINE, DialogState.MUTED)
-            # A demo/test helper watching several parts at once; a short poll is simpler than an event per part.
-            while self.dialog.state not in resting or self.dialog.has_dialog:  # noqa: ASYNC110
-                await asyncio.sleep(0.05)
+            await self.dialog.wait_until_over()
             await self.sequencer.idle()
             await self.events.drain()
 

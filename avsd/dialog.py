@@ -172,6 +172,17 @@ class DialogController:
         """A dialog is open or its answer is still being handled."""
         return self._dialog is not None or any(not task.done() for task in self._dialogs)
 
+    async def wait_until_over(self) -> None:
+        """Until the dialog is over: a resting state and no dialog task left (woken by transitions and by the
+        tasks ending, no polling)."""
+        resting = (S.IDLE, S.OFFLINE, S.MUTED)
+        while True:
+            await self._until(lambda state: state in resting)
+            pending = [task for task in self._dialogs if not task.done()]
+            if not pending:
+                return
+            await asyncio.wait(pending)
+
     @property
     def _loop(self) -> asyncio.AbstractEventLoop:
         return asyncio.get_running_loop()

@@ -17,10 +17,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
 
-import httpx
-
+from avsd.avs.http import HttpClient
 from avsd.config import Config, load_config
-from avsd.errors import AuthError, AuthUnavailableError, AvsdError, ConfigError, CredentialsError
+from avsd.errors import (
+    AuthError,
+    AuthUnavailableError,
+    AvsConnectionError,
+    AvsdError,
+    ConfigError,
+    CredentialsError,
+)
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -80,10 +86,10 @@ async def check_credentials(ctx: DoctorContext) -> CheckResult:
     return CheckResult("credentials", True, str(ctx.config.credentials_path))
 
 
-def _http(config: Config) -> httpx.AsyncClient:
+def _http(config: Config) -> HttpClient:
     from avsd.avs.client import make_ssl_context
 
-    return httpx.AsyncClient(http2=True, verify=make_ssl_context(config.avs.ca_file), timeout=15.0)
+    return HttpClient(ssl_context=make_ssl_context(config.avs.ca_file), timeout=15.0)
 
 
 async def check_token(ctx: DoctorContext) -> CheckResult:
@@ -116,14 +122,15 @@ async def check_avs(ctx: DoctorContext) -> CheckResult:
     base = resolve_endpoint(config.avs.endpoint)
     async with _http(config) as http:
         try:
-            response = await http.get(f"{base}/ping", headers={"authorization": f"Bearer {ctx.access_token}"})
-        except httpx.HTTPError as exc:
+            headers = {"authorization": f"Bearer {ctx.access_token}"}
+            response = await http.request("GET", f"{base}/ping", headers=headers)
+        except AvsConnectionError as exc:
             return _fail(
-                "AVS endpoint", f"{base}: {type(exc).__name__}: {exc}",
+                "AVS endpoint", f"{base}: {exc}",
                 "check the network, DNS and avs.endpoint (NA/EU/FE); a proxy must allow HTTP/2",
             )
-    if response.status_code != 204:
-        return _fail("AVS endpoint", f"{base}/ping answered {response.status_code}",
+    if response.status != 204:
+        return _fail("AVS endpoint", f"{base}/ping answered {response.status}",
                      "403: relink with `avsd login`; other codes: check avs.endpoint")
     return CheckResult("AVS endpoint", True, f"{base} answers ping over {response.http_version}")
 

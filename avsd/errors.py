@@ -15,6 +15,8 @@ are translated into this tree at exactly one boundary per dependency and re-rais
      │    │    └── AttachmentTooLargeError       a binary part beyond the configured memory caps
      │    ├── AvsServerError(status, code, description)   non-2xx with a System.Exception body
      │    ├── AvsConnectionError                 transport failure, timeout, GOAWAY, stream reset
+     │    │    ├── StreamRefusedError            the server never processed the request (safe to resend)
+     │    │    └── ConnectionClosedError         GOAWAY before the answer: maybe processed (resend, may duplicate)
      │    └── NotConnectedError                  an ordinary event while not connected
      ├── AudioDeviceError                        microphone / PCM device missing or failing
      ├── WakeWordError                           wake-word engine cannot start
@@ -120,6 +122,22 @@ class AvsConnectionError(AvsError):
     """The HTTP/2 connection or a stream failed (reset, GOAWAY, EOF, timeout)."""
 
     code = "avs-connection"
+
+
+class StreamRefusedError(AvsConnectionError):
+    """The request was refused before the server processed it (GOAWAY, connection closed before sending).
+
+    Mapped from httpcore at the HTTP boundary (avsd/avs/http.py); the AVS client resends such an event on the
+    next connection when its body can be rebuilt."""
+
+    code = "avs-stream-refused"
+
+
+class ConnectionClosedError(AvsConnectionError):
+    """The connection closed (GOAWAY) after the request was sent but before its answer: the server may or may not
+    have processed it. Events are resent with the same messageId (at least once; AVS can de-duplicate)."""
+
+    code = "avs-connection-closed"
 
 
 class NotConnectedError(AvsError):

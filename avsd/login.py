@@ -31,11 +31,10 @@ from pathlib import Path
 from typing import TextIO
 from urllib.parse import parse_qs, urlencode, urlsplit
 
-import httpx
-
 from avsd.avs.auth import TokenGrant, parse_token_response
 from avsd.avs.credentials import Credentials, save_credentials
-from avsd.errors import AuthError, AuthUnavailableError, ConfigError
+from avsd.avs.http import HttpClient, HttpReply
+from avsd.errors import AuthError, AuthUnavailableError, AvsConnectionError, ConfigError
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -62,11 +61,11 @@ class CodePair:
     interval: float
 
 
-def parse_code_pair(response: httpx.Response) -> CodePair:
+def parse_code_pair(response: HttpReply) -> CodePair:
     """Validate a code-pair answer the way the SDK does (every field present, ``expires_in`` > 0)."""
-    if response.status_code != 200:
+    if response.status != 200:
         parse_token_response(response)  # raises the mapped LWA error for any non-200 answer
-        raise AuthUnavailableError("servererror", f"code pair request answered {response.status_code}")
+        raise AuthUnavailableError("servererror", f"code pair request answered {response.status}")
     try:
         doc = response.json()
         pair = CodePair(
@@ -151,7 +150,7 @@ class LoginTarget:
 
 async def login_cbl(
     target: LoginTarget,
-    http: httpx.AsyncClient,
+    http: HttpClient,
     out: TextIO,
     *,
     min_interval_s: float = SDK_MIN_INTERVAL_S,
@@ -194,11 +193,11 @@ async def login_cbl(
     raise AuthError("expired_token", f"nobody entered the code {MAX_CODE_PAIRS} times in a row; run avsd login again")
 
 
-async def _post(http: httpx.AsyncClient, url: str, form: dict[str, str]) -> httpx.Response:
+async def _post(http: HttpClient, url: str, form: dict[str, str]) -> HttpReply:
     try:
-        return await http.post(url, data=form, timeout=60.0)
-    except httpx.HTTPError as exc:
-        raise AuthUnavailableError("servererror", f"LWA unreachable at {url}: {type(exc).__name__}") from exc
+        return await http.request("POST", url, form=form, timeout=60.0)
+    except AvsConnectionError as exc:
+        raise AuthUnavailableError("servererror", f"LWA unreachable: {exc}") from exc
 
 
 def _store(target: LoginTarget, credentials: Credentials) -> Credentials:
@@ -226,7 +225,7 @@ def authorize_redirect(target: LoginTarget, redirect_uri: str, state: str) -> st
 
 class _BrowserLogin:
     def __init__(
-        self, target: LoginTarget, http: httpx.AsyncClient, client_secret: str, redirect_uri: str
+        self, target: LoginTarget, http: HttpClient, client_secret: str, redirect_uri: str
     ) -> None:
         self.target = target
         self.http = http
@@ -307,7 +306,7 @@ async def _respond(writer: asyncio.StreamWriter, status: int, text: str, *, loca
 
 async def login_browser(
     target: LoginTarget,
-    http: httpx.AsyncClient,
+    http: HttpClient,
     out: TextIO,
     *,
     client_secret: str,

@@ -21,6 +21,7 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
+from avsd.logredact import protect
 from avsd.tasks import TaskSet
 
 logger = logging.getLogger(__name__)
@@ -240,4 +241,4 @@ def journal_handler(env: Mapping[str, str] | None = None) -> logging.Handler | N
         return None
     handler: logging.Handler = journal.JournalHandler(SYSLOG_IDENTIFIER="avsd")
     handler.setFormatter(logging.Formatter("%(name)s: %(message)s"))
-    return handler
+    return protect(handler)  # tokens never reach the journal

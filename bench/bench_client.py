@@ -25,13 +25,12 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-import httpx
-
 from avsd.avs.attachments import AttachmentStore
 from avsd.avs.auth import TokenProvider
 from avsd.avs.client import AvsClient, ConnectionSettings, make_ssl_context
 from avsd.avs.context import ContextRegistry
 from avsd.avs.credentials import Credentials, save_credentials
+from avsd.avs.http import HttpClient
 from avsd.avs.messages import Directive, Event
 from avsd.emulator.server import Emulator
 
@@ -46,7 +45,7 @@ async def connected(emulator: Emulator, tmp: Path) -> AsyncIterator[tuple[AvsCli
     credentials = tmp / "credentials.json"
     save_credentials(credentials, Credentials("bench", emulator.refresh_token))
     ssl_context = make_ssl_context(str(emulator.ca_file))
-    async with httpx.AsyncClient(http2=True, verify=ssl_context) as http:
+    async with HttpClient(ssl_context=ssl_context) as http:
         tokens = TokenProvider(token_url=emulator.base_url + "/auth/o2/token", credentials_path=credentials, http=http)
         store = AttachmentStore()
         client = AvsClient(

@@ -22,6 +22,7 @@ import pytest
 from avsd.avs.auth import TokenProvider
 from avsd.avs.client import make_ssl_context
 from avsd.avs.credentials import load_credentials
+from avsd.avs.http import HttpClient
 from avsd.emulator.server import Emulator
 from avsd.errors import AuthError, ConfigError
 from avsd.login import (
@@ -55,8 +56,8 @@ def target_for(emu: Emulator, tmp_path: Path, client_id: str = "amzn1.applicatio
     )
 
 
-def http_for(emu: Emulator, **kwargs: object) -> httpx.AsyncClient:
-    return httpx.AsyncClient(http2=True, verify=make_ssl_context(str(emu.ca_file)), **kwargs)  # type: ignore[arg-type]
+def http_for(emu: Emulator) -> HttpClient:
+    return HttpClient(ssl_context=make_ssl_context(str(emu.ca_file)))
 
 
 async def assert_refresh_works(emu: Emulator, path: Path) -> None:
@@ -208,7 +209,8 @@ async def test_browser_flow_links_through_the_local_page(emulator: Emulator, tmp
         )
         port = await listening
         # The "browser": open the local page and follow the redirects (to LWA's consent page and back).
-        async with http_for(emulator, follow_redirects=True) as browser:
+        browser_tls = make_ssl_context(str(emulator.ca_file))
+        async with httpx.AsyncClient(http2=True, verify=browser_tls, follow_redirects=True) as browser:
             page = await browser.get(f"http://localhost:{port}/")
         credentials = await login
     assert page.status_code == 200 and "linked" in page.text

@@ -33,8 +33,6 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Protocol
 
-import httpx
-
 from avsd.agents.audio_queue import (
     ActivityTrigger,
     AudioItem,
@@ -52,8 +50,9 @@ from avsd.agents.audio_queue import (
 from avsd.agents.events import EventSender
 from avsd.agents.focus_agent import FocusArbiter
 from avsd.avs.attachments import AttachmentStore, content_id_from_url
+from avsd.avs.http import HttpClient
 from avsd.avs.messages import Directive, Event, context_entry
-from avsd.errors import PlaybackError
+from avsd.errors import AvsConnectionError, PlaybackError
 from avsd.focus import Behavior, Channel, FocusChange, FocusState
 from avsd.playback.base import Media, Playback, PlaybackOutcome, Player
 from avsd.playback.playlists import MAX_PLAYLIST_BYTES, Fetch, PlaylistError, resolve
@@ -103,26 +102,26 @@ class Ducker(Protocol):
 
 async def http_fetch(url: str, *, timeout_s: float) -> tuple[str, bytes]:
     """(content type, first bytes) of ``url`` for the playlist resolver. Reads a bounded prefix: the URL may be an
-    endless radio stream. httpx errors become PlaybackError here (the one boundary for this dependency)."""
+    endless radio stream. Transport errors (already avsd errors at the HTTP boundary) become PlaybackError."""
     try:
         async with (
-            httpx.AsyncClient(timeout=timeout_s, follow_redirects=True) as client,
+            HttpClient(timeout=timeout_s, http2=False, follow_redirects=True) as client,
             client.stream("GET", url) as response,
         ):
-            if response.status_code >= 400:
-                raise PlaybackError(f"{url[:80]} answered HTTP {response.status_code}")
+            if response.status >= 400:
+                raise PlaybackError(f"{url[:80]} answered HTTP {response.status}")
             content_type = response.headers.get("content-type", "")
             mime = content_type.split(";")[0].strip().lower()
             # Audio (not a playlist type): a few bytes are enough for detect() to say "not a playlist".
             audio = mime.startswith("audio/") and not any(k in mime for k in ("url", "pls", "asx", "wax", "m3u"))
             limit = 4096 if audio else MAX_PLAYLIST_BYTES
             body = bytearray()
-            async for chunk in response.aiter_bytes():
+            async for chunk in response.decoded():
                 body += chunk
                 if len(body) >= limit:
                     break
             return content_type, bytes(body[:limit])
-    except httpx.HTTPError as exc:
+    except AvsConnectionError as exc:
         raise PlaybackError(f"cannot fetch {url[:80]}: {exc}") from exc
 
 

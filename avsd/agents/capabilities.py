@@ -21,9 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-import httpx
-
 from avsd.avs.backoff import Backoff
+from avsd.avs.http import HttpClient
 from avsd.errors import AvsConnectionError, AvsdError, AvsServerError
 from avsd.fileio import atomic_write
 from avsd.settings import setting
@@ -33,6 +32,7 @@ _LOGGER = logging.getLogger(__name__)
 CAPABILITIES_PATH = "/v1/devices/@self/capabilities"
 ENVELOPE_VERSION = "20160207"
 STATE_FILE = "capabilities.json"
+MAX_ERROR_BODY = 4096
 
 # Interface versions this avsd speaks (the baseline of the protocol reference).
 VERSIONS: Mapping[str, str] = {
@@ -113,30 +113,29 @@ class TokenSource(Protocol):
 
 
 class HttpCapabilitiesApi:
-    """The one httpx boundary of this module: PUT the body, translate failures to the avsd tree."""
+    """PUT the body through the HTTP boundary (avsd/avs/http.py); non-2xx becomes AvsServerError."""
 
-    def __init__(self, http: httpx.AsyncClient, tokens: TokenSource) -> None:
+    def __init__(self, http: HttpClient, tokens: TokenSource) -> None:
         self._http = http
         self._tokens = tokens
 
     async def put(self, url: str, body: bytes) -> None:
         token = await self._tokens.get_token()
-        try:
-            response = await self._http.put(
-                url,
-                content=body,
-                # Both headers: the SDK sends x-amz-access-token, other clients Authorization (§6.10).
-                headers={
-                    "content-type": "application/json",
-                    "authorization": f"Bearer {token}",
-                    "x-amz-access-token": token,
-                },
-            )
-        except httpx.HTTPError as exc:
-            raise AvsConnectionError(f"capabilities PUT failed: {type(exc).__name__}: {exc}") from exc
-        if response.status_code == 204 or 200 <= response.status_code < 300:
+        response = await self._http.request(
+            "PUT",
+            url,
+            content=body,
+            # Both headers: the SDK sends x-amz-access-token, other clients Authorization (§6.10).
+            headers={
+                "content-type": "application/json",
+                "authorization": f"Bearer {token}",
+                "x-amz-access-token": token,
+            },
+            limit=MAX_ERROR_BODY,
+        )
+        if 200 <= response.status < 300:
             return
-        if response.status_code == 403:
+        if response.status == 403:
             self._tokens.invalidate(token)
         message = ""
         try:
@@ -144,7 +143,7 @@ class HttpCapabilitiesApi:
             message = str(doc.get("message") or doc.get("description") or "") if isinstance(doc, dict) else ""
         except ValueError:
             pass
-        raise AvsServerError(response.status_code, "CAPABILITIES", message)
+        raise AvsServerError(response.status, "CAPABILITIES", message)
 
 
 class CapabilitiesPublisher:

@@ -13,7 +13,7 @@ from collections.abc import Awaitable, Callable
 from typing import Protocol
 
 from avsd.avs.messages import Event
-from avsd.errors import AvsError
+from avsd.errors import AvsdError
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -42,7 +42,7 @@ class EventQueue:
             event = await self._queue.get()
             try:
                 await self._send_event(event)
-            except AvsError as exc:
+            except AvsdError as exc:
                 self.dropped += 1
                 _LOGGER.info("%s not sent: %s", event.qualified_name, exc)
             except Exception:

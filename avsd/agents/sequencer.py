@@ -125,6 +125,8 @@ class DirectiveSequencer:
         self._scrubs = TaskSet(log)
         self._tg: asyncio.TaskGroup | None = None
         self._stopped = asyncio.Event()
+        # Set whenever work leaves a queue, a job ends or a report is sent: idle() re-checks then (no polling).
+        self._progress = asyncio.Event()
 
     @property
     def dialog_request_id(self) -> str | None:
@@ -177,7 +179,10 @@ class DirectiveSequencer:
             return None
         for job in (*queued, *running):
             job.cancelled = True
-        return self._scrubs.spawn(self._cancel_jobs(queued, running, reason), "directives-scrub")
+        task = self._scrubs.spawn(self._cancel_jobs(queued, running, reason), "directives-scrub")
+        task.add_done_callback(lambda _task: self._progress.set())  # after the TaskSet dropped it
+        self._progress.set()
+        return task
 
     async def _cancel_jobs(self, queued: list[_Job], running: list[_Job], reason: str) -> None:
         for job in queued:
@@ -275,16 +280,24 @@ class DirectiveSequencer:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
 
-    async def idle(self) -> None:
-        """Wait until nothing is queued, running or being reported (test helper)."""
-        while (  # noqa: ASYNC110 - a test helper polling several conditions; no event covers them all
+    def is_idle(self) -> bool:
+        """Nothing queued, running, being cancelled or being reported."""
+        return not (
             self._dialog_queue
             or self._scrubs
             or not self._reports.empty()
             or self._reporting
             or any(lane.pending or lane.current is not None for lane in self._lanes.values())
-        ):
-            await asyncio.sleep(0.002)
+        )
+
+    async def idle(self) -> None:
+        """Wait until :meth:`is_idle`. DialogController awaits this for a whole answer (a Speak of a minute), so it
+        sleeps on ``_progress`` and re-checks only when work moved; it used to poll every 2 ms (3.8 % of a core)."""
+        while True:
+            self._progress.clear()
+            if self.is_idle():
+                return
+            await self._progress.wait()
 
     async def _dialog_worker(self) -> None:
         while True:
@@ -292,6 +305,7 @@ class DirectiveSequencer:
                 self._dialog_wakeup.clear()
                 await self._dialog_wakeup.wait()
             job = self._dialog_queue.popleft()
+            self._progress.set()
             if job.cancelled or job.dialog != self._dialog:
                 continue
             if not self._lanes[id(job.handler)].push(job):
@@ -308,6 +322,7 @@ class DirectiveSequencer:
                 lane.wakeup.clear()
                 await lane.wakeup.wait()
             job = lane.pending.popleft()
+            self._progress.set()
             if job.cancelled:
                 job.done.set()
                 continue
@@ -323,6 +338,7 @@ class DirectiveSequencer:
                 raise
             finally:
                 lane.current = None
+                self._progress.set()
             self._finished(job, job.task)
             job.done.set()
 
@@ -361,6 +377,7 @@ class DirectiveSequencer:
                 log.warning("could not send ExceptionEncountered: %s", exc)
             finally:
                 self._reporting = False
+                self._progress.set()
 
 
 class _Stop(Exception):

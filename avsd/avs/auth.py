@@ -19,10 +19,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
-
 from avsd.avs.credentials import Credentials, load_credentials, save_credentials
-from avsd.errors import AuthError, AuthUnavailableError
+from avsd.avs.http import HttpClient, HttpReply
+from avsd.errors import AuthError, AuthUnavailableError, AvsConnectionError
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -54,20 +53,20 @@ class TokenGrant:
         return f"TokenGrant(<redacted>, expires_in={self.expires_in})"
 
 
-def parse_token_response(response: httpx.Response) -> TokenGrant:
+def parse_token_response(response: HttpReply) -> TokenGrant:
     """Validate an LWA token answer the way the SDK does; map errors to AuthError / AuthUnavailableError."""
-    if response.status_code >= 500:
-        raise AuthUnavailableError("servererror", f"LWA answered {response.status_code}")
+    if response.status >= 500:
+        raise AuthUnavailableError("servererror", f"LWA answered {response.status}")
     try:
         doc = response.json()
     except (ValueError, json.JSONDecodeError):
         raise AuthUnavailableError(
-            "servererror", f"LWA answered {response.status_code} without JSON"
+            "servererror", f"LWA answered {response.status} without JSON"
         ) from None
     if not isinstance(doc, dict):
         raise AuthUnavailableError("servererror", "LWA answer is not a JSON object")
-    if response.status_code != 200:
-        error = str(doc.get("error") or f"http_{response.status_code}")
+    if response.status != 200:
+        error = str(doc.get("error") or f"http_{response.status}")
         description = str(doc.get("error_description") or "")
         if error in TERMINAL_ERRORS:
             raise AuthError(error, description)
@@ -95,7 +94,7 @@ class TokenProvider:
         *,
         token_url: str,
         credentials_path: Path,
-        http: httpx.AsyncClient,
+        http: HttpClient,
         refresh_ahead_s: float = 300.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -135,6 +134,9 @@ class TokenProvider:
         # from cancelling the refresh that the others are waiting for.
         if self._refreshing is None or self._refreshing.done():
             self._refreshing = asyncio.create_task(self._refresh(), name="lwa-refresh")
+            # Every waiter may have gone (cancelled) by the time it fails: its error is reported to the waiters
+            # that remain, never as "Task exception was never retrieved".
+            self._refreshing.add_done_callback(lambda task: task.cancelled() or task.exception())
         return await asyncio.shield(self._refreshing)
 
     async def _refresh(self) -> AccessToken:
@@ -148,9 +150,9 @@ class TokenProvider:
             form["client_secret"] = credentials.client_secret
         started = self._clock()
         try:
-            response = await self._http.post(self._token_url, data=form, timeout=60.0)
-        except httpx.HTTPError as exc:
-            raise AuthUnavailableError("servererror", f"LWA unreachable: {type(exc).__name__}") from exc
+            response = await self._http.request("POST", self._token_url, form=form, timeout=60.0)
+        except AvsConnectionError as exc:
+            raise AuthUnavailableError("servererror", f"LWA unreachable: {exc}") from exc
         grant = parse_token_response(response)
         if grant.refresh_token != credentials.refresh_token:
             # LWA rotated the refresh token: persist before relying on it, or a crash would lose the link.

@@ -10,11 +10,14 @@ httpx/httpcore notes that shape this module:
   holds the "one event awaiting response headers" lock for its whole upload; the downchannel is read by its own
   task, so a StopCapture arrives while the Recognize audio is still being uploaded.
 - After a GOAWAY httpcore raises on every later read of the connection: the downchannel task sees it at once and
-  the supervisor reconnects.
+  the supervisor reconnects. An event the GOAWAY refused (its stream id was above the server's last stream id)
+  was not processed: it is resent with a fresh body on the next connection (Recognize audio cannot be replayed,
+  so a refused Recognize fails with StreamRefusedError instead).
 - Cancelling an upload half way leaves the stream open on the server (httpcore sends no RST_STREAM), so uploads
   are ended by ending the audio iterator, never by cancelling ``send_event``.
 
-Every httpx/h2 exception is translated to the avsd error tree in :func:`_transport_errors` and nowhere else.
+This module never sees httpx: requests go through :class:`avsd.avs.http.Http2Connection`, the one HTTP
+boundary, which raises only avsd errors.
 """
 
 from __future__ import annotations
@@ -24,19 +27,18 @@ import contextlib
 import logging
 import ssl
 import time
-from collections.abc import AsyncIterable, AsyncIterator, Callable, Coroutine, Iterator
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
 import certifi
-import h2.exceptions
-import httpx
 
 from avsd.avs.attachments import AttachmentStore
 from avsd.avs.auth import TokenProvider
 from avsd.avs.backoff import RECONNECT_TABLE_S, Backoff
 from avsd.avs.context import ContextRegistry
+from avsd.avs.http import Http2Connection, HttpStream
 from avsd.avs.messages import (
     DIRECTIVES_PATH,
     EVENTS_PATH,
@@ -49,15 +51,17 @@ from avsd.avs.messages import (
 )
 from avsd.avs.multipart import boundary_from_content_type, closing_delimiter, new_boundary, part_header
 from avsd.avs.response import DirectiveStreamReader
-from avsd.avs.transport import Http2Transport
 from avsd.errors import (
     AuthError,
+    AuthUnavailableError,
     AvsConnectionError,
     AvsError,
     AvsServerError,
+    ConnectionClosedError,
     CredentialsError,
     MultipartError,
     NotConnectedError,
+    StreamRefusedError,
 )
 from avsd.observers import Observers
 from avsd.tasks import TaskSet
@@ -74,6 +78,7 @@ REGIONS = {
 CONTEXT_EVENTS = frozenset({"SpeechRecognizer.Recognize", "System.SynchronizeState"})
 MAX_EVENT_STREAMS = 8  # SDK: 10 streams per connection, 2 kept for the downchannel and ping (§1.3)
 MAX_EXCEPTION_BODY = 4096
+MAX_RESENDS = 3  # a refused event is resent on at most this many new connections
 
 
 def resolve_endpoint(value: str) -> str:
@@ -135,25 +140,13 @@ class _Reconnect(Exception):
     """Raised inside a connection to make the supervisor open a new one."""
 
 
-@contextlib.contextmanager
-def _transport_errors(what: str) -> Iterator[None]:
-    """The one place httpx / h2 exceptions become avsd errors."""
-    try:
-        yield
-    except httpx.TimeoutException as exc:
-        raise AvsConnectionError(f"{what}: timed out ({type(exc).__name__})") from exc
-    except (httpx.HTTPError, h2.exceptions.H2Error, ssl.SSLError, OSError) as exc:
-        raise AvsConnectionError(f"{what}: {type(exc).__name__}: {exc}") from exc
-
-
 class _Connection:
-    """One HTTP/2 connection (one httpx client with a single pooled connection)."""
+    """One HTTP/2 connection (an :class:`Http2Connection` of the HTTP boundary) and its liveness."""
 
     def __init__(self, base_url: str, ssl_context: ssl.SSLContext, settings: ConnectionSettings) -> None:
         self.base_url = base_url
-        self.http = httpx.AsyncClient(
-            transport=Http2Transport(ssl_context),
-            timeout=httpx.Timeout(settings.event_timeout_s, connect=settings.connect_timeout_s),
+        self.http = Http2Connection(
+            ssl_context, timeout_s=settings.event_timeout_s, connect_timeout_s=settings.connect_timeout_s
         )
         self.last_activity = time.monotonic()
         self.reconnect = asyncio.Event()
@@ -168,8 +161,7 @@ class _Connection:
             self.reconnect.set()
 
     async def aclose(self) -> None:
-        with contextlib.suppress(Exception):
-            await self.http.aclose()
+        await self.http.aclose()
 
 
 class AvsClient:
@@ -199,6 +191,7 @@ class AvsClient:
         self.event_observers: Observers[Event] = Observers("event sent")
         self.directive_observers: Observers[Directive] = Observers("directive received")
         self._connected = asyncio.Event()
+        self._state_changed = asyncio.Event()  # set and replaced on every state change
         self._header_lock = asyncio.Lock()  # one event awaiting response headers at a time (§1.3)
         self._streams = asyncio.Semaphore(MAX_EVENT_STREAMS)
         self._background = TaskSet(_LOGGER, "avs-")
@@ -222,6 +215,8 @@ class AvsClient:
         if state is self._state:
             return
         self._state = state
+        changed, self._state_changed = self._state_changed, asyncio.Event()
+        changed.set()
         if state is ConnectionState.CONNECTED:
             self._connected.set()
         else:
@@ -255,7 +250,12 @@ class AvsClient:
                 try:
                     reason = await self._run_connection()
                     _LOGGER.info("reconnecting: %s", reason)
+                except AuthUnavailableError as exc:
+                    # LWA unreachable or 5xx: the device is offline, not unlinked. Retried with back-off.
+                    self.last_error = str(exc)
+                    _LOGGER.warning("Login with Amazon unreachable (%s); offline, retrying", exc.description)
                 except AuthError as exc:
+                    # Only a real refusal (invalid_grant ...) means the link is gone.
                     self.last_error = str(exc)
                     _LOGGER.error(
                         "AVS login refused (%s); run `avsd login` to link the device again", exc.error
@@ -320,35 +320,29 @@ class AvsClient:
 
     async def _read_downchannel(self, conn: _Connection, opened: asyncio.Event) -> None:
         token = await self.tokens.get_token()
-        with _transport_errors("downchannel"):
-            request = conn.http.build_request(
-                "GET",
-                conn.base_url + DIRECTIVES_PATH,
-                headers={"authorization": f"Bearer {token}"},
-                # Long gaps between directives are normal: no read timeout on this stream.
-                timeout=httpx.Timeout(self.settings.connect_timeout_s, read=None),
+        async with conn.http.open(
+            "GET",
+            conn.base_url + DIRECTIVES_PATH,
+            headers={"authorization": f"Bearer {token}"},
+            no_read_timeout=True,  # long gaps between directives are normal
+        ) as response:
+            conn.touch()
+            await self._check_status(response, token, conn)
+            reader = DirectiveStreamReader(
+                boundary_from_content_type(response.headers.get("content-type", "")),
+                self.attachments,
+                self._deliver_directive,
+                self._report_bad_directive,
             )
-            response = await conn.http.send(request, stream=True)
+            opened.set()
+            _LOGGER.debug("downchannel open")
             try:
-                conn.touch()
-                await self._check_status(response, token, conn)
-                reader = DirectiveStreamReader(
-                    boundary_from_content_type(response.headers.get("content-type", "")),
-                    self.attachments,
-                    self._deliver_directive,
-                    self._report_bad_directive,
-                )
-                opened.set()
-                _LOGGER.debug("downchannel open")
-                try:
-                    async for chunk in response.aiter_raw():
-                        conn.touch()
-                        reader.feed(chunk)
-                except MultipartError as exc:
-                    self._report_bad_directive(f"malformed downchannel multipart: {exc}", "")
-                    raise
-            finally:
-                await response.aclose()
+                async for chunk in response.chunks():
+                    conn.touch()
+                    reader.feed(chunk)
+            except MultipartError as exc:
+                self._report_bad_directive(f"malformed downchannel multipart: {exc}", "")
+                raise
         raise AvsConnectionError("downchannel closed by the server")
 
     def _deliver_directive(self, directive: Directive) -> None:
@@ -390,18 +384,18 @@ class AvsClient:
             raise NotConnectedError("not connected")
         token = await self.tokens.get_token()
         conn.touch()
-        with _transport_errors("ping"):
-            try:
-                async with asyncio.timeout(self.settings.ping_timeout_s):
-                    response = await conn.http.get(
-                        conn.base_url + PING_PATH, headers={"authorization": f"Bearer {token}"}
-                    )
-            except TimeoutError:
-                raise AvsConnectionError("ping timed out") from None
-        conn.touch()
-        if response.status_code != 204:
-            await self._check_status(response, token, conn)
-            raise AvsConnectionError(f"ping answered {response.status_code}")
+        try:
+            async with (
+                asyncio.timeout(self.settings.ping_timeout_s),
+                conn.http.open("GET", conn.base_url + PING_PATH, headers={"authorization": f"Bearer {token}"}) as reply,
+            ):
+                conn.touch()
+                if reply.status != 204:
+                    # A 403 here invalidates the token and reconnects, like on any other stream (§3.3).
+                    await self._check_status(reply, token, conn)
+                    raise AvsConnectionError(f"ping answered {reply.status}")
+        except TimeoutError:
+            raise AvsConnectionError("ping timed out") from None
         _LOGGER.debug("ping ok")
 
     # ----- events -------------------------------------------------------------------------------------------
@@ -417,68 +411,86 @@ class AvsClient:
             raise NotConnectedError(f"cannot send {event.qualified_name}: not connected to AVS")
         if event.context is None and event.qualified_name in CONTEXT_EVENTS:
             event = event.with_context(self.context.gather())
-        return await self._send(conn, event, audio)
+        for resends in range(MAX_RESENDS + 1):
+            try:
+                return await self._send(conn, event, audio)
+            except (StreamRefusedError, ConnectionClosedError) as exc:
+                # Refused: not processed, safe to resend. Closed before the answer: maybe processed; resent with the
+                # same messageId (at least once). Recognize audio cannot be replayed: that one fails.
+                conn.request_reconnect("the server is closing the connection (GOAWAY)")
+                if audio is not None or resends == MAX_RESENDS:
+                    raise
+                _LOGGER.info("%s: %s; resending on the next connection", event.qualified_name, exc.code)
+                conn = await self._next_connection(conn, exc)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _next_connection(self, old: _Connection, refused: AvsConnectionError) -> _Connection:
+        """The first CONNECTED connection after ``old``; NotConnectedError if none within the event timeout."""
+        try:
+            async with asyncio.timeout(self.settings.event_timeout_s):
+                while True:
+                    changed = self._state_changed
+                    conn = self._conn
+                    if conn is not None and conn is not old and self._state is ConnectionState.CONNECTED:
+                        return conn
+                    await changed.wait()
+        except TimeoutError:
+            raise NotConnectedError(f"not reconnected within {self.settings.event_timeout_s} s") from refused
 
     async def _send(self, conn: _Connection, event: Event, audio: AsyncIterable[bytes] | None) -> EventResult:
-        token = await self.tokens.get_token()
+        try:
+            token = await self.tokens.get_token()
+        except (AuthError, CredentialsError) as exc:
+            # The sender of an event only ever sees AvsError; the supervisor reports the login problem itself.
+            raise NotConnectedError(f"cannot send {event.qualified_name}: no access token ({exc})") from exc
         boundary = new_boundary()
-        request = conn.http.build_request(
-            "POST",
-            conn.base_url + EVENTS_PATH,
-            headers={
-                "authorization": f"Bearer {token}",
-                "content-type": f"multipart/form-data; boundary={boundary}",
-            },
-            content=_event_body(boundary, event, audio, conn),
-        )
+        # Without audio the body is bytes: httpx can send it again, and a resend gets a fresh one anyway.
+        body = event_body(boundary, event) if audio is None else _event_body(boundary, event, audio, conn)
+        headers = {
+            "authorization": f"Bearer {token}",
+            "content-type": f"multipart/form-data; boundary={boundary}",
+        }
         _LOGGER.info("event %s", event.qualified_name)
         self.event_observers.notify(event)
-        async with self._streams:
-            with _transport_errors(event.qualified_name):
-                async with self._header_lock:
-                    response = await conn.http.send(request, stream=True)
-                try:
+        async with self._streams, contextlib.AsyncExitStack() as stack:
+            async with self._header_lock:
+                response = await stack.enter_async_context(
+                    conn.http.open("POST", conn.base_url + EVENTS_PATH, headers=headers, body=body)
+                )
+            conn.touch()
+            if response.status == 204:
+                return EventResult(204)
+            await self._check_status(response, token, conn)
+            directives: list[Directive] = []
+
+            def collect(directive: Directive) -> None:
+                directives.append(directive)
+                self._deliver_directive(directive)
+
+            reader = DirectiveStreamReader(
+                boundary_from_content_type(response.headers.get("content-type", "")),
+                self.attachments,
+                collect,
+                self._report_bad_directive,
+            )
+            try:
+                async for chunk in response.chunks():
                     conn.touch()
-                    if response.status_code == 204:
-                        return EventResult(204)
-                    await self._check_status(response, token, conn)
-                    directives: list[Directive] = []
+                    reader.feed(chunk)
+                reader.finish()
+            except MultipartError as exc:
+                self._report_bad_directive(f"malformed multipart answer to {event.qualified_name}: {exc}", "")
+                raise
+            return EventResult(response.status, tuple(directives))
+        raise AssertionError("unreachable")  # pragma: no cover
 
-                    def collect(directive: Directive) -> None:
-                        directives.append(directive)
-                        self._deliver_directive(directive)
-
-                    reader = DirectiveStreamReader(
-                        boundary_from_content_type(response.headers.get("content-type", "")),
-                        self.attachments,
-                        collect,
-                        self._report_bad_directive,
-                    )
-                    try:
-                        async for chunk in response.aiter_raw():
-                            conn.touch()
-                            reader.feed(chunk)
-                        reader.finish()
-                    except MultipartError as exc:
-                        self._report_bad_directive(
-                            f"malformed multipart answer to {event.qualified_name}: {exc}", ""
-                        )
-                        raise
-                    return EventResult(response.status_code, tuple(directives))
-                finally:
-                    await response.aclose()
-
-    async def _check_status(self, response: httpx.Response, token: str, conn: _Connection) -> None:
+    async def _check_status(self, response: HttpStream, token: str, conn: _Connection) -> None:
         """Non-2xx -> AvsServerError; a 403 also refreshes the token and reconnects (§2.4, §9.1)."""
-        if 200 <= response.status_code < 300:
+        if 200 <= response.status < 300:
             return
-        body = b""
-        async for chunk in response.aiter_raw():
-            body += chunk
-            if len(body) >= MAX_EXCEPTION_BODY:
-                break
-        error = parse_exception_body(response.status_code, body[:MAX_EXCEPTION_BODY])
-        if response.status_code == 403:
+        body = await response.read(MAX_EXCEPTION_BODY)
+        error = parse_exception_body(response.status, body)
+        if response.status == 403:
             self.tokens.invalidate(token)
             conn.request_reconnect("AVS rejected the access token (403)")
         raise error
@@ -489,12 +501,13 @@ class AvsClient:
         return self._background.spawn(coro, name)
 
 
-async def _event_body(
-    boundary: str, event: Event, audio: AsyncIterable[bytes] | None, conn: _Connection
-) -> AsyncIterator[bytes]:
-    """multipart/form-data: the ``metadata`` JSON part, then (Recognize) the ``audio`` part streamed frame by
-    frame as captured (§4.2, §4.3): each frame goes out as its own DATA frame; nothing is buffered."""
-    head = (
+def event_body(boundary: str, event: Event) -> bytes:
+    """The multipart body of an event without audio: the ``metadata`` JSON part only."""
+    return _metadata_part(boundary, event) + closing_delimiter(boundary)
+
+
+def _metadata_part(boundary: str, event: Event) -> bytes:
+    return (
         part_header(
             boundary,
             [
@@ -505,10 +518,14 @@ async def _event_body(
         )
         + event.to_json()
     )
-    if audio is None:
-        yield head + closing_delimiter(boundary)
-        return
-    yield head + part_header(
+
+
+async def _event_body(
+    boundary: str, event: Event, audio: AsyncIterable[bytes], conn: _Connection
+) -> AsyncIterator[bytes]:
+    """multipart/form-data: the ``metadata`` JSON part, then (Recognize) the ``audio`` part streamed frame by
+    frame as captured (§4.2, §4.3): each frame goes out as its own DATA frame; nothing is buffered."""
+    yield _metadata_part(boundary, event) + part_header(
         boundary,
         [("Content-Disposition", 'form-data; name="audio"'), ("Content-Type", "application/octet-stream")],
         first=False,

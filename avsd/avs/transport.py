@@ -10,6 +10,16 @@
    WINDOW_UPDATE while the uploader waited for the lock, the uploader then blocks on a read that nothing will
    answer: a Recognize upload that outran the server's window stalls until some unrelated frame arrives.
    :class:`FlowSafeHTTP2Connection` re-checks the window under the read lock before reading.
+
+3. When a GOAWAY names a last stream id below a request's stream, httpcore raises ``ConnectionNotAvailable`` and
+   its pool silently re-sends the request on a NEW connection. For an event whose body was a stream that re-send
+   raises ``httpx.StreamConsumed`` (a RuntimeError that escaped avsd's error handling and ended the daemon), and
+   for any request it opens a second connection behind the AVS client's back (AVS allows one, with its
+   downchannel). :class:`FlowSafeHTTP2Connection` raises :class:`StreamRefused` instead: the server did not
+   process the stream, so the AVS client resends the event (fresh body) on the connection it opens next.
+
+Written for httpcore 1.0.x / httpx 0.28 (pinned in setup.cfg); tests/avs/test_transport_fix.py fails if the
+subclass is not the one httpcore builds.
 """
 
 from __future__ import annotations
@@ -28,6 +38,13 @@ import httpx
 from httpcore._async import http2 as _httpcore_http2
 
 _LOGGER = logging.getLogger(__name__)
+
+
+class StreamRefused(Exception):
+    """The connection went away (GOAWAY) before the server processed this stream: resending it is safe.
+
+    Deliberately not an httpcore exception, so that neither httpcore's pool (which would retry it) nor httpx's
+    exception mapping touch it; avsd/avs/http.py maps it to StreamRefusedError."""
 
 
 class AsyncioStream(httpcore.AsyncNetworkStream):
@@ -92,6 +109,12 @@ class AsyncioStream(httpcore.AsyncNetworkStream):
 
 
 class AsyncioBackend(httpcore.AsyncNetworkBackend):
+    """``single_connection``: a second connect raises :class:`StreamRefused` (see the module docstring, 3.)."""
+
+    def __init__(self, *, single_connection: bool = False) -> None:
+        self._single_connection = single_connection
+        self._connected = False
+
     async def connect_tcp(
         self,
         host: str,
@@ -100,6 +123,10 @@ class AsyncioBackend(httpcore.AsyncNetworkBackend):
         local_address: str | None = None,
         socket_options: Iterable[typing.Any] | None = None,
     ) -> httpcore.AsyncNetworkStream:
+        if self._single_connection and self._connected:
+            # httpcore's pool is reconnecting behind the AVS client's back: refuse, the client reconnects itself.
+            raise StreamRefused("the connection is gone; not opening another one")
+        self._connected = True
         try:
             async with asyncio.timeout(timeout):
                 reader, writer = await asyncio.open_connection(
@@ -142,7 +169,7 @@ class Http2Transport(httpx.AsyncHTTPTransport):
             keepalive_expiry=None,
             http1=False,
             http2=True,
-            network_backend=AsyncioBackend(),
+            network_backend=AsyncioBackend(single_connection=True),
         )
 
 
@@ -153,6 +180,12 @@ _ORIGINAL_HTTP2 = _httpcore_http2.AsyncHTTP2Connection
 
 class FlowSafeHTTP2Connection(_ORIGINAL_HTTP2):
     """httpcore's HTTP/2 connection, minus the flow-control stall described in the module docstring."""
+
+    async def handle_async_request(self, request: httpcore.Request) -> httpcore.Response:
+        try:
+            return await super().handle_async_request(request)
+        except httpcore.ConnectionNotAvailable:
+            raise StreamRefused("connection closing (GOAWAY)") from None
 
     def _send_window(self, stream_id: int) -> int:
         h2_state: typing.Any = self._h2_state
@@ -177,8 +210,8 @@ class FlowSafeHTTP2Connection(_ORIGINAL_HTTP2):
 
 def install_flow_fix() -> bool:
     """Make httpcore build :class:`FlowSafeHTTP2Connection` (it imports the class by name when connecting)."""
-    needed = ("_wait_for_outgoing_flow", "_read_incoming_data", "_h2_state")
-    if not all(hasattr(_ORIGINAL_HTTP2, name) or name == "_h2_state" for name in needed):
+    needed = ("_wait_for_outgoing_flow", "_read_incoming_data", "handle_async_request")
+    if not all(hasattr(_ORIGINAL_HTTP2, name) for name in needed):
         _LOGGER.warning("httpcore changed; HTTP/2 flow-control fix not installed")
         return False
     _httpcore_http2.AsyncHTTP2Connection = FlowSafeHTTP2Connection  # type: ignore[misc]

@@ -13,6 +13,7 @@ from pathlib import Path
 from avsd.emulator.scenario import load_scenario
 from avsd.emulator.server import Emulator, EmulatorSettings
 from avsd.errors import ConfigError
+from avsd.logredact import protect_root_handlers
 
 _log = logging.getLogger(__name__)
 _DEFAULTS = EmulatorSettings()
@@ -93,6 +94,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--debug", action="store_true")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.debug else logging.INFO)
+    protect_root_handlers()  # --debug must not print the clients' bearer tokens (hpack logs headers)
     return asyncio.run(run(args))
 
 

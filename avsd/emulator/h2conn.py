@@ -181,7 +181,14 @@ class ServerConnection:
         await self._tasks.cancel_all()
         with contextlib.suppress(Exception):
             async with asyncio.timeout(_CLOSE_TIMEOUT_S):
-                await self._writer.wait_closed()
+                try:
+                    await self._writer.wait_closed()
+                except asyncio.CancelledError:
+                    # The close waiter is one future shared by every caller: a cancelled caller (a GOAWAY task that
+                    # stop() cancels) cancels it under the others. Only our own cancellation propagates.
+                    task = asyncio.current_task()
+                    if task is not None and task.cancelling():
+                        raise
 
     def abort(self) -> None:
         """Drop the TCP connection at once, as a network outage does (no GOAWAY, no TLS close_notify); the

@@ -47,6 +47,7 @@ from avsd.emulator.replies import (
 from avsd.emulator.scenario import Rule, RuleBook, Scenario
 from avsd.emulator.tls import make_self_signed, server_ssl_context
 from avsd.errors import AvsConnectionError
+from avsd.logredact import quiet_protocol_loggers
 from avsd.tasks import TaskSet
 
 _log = logging.getLogger(__name__)
@@ -154,6 +155,7 @@ class Emulator:
     # ------------------------------------------------------------------------------------------ lifecycle
 
     async def start(self) -> None:
+        quiet_protocol_loggers()  # h2/hpack on the server side log the clients' headers at DEBUG
         if self._cert_dir is None:
             self._cert_dir = Path(tempfile.mkdtemp(prefix="avsd-emulator-"))
         cert, key = make_self_signed(self._cert_dir, hosts=_cert_hosts(self.host))

@@ -18,6 +18,8 @@ from pathlib import Path
 
 import lameenc
 
+from avsd.logredact import protect_root_handlers
+
 _log = logging.getLogger(__name__)
 
 ASSET_PATH = Path(__file__).with_name("assets") / "reply.mp3"
@@ -110,4 +112,5 @@ def write_fallback_asset(path: Path = ASSET_PATH) -> int:
 
 if __name__ == "__main__":
     logging.basicConfig(level=logging.INFO)
+    protect_root_handlers()
     _log.info("wrote %s (%d bytes)", ASSET_PATH, write_fallback_asset())

@@ -16,6 +16,18 @@ from avsd.errors import DirectiveParseError, NotConnectedError
 LIMIT = 5.0
 
 
+class Journal(list[str]):
+    """The handlers' log; ``changed`` is set on every entry so tests wait on it instead of polling."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.changed = asyncio.Event()
+
+    def append(self, entry: str) -> None:
+        super().append(entry)
+        self.changed.set()
+
+
 class RecordingHandler:
     """Records start/end/cancel per directive. Payload flags steer it:
     ``hold`` waits until released (by the test or by cancel()), ``stubborn`` ignores cancel(),
@@ -64,7 +76,7 @@ class RecordingHandler:
 
 class Rig:
     def __init__(self, settings: SequencerSettings | None = None) -> None:
-        self.journal: list[str] = []
+        self.journal = Journal()
         self.reports: list[Event] = []
         self.fail_reports = False
         self.seq = DirectiveSequencer(self.on_exception, settings)
@@ -84,7 +96,8 @@ class Rig:
 
     async def wait_for(self, entry: str) -> None:
         while entry not in self.journal:
-            await asyncio.sleep(0.001)
+            self.journal.changed.clear()
+            await self.journal.changed.wait()
 
 
 def d(qualified: str, tag: str, dialog: str | None = None, **payload: Any) -> Directive:
@@ -306,3 +319,30 @@ async def test_handler_registered_while_running_gets_a_lane(rig: Rig) -> None:
         rig.seq.submit(d("Alerts.SetAlert", "a1", None))
         await rig.seq.idle()
     assert rig.journal == ["start a1", "end a1"]
+
+
+async def test_idle_waits_on_progress_without_polling(rig: Rig, monkeypatch: pytest.MonkeyPatch) -> None:
+    """idle() is awaited for a whole answer in production: it must sleep until work moves, never poll a timer."""
+    async with asyncio.timeout(LIMIT):
+        await rig.seq.new_dialog("d1")
+        rig.seq.submit(d("SpeechSynthesizer.Speak", "s1", "d1", hold=True))
+        rig.seq.submit(d("Speaker.SetVolume", "v1", "d1"))
+        await rig.wait_for("start s1")
+        timers: list[float] = []
+        real_sleep = asyncio.sleep
+
+        async def no_timers(delay: float, result: object = None) -> object:
+            if delay > 0:
+                timers.append(delay)
+            return await real_sleep(delay, result)
+
+        monkeypatch.setattr(asyncio, "sleep", no_timers)
+        idle = asyncio.create_task(rig.seq.idle())
+        for _ in range(20):  # the handler is held: idle must stay pending, parked on an event
+            await real_sleep(0)
+        assert not idle.done() and not rig.seq.is_idle()
+        rig.speech.release("s1")
+        await idle
+        assert rig.seq.is_idle()
+        assert rig.journal[-2:] == ["start v1", "end v1"]  # the Speak blocked the dialog until released
+        assert timers == [], f"idle() polled with sleeps of {timers} s"

@@ -8,7 +8,6 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-import httpx
 import pytest
 
 from avsd.avs.attachments import AttachmentStore
@@ -16,6 +15,7 @@ from avsd.avs.auth import TokenProvider
 from avsd.avs.client import AvsClient, ConnectionSettings, ConnectionState, make_ssl_context
 from avsd.avs.context import ContextRegistry
 from avsd.avs.credentials import Credentials, save_credentials
+from avsd.avs.http import HttpClient
 from avsd.avs.messages import Directive, context_entry
 from avsd.emulator.server import Emulator
 
@@ -48,14 +48,20 @@ class Device:
 
 @contextlib.asynccontextmanager
 async def connected_device(
-    tmp_path: Path, emulator: Emulator, settings: ConnectionSettings | None = None, *, start: bool = True
+    tmp_path: Path,
+    emulator: Emulator,
+    settings: ConnectionSettings | None = None,
+    *,
+    start: bool = True,
+    token_url: str | None = None,
+    refresh_token: str | None = None,
 ) -> AsyncIterator[Device]:
     credentials = tmp_path / "credentials.json"
-    save_credentials(credentials, Credentials("avsd-test", emulator.refresh_token))
+    save_credentials(credentials, Credentials("avsd-test", refresh_token or emulator.refresh_token))
     ssl_context = make_ssl_context(str(emulator.ca_file))
-    http = httpx.AsyncClient(http2=True, verify=ssl_context)
+    http = HttpClient(ssl_context=ssl_context)
     tokens = TokenProvider(
-        token_url=emulator.base_url + "/auth/o2/token", credentials_path=credentials, http=http
+        token_url=token_url or emulator.base_url + "/auth/o2/token", credentials_path=credentials, http=http
     )
     context = ContextRegistry()
     context.register(lambda: context_entry("SpeechRecognizer", "RecognizerState", {"wakeword": "ALEXA"}))

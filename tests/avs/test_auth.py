@@ -17,6 +17,7 @@ import pytest
 from avsd.avs.auth import TokenProvider, parse_token_response
 from avsd.avs.backoff import Backoff
 from avsd.avs.credentials import Credentials, load_credentials, save_credentials
+from avsd.avs.http import HttpClient, HttpReply
 from avsd.errors import AuthError, AuthUnavailableError, CredentialsError
 
 
@@ -63,6 +64,10 @@ def _response(status: int, body: object) -> httpx.Response:
     return httpx.Response(status, json=body)
 
 
+def _reply(status: int, body: object) -> HttpReply:
+    return HttpReply(status, {"content-type": "application/json"}, json.dumps(body).encode())
+
+
 def _grant(**changes: object) -> dict[str, object]:
     grant: dict[str, object] = {"access_token": "a", "refresh_token": "r", "token_type": "bearer", "expires_in": 5}
     return {**grant, **changes}
@@ -82,7 +87,7 @@ def _grant(**changes: object) -> dict[str, object]:
 )
 def test_token_response_validation(status: int, body: object, error: type[Exception], code: str) -> None:
     with pytest.raises(error) as info:
-        parse_token_response(_response(status, body))
+        parse_token_response(_reply(status, body))
     assert getattr(info.value, "error", None) == code
     if error is AuthError:
         assert not isinstance(info.value, AuthUnavailableError)
@@ -123,7 +128,7 @@ class FakeClock:
 def _provider(tmp_path: Path, lwa: FakeLwa, clock: FakeClock) -> TokenProvider:
     path = tmp_path / "credentials.json"
     save_credentials(path, Credentials("client-1", "Atzr|original"))
-    http = httpx.AsyncClient(transport=httpx.MockTransport(lwa))
+    http = HttpClient(transport=httpx.MockTransport(lwa))
     return TokenProvider(token_url="https://lwa.test/auth/o2/token", credentials_path=path, http=http, clock=clock)
 
 
@@ -184,7 +189,7 @@ async def test_unreachable_lwa_is_retryable_and_says_nothing_secret(tmp_path: Pa
 
     path = tmp_path / "credentials.json"
     save_credentials(path, Credentials("client-1", "Atzr|original"))
-    http = httpx.AsyncClient(transport=httpx.MockTransport(refuse))
+    http = HttpClient(transport=httpx.MockTransport(refuse))
     provider = TokenProvider(token_url="https://lwa.test/t", credentials_path=path, http=http)
     with pytest.raises(AuthUnavailableError) as info:
         await provider.get_token()

@@ -22,13 +22,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-import httpx
-
 from avsd.audio.frames import FRAME_BYTES
 from avsd.avs.attachments import AttachmentStore, content_id_from_url
 from avsd.avs.auth import TokenProvider
 from avsd.avs.client import AvsClient, ConnectionSettings, make_ssl_context
 from avsd.avs.context import ContextRegistry
+from avsd.avs.http import HttpClient
 from avsd.avs.messages import Directive, context_entry
 from avsd.dialog import Initiator, recognize_event
 from avsd.errors import AvsdError
@@ -114,7 +113,7 @@ class AvsBackend:
     ) -> None:
         self.settings = settings
         self.ssl_context = make_ssl_context(settings.ca_file)
-        self._http = httpx.AsyncClient(http2=True, verify=self.ssl_context, timeout=60.0)
+        self._http = HttpClient(ssl_context=self.ssl_context, timeout=60.0)
         self.tokens = TokenProvider(token_url=token_url, credentials_path=credentials_path, http=self._http)
         self.context = ContextRegistry()
         self.context.register(lambda: context_entry("SpeechRecognizer", "RecognizerState", {"wakeword": "ALEXA"}))

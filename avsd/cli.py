@@ -105,6 +105,12 @@ def build_parser() -> argparse.ArgumentParser:
     config.add_argument("--check", type=Path, default=None, metavar="FILE", help="validate FILE; exit 78 if bad")
     _add_common(config)
 
+    ask = sub.add_parser("ask", help="send WAV files or text to Alexa, save the replies (MP3 + WAV)")
+    from avsd.ask import add_arguments as add_ask_arguments
+
+    add_ask_arguments(ask)
+    _add_common(ask)
+
     emulator = sub.add_parser("emulator", help="run the local AVS server (emulator)")
     from avsd.emulator.cli import add_arguments as add_emulator_arguments
 
@@ -155,6 +161,11 @@ def _dispatch(args: argparse.Namespace) -> int:
 
         setup_logging("info" if args.command == "phone" else "warning", debug=args.debug)
         return asyncio.run(run_phone(args) if args.command == "phone" else run_sim(args))
+    if args.command == "ask":
+        from avsd.ask import run_ask
+
+        setup_logging("error", debug=args.debug)
+        return asyncio.run(run_ask(args))
     if args.command == "demo":
         from avsd.demo import run_demo
 

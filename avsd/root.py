@@ -6,6 +6,7 @@
                  avsd demo (demo.py) ──build_daemon─────> Daemon with a WAV source and WAV-sink players
                  tests (harness.py)  ──build_daemon─────> Daemon with a fed source
                  headless sessions   ──build_session────> Daemon with CapturePlayers, no microphone, no hardware
+                 library, avsd ask   ──build_headless_session──> HeadlessSession (concurrent asks, replies as received)
 
 Protocol modules (``avsd/wake/base.py``, ``avsd/playback/base.py``) define seams only; which engine, which player
 backend, which hardware is chosen here, from the config, and handed to the parts that use them at construction.
@@ -36,10 +37,13 @@ from avsd.wake.base import EngineName, WakeEngine, WakeSettings
 
 if TYPE_CHECKING:
     from avsd.appliance import Reloader, SourceOpener, StatusReporter
+    from avsd.avs.client import ConnectionSettings
+    from avsd.avs.credentials import Credentials
     from avsd.control import ControlServer
     from avsd.daemon import Daemon
     from avsd.hw.leds import Led, LedSettings
     from avsd.hw.wiring import Hardware
+    from avsd.session import HeadlessSession
     from avsd.systemd import AudioHeartbeat, SystemdNotifier
 
 _LOGGER = logging.getLogger(__name__)
@@ -192,6 +196,67 @@ def build_session(
 
     headless = dataclasses.replace(config, wake=dataclasses.replace(config.wake, engine=EngineName.NONE.value))
     return build_daemon(headless, open_audio=open_audio, players=players or capture_players(), engine=NullEngine())
+
+
+def build_headless_session(
+    settings: ConnectionSettings,
+    *,
+    credentials: Credentials | None = None,
+    credentials_path: Path | None = None,
+    token_url: str = "",
+    ask_timeout_s: float = 30.0,
+) -> HeadlessSession:
+    """The library's and ``avsd ask``'s session (:mod:`avsd.session`): the same client core and sequencer, asks
+    answered side by side on one connection, each keeping its directives and its audio as received (MP3).
+
+    Not :func:`build_session`: that one is a whole device (one current dialog, replies decoded by CapturePlayers,
+    a state directory and a credentials file), which a library caller with ten concurrent asks, in-memory
+    credentials or none does not have. Credentials: ``credentials`` (kept in memory), else ``credentials_path``
+    (avsd's credentials file), else none (a local server that accepts any token). Call inside a running loop.
+    """
+    from avsd.agents.events import EventQueue
+    from avsd.agents.sequencer import DirectiveSequencer, SequencerSettings
+    from avsd.agents.speech_recognizer import SpeechRecognizerAgent
+    from avsd.agents.system import SystemAgent
+    from avsd.avs.attachments import AttachmentStore
+    from avsd.avs.auth import TokenProvider
+    from avsd.avs.client import AvsClient, make_ssl_context
+    from avsd.avs.context import ContextRegistry
+    from avsd.avs.http import HttpClient
+    from avsd.avs.messages import Directive, Event
+    from avsd.session import AnonymousTokens, HeadlessSession, headless_context
+
+    ssl_context = make_ssl_context(settings.ca_file)
+    lwa_http: HttpClient | None = None
+    tokens: TokenProvider
+    if credentials is None and credentials_path is None:
+        tokens = AnonymousTokens()
+    else:
+        lwa_http = HttpClient(ssl_context=ssl_context, timeout=60.0)
+        tokens = TokenProvider(
+            token_url=token_url, credentials_path=credentials_path, http=lwa_http, credentials=credentials
+        )
+    context = ContextRegistry()
+    for provider in headless_context():
+        context.register(provider)
+    route: list[Callable[[Directive], None]] = []  # the session's router, once it exists
+    events: list[EventQueue] = []
+
+    async def send_exception(event: Event) -> None:
+        events[0].send(event)
+
+    sequencer = DirectiveSequencer(send_exception, SequencerSettings())
+    attachments = AttachmentStore()
+    client = AvsClient(settings, tokens, context=context, on_directive=lambda d: route[0](d),
+                       attachments=attachments, ssl_context=ssl_context)
+    events.append(EventQueue(client.send_event))
+    system = SystemAgent(client=client, events=events[0])
+    session = HeadlessSession(client=client, sequencer=sequencer, events=events[0], system=system,
+                              attachments=attachments, tokens=tokens, lwa_http=lwa_http, ask_timeout_s=ask_timeout_s)
+    route.append(session.route)
+    sequencer.register(system)
+    sequencer.register(SpeechRecognizerAgent(session))
+    return session
 
 
 def select_led_driver(settings: LedSettings, *, pin_factory: object | None = None) -> Led:
@@ -398,6 +463,7 @@ __all__ = [
     "build_appliance",
     "build_daemon",
     "build_hardware",
+    "build_headless_session",
     "build_pipeline",
     "build_players",
     "build_session",

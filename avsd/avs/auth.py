@@ -21,7 +21,7 @@ from pathlib import Path
 
 from avsd.avs.credentials import Credentials, load_credentials, save_credentials
 from avsd.avs.http import HttpClient, HttpReply
-from avsd.errors import AuthError, AuthUnavailableError, AvsConnectionError
+from avsd.errors import AuthError, AuthUnavailableError, AvsConnectionError, CredentialsError
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -93,17 +93,20 @@ class TokenProvider:
         self,
         *,
         token_url: str,
-        credentials_path: Path,
+        credentials_path: Path | None,
         http: HttpClient,
         refresh_ahead_s: float = 300.0,
         clock: Callable[[], float] = time.monotonic,
+        credentials: Credentials | None = None,
     ) -> None:
+        # ``credentials`` given (the library's arguments): kept in memory; a rotated refresh token is written to
+        # ``credentials_path`` only when there is one.
         self._token_url = token_url
         self._credentials_path = credentials_path
         self._http = http
         self._refresh_ahead_s = refresh_ahead_s
         self._clock = clock
-        self._credentials: Credentials | None = None
+        self._credentials: Credentials | None = credentials
         self._token: AccessToken | None = None
         self._refreshing: asyncio.Task[AccessToken] | None = None
         self.refresh_count = 0
@@ -111,6 +114,8 @@ class TokenProvider:
     @property
     def credentials(self) -> Credentials:
         if self._credentials is None:
+            if self._credentials_path is None:
+                raise CredentialsError("no credentials given and no credentials file")
             self._credentials = load_credentials(self._credentials_path)
         return self._credentials
 
@@ -157,7 +162,8 @@ class TokenProvider:
         if grant.refresh_token != credentials.refresh_token:
             # LWA rotated the refresh token: persist before relying on it, or a crash would lose the link.
             updated = credentials.with_refresh_token(grant.refresh_token)
-            await asyncio.to_thread(save_credentials, self._credentials_path, updated)
+            if self._credentials_path is not None:
+                await asyncio.to_thread(save_credentials, self._credentials_path, updated)
             self._credentials = updated
         token = AccessToken(grant.access_token, started + grant.expires_in)
         self._token = token

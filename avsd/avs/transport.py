@@ -9,7 +9,11 @@
    reading the socket. When another stream's reader (our downchannel, which always reads) already consumed that
    WINDOW_UPDATE while the uploader waited for the lock, the uploader then blocks on a read that nothing will
    answer: a Recognize upload that outran the server's window stalls until some unrelated frame arrives.
-   :class:`FlowSafeHTTP2Connection` re-checks the window under the read lock before reading.
+   :class:`FlowSafeHTTP2Connection` re-checks the window under the read lock before reading. The same holds the
+   other way round: a reader that gets the lock before the waiting uploader (another event stream waiting for
+   its answer, e.g. during the server's think time) must not block on the socket while an uploader's window is
+   open, or every concurrent upload stalls until that answer comes (measured: asks serialized one think time
+   apart); so no reader blocks while any uploader waiting for flow could send.
 
 3. When a GOAWAY names a last stream id below a request's stream, httpcore raises ``ConnectionNotAvailable`` and
    its pool silently re-sends the request on a NEW connection. For an event whose body was a stream that re-send
@@ -187,22 +191,39 @@ class FlowSafeHTTP2Connection(_ORIGINAL_HTTP2):
         except httpcore.ConnectionNotAvailable:
             raise StreamRefused("connection closing (GOAWAY)") from None
 
+    def __init__(self, *args: typing.Any, **kwargs: typing.Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._avsd_flow_waiters: set[int] = set()  # streams inside _wait_for_outgoing_flow
+
+    def _an_uploader_can_send(self) -> bool:
+        for stream_id in self._avsd_flow_waiters:
+            with contextlib.suppress(Exception):  # a stream reset meanwhile: h2 raises for its window
+                if self._send_window(stream_id) > 0:
+                    return True
+        return False
+
     def _send_window(self, stream_id: int) -> int:
         h2_state: typing.Any = self._h2_state
         return int(min(h2_state.local_flow_control_window(stream_id), h2_state.max_outbound_frame_size))
 
     async def _wait_for_outgoing_flow(self, request: httpcore.Request, stream_id: int) -> int:
         token = _WAITING_FOR_FLOW.set(stream_id)
+        self._avsd_flow_waiters.add(stream_id)
         try:
             return int(await super()._wait_for_outgoing_flow(request, stream_id))
         finally:
+            self._avsd_flow_waiters.discard(stream_id)
             _WAITING_FOR_FLOW.reset(token)
 
     async def _read_incoming_data(self, request: httpcore.Request) -> list[typing.Any]:
         # Called with the read lock held. If the window we wait for opened while we queued for the lock, read
-        # nothing: the caller re-checks the window and sends.
+        # nothing: the caller re-checks the window and sends. If another uploader's window is open, read nothing
+        # either: returning lets the lock go to it (anyio's lock hands over to waiters in order).
         stream_id = _WAITING_FOR_FLOW.get()
         if stream_id is not None and self._send_window(stream_id) > 0:
+            return []
+        if self._an_uploader_can_send():
+            await asyncio.sleep(0)  # let the uploader take the lock before this reader queues for it again
             return []
         events: list[typing.Any] = await super()._read_incoming_data(request)
         return events

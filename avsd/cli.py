@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from avsd import __version__
+from avsd.backends import Backend
 from avsd.errors import AvsdError, ConfigError, CredentialsError
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_CONFIG = 0, 1, 2, 78
@@ -66,6 +67,10 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--fast", action="store_true", help="feed the WAV as fast as possible, not in real time")
     demo.add_argument("--engine", default=None, help="wake-word engine (default: the configured one)")
     demo.add_argument("--config", type=Path, default=None, help="TOML config for the device side")
+    demo.add_argument(
+        "--backend", choices=[b.value for b in Backend], default=Backend.EMULATOR.value,
+        help="who answers: emulator (scenarios), assistant (the offline assistant); avs = Amazon",
+    )
     _add_common(demo)
 
     login = sub.add_parser("login", help="link this device to an Amazon account (Code-Based Linking)")

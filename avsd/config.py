@@ -32,6 +32,7 @@ from avsd.agents.capabilities import CapabilitiesSettings
 from avsd.agents.notifications import NotificationsSettings
 from avsd.agents.sequencer import SequencerSettings
 from avsd.agents.speaker import SpeakerSettings
+from avsd.assistant.settings import AssistantSettings
 from avsd.audio.endpointer import EndpointerSettings
 from avsd.audio.source import AudioSettings
 from avsd.avs.attachments import AttachmentSettings
@@ -102,6 +103,7 @@ class Config:
     alerts: AlertsSettings = field(default_factory=AlertsSettings)
     capabilities: CapabilitiesSettings = field(default_factory=CapabilitiesSettings)
     sequencer: SequencerSettings = field(default_factory=SequencerSettings)
+    assistant: AssistantSettings = field(default_factory=AssistantSettings)
     attachments: AttachmentSettings = field(default_factory=AttachmentSettings)
     phone: PhoneSettings = field(default_factory=PhoneSettings)
 
@@ -335,6 +337,7 @@ SECTION_HELP: dict[str, str] = {
     "notifications": "notification indicator and sounds",
     "alerts": "timers, alarms and reminders",
     "capabilities": "the capabilities published to AVS",
+    "assistant": "the offline assistant (avs.backend = \"assistant\"): speech, music, optional servers",
     "sequencer": "the directive sequencer",
     "attachments": "memory for binary parts (Speak audio) while they arrive and until they are played",
 }

@@ -15,6 +15,7 @@ import json
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
@@ -22,8 +23,10 @@ from avsd.audio.wav_source import WavFileSource
 from avsd.avs.client import ConnectionState
 from avsd.avs.credentials import Credentials, save_credentials
 from avsd.avs.messages import Directive, Event
+from avsd.backends import Backend
 from avsd.config import Config, load_config, override
 from avsd.daemon import Daemon
+from avsd.emulator.brains import Brain
 from avsd.emulator.scenario import load_scenario
 from avsd.emulator.server import Emulator
 from avsd.hw.patterns import LedInputs, pattern_for
@@ -32,6 +35,8 @@ from avsd.state import Transition
 from avsd.wake.report import ObservedEngine, describe
 
 DEMO_WAV = Path(__file__).parent / "audio" / "assets" / "alexa-what-time-is-it.wav"
+# `--backend assistant` says something the offline assistant acts on (made by tests/fixtures/speechgen.py).
+ASSISTANT_WAV = Path(__file__).parent / "assistant" / "assets" / "alexa-set-a-timer-for-five-seconds.wav"
 DEMO_RING_S = 2.0  # the demo "presses stop" this long after an alert starts sounding
 DEMO_LINGER_S = 90.0  # at most this long waiting for the scenario's alerts after the input ended
 
@@ -90,8 +95,36 @@ def demo_config(base: Config, emulator: Emulator, state_dir: Path, out_dir: Path
     return config
 
 
+def demo_brain(backend: str, config: Config) -> Brain | None:
+    """The local server's brain for ``--backend``: None = the scenario brain (emulator)."""
+    if backend == Backend.ASSISTANT:
+        from avsd.assistant.brain import create_brain
+
+        brain: Brain = create_brain(config.assistant)
+        return brain
+    return None
+
+
+def print_caption(started: float) -> Callable[[Directive], None]:
+    """Show what the assistant says (the Speak caption, as Amazon sends it)."""
+
+    def show(directive: Directive) -> None:
+        if directive.header.name == "Speak" and isinstance(directive.payload.get("caption"), dict):
+            text = str(directive.payload["caption"].get("content", "")).rsplit("\n", 1)[-1]
+            print(f"{time.monotonic() - started:7.2f} s  Alexa says: {text!r}", flush=True)
+        elif directive.header.namespace in ("Alerts", "Speaker", "AudioPlayer"):
+            print(f"{time.monotonic() - started:7.2f} s  directive {directive.header.namespace}."
+                  f"{directive.header.name} {json.dumps(dict(directive.payload))}", flush=True)
+
+    return show
+
+
 async def run_demo(args: argparse.Namespace) -> int:
-    input_wav: Path = args.input or DEMO_WAV
+    backend = str(getattr(args, "backend", Backend.EMULATOR))
+    if backend == Backend.AVS:
+        print("avsd demo: --backend avs needs a linked device; use `avsd run` after `avsd login`", file=sys.stderr)
+        return 2
+    input_wav: Path = args.input or (ASSISTANT_WAV if backend == Backend.ASSISTANT else DEMO_WAV)
     if not input_wav.exists():  # noqa: ASYNC240 - start-up checks, before the loop has anything else to do
         print(f"avsd demo: no such WAV: {input_wav}", file=sys.stderr)
         return 2
@@ -102,7 +135,8 @@ async def run_demo(args: argparse.Namespace) -> int:
     events_file = args.events_json.open("w", encoding="utf-8") if args.events_json else None
     started = time.monotonic()
     try:
-        async with Emulator(cert_dir=out_dir / "emulator", scenario=scenario) as emulator:
+        brain = demo_brain(backend, base)
+        async with Emulator(cert_dir=out_dir / "emulator", scenario=scenario, brain=brain) as emulator:
             state_dir = out_dir / "state"
             save_credentials(state_dir / "credentials.json", Credentials("avsd-demo", emulator.refresh_token))
             config = demo_config(base, emulator, state_dir, out_dir, args.engine)
@@ -120,6 +154,7 @@ async def run_demo(args: argparse.Namespace) -> int:
 
             daemon.dialog.machine.add_observer(TransitionPrinter(started, daemon), name="demo printer")
             daemon.client.add_state_observer(on_connection)
+            daemon.client.directive_observers.add(print_caption(started), name="demo captions")
             if events_file is not None:
                 log = EventLog(events_file, started)
                 daemon.client.event_observers.add(log.event, name="EventLog.event")

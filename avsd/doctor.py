@@ -79,6 +79,8 @@ async def check_credentials(ctx: DoctorContext) -> CheckResult:
         return _skip("credentials", "no valid config")
     from avsd.avs.credentials import load_credentials
 
+    if ctx.config.avs.backend == "assistant":
+        return CheckResult("credentials", True, "not needed: avs.backend = assistant (offline)")
     try:
         load_credentials(ctx.config.credentials_path)
     except CredentialsError as exc:
@@ -96,6 +98,8 @@ async def check_token(ctx: DoctorContext) -> CheckResult:
     config = ctx.config
     if config is None:
         return _skip("token refresh", "no valid config")
+    if config.avs.backend == "assistant":
+        return CheckResult("token refresh", True, "not needed: avs.backend = assistant (offline)")
     from avsd.avs.auth import TokenProvider
 
     async with _http(config) as http:
@@ -115,6 +119,8 @@ async def check_token(ctx: DoctorContext) -> CheckResult:
 
 async def check_avs(ctx: DoctorContext) -> CheckResult:
     config = ctx.config
+    if config is not None and config.avs.backend == "assistant":
+        return CheckResult("AVS endpoint", True, "not needed: avs.backend = assistant (offline)")
     if config is None or ctx.access_token is None:
         return _skip("AVS endpoint", "no access token")
     from avsd.avs.client import resolve_endpoint
@@ -246,9 +252,20 @@ async def check_wake_word(ctx: DoctorContext) -> CheckResult:
     return CheckResult("wake word", True, f"{engine.name} loaded ({ctx.config.wake.keyword})")
 
 
+async def check_assistant(ctx: DoctorContext) -> CheckResult:
+    if ctx.config is None:
+        return _skip("assistant", "no valid config")
+    if ctx.config.avs.backend != "assistant":
+        return CheckResult("assistant", True, "not used (avs.backend = avs)")
+    from avsd.assistant.selftest import self_test
+
+    ok, detail, remedy = await asyncio.to_thread(self_test, ctx.config.assistant)
+    return CheckResult("assistant", True, detail) if ok else _fail("assistant", detail, remedy)
+
+
 CHECKS: tuple[Check, ...] = (
     check_config, check_credentials, check_token, check_avs,
-    check_microphone, check_speaker, check_gpio, check_wake_word,
+    check_microphone, check_speaker, check_gpio, check_wake_word, check_assistant,
 )
 
 

@@ -25,6 +25,7 @@ from avsd.appliance import (
     control_handlers,
 )
 from avsd.avs.credentials import load_credentials
+from avsd.backends import Backend
 from avsd.config import Config
 from avsd.root import build_appliance
 from avsd.systemd import handle_reload, run_watchdog
@@ -35,6 +36,16 @@ __all__ = ["HANG_ENV", "MonitoredSource", "Reloader", "StatusReporter", "control
 
 
 async def run_daemon(config: Config, args: argparse.Namespace, *, config_path: Path | None = None) -> int:
+    if config.avs.backend == Backend.ASSISTANT:
+        # The offline assistant in this process: a local AVS server on loopback that the device talks to.
+        from avsd.assistant.local import local_assistant
+
+        async with local_assistant(config) as device_config:
+            return await _run_daemon(device_config, args, config_path=config_path)
+    return await _run_daemon(config, args, config_path=config_path)
+
+
+async def _run_daemon(config: Config, args: argparse.Namespace, *, config_path: Path | None = None) -> int:
     # Unlinked device: say so once and exit 78, so systemd does not restart-loop; `avsd login` links it.
     load_credentials(config.credentials_path)
     loop = asyncio.get_running_loop()

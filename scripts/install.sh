@@ -22,6 +22,8 @@ Usage: install.sh [options]
   --extras LIST      pip extras of avsd to install (default: pi; "" for none)
   --pip-args ARGS    extra arguments for the final pip install (also: $AVSD_PIP_ARGS), e.g. "--no-deps"
   --python PATH      interpreter for the virtual environment (default: python3; needs >= 3.11)
+  --client-id ID     your AVS product's LWA client id: a new config talks to Amazon (avs.backend = "avs");
+                     without it a new config runs the offline assistant (avs.backend = "assistant")
   -h, --help         this text
 EOF
 }
@@ -34,6 +36,7 @@ APT=1
 EXTRAS="pi"
 PIP_ARGS="${AVSD_PIP_ARGS:-}"
 PYTHON="python3"
+CLIENT_ID=""
 
 while (($#)); do
     case "$1" in
@@ -48,6 +51,8 @@ while (($#)); do
         --pip-args=*) PIP_ARGS="${1#*=}" ;;
         --python) PYTHON="${2:?--python needs a path}"; shift ;;
         --python=*) PYTHON="${1#*=}" ;;
+        --client-id) CLIENT_ID="${2:?--client-id needs a value}"; shift ;;
+        --client-id=*) CLIENT_ID="${1#*=}" ;;
         -h | --help) usage; exit 0 ;;
         *) echo "install.sh: unknown option: $1" >&2; usage >&2; exit 2 ;;
     esac
@@ -185,6 +190,15 @@ else
     run mkdir -p "$ETC"
     if [[ -e "$SRC/config/avsd.toml" ]]; then
         run install -m 0644 "$SRC/config/avsd.toml" "$CONFIG"
+        # No Amazon credentials given: the appliance answers with the offline assistant (Amazon no longer
+        # registers new AVS products). With --client-id it talks to Amazon after `avsd login`.
+        if [[ -n "$CLIENT_ID" ]]; then
+            run sed -i "s|^client_id = \"\"|client_id = \"$CLIENT_ID\"|" "$CONFIG"
+            note "config: auth.client_id = $CLIENT_ID, avs.backend = avs (Amazon)"
+        else
+            run sed -i 's|^backend = "avs"|backend = "assistant"|' "$CONFIG"
+            note "config: avs.backend = assistant (no --client-id: the offline assistant answers)"
+        fi
     else
         printf '+ write %s (commented placeholder)\n' "$CONFIG"
         if ! ((DRY_RUN)); then
@@ -235,6 +249,11 @@ for line in "${SUMMARY[@]}"; do
     printf '    %s\n' "$line"
 done
 echo
+if [[ -z "$CLIENT_ID" ]] && grep -q '^backend = "assistant"' "$CONFIG" 2>/dev/null; then
+    echo "The offline assistant answers (avs.backend = \"assistant\" in $CONFIG): no Amazon account needed."
+    echo "Check it with: $BIN_LINK doctor --config $CONFIG"
+    exit 0
+fi
 echo "Next step: link the device to your Amazon account:"
 if ((SYSTEM)); then
     echo "    sudo -u avsd $BIN_LINK login --config $CONFIG"

@@ -148,3 +148,14 @@ def test_unknown_option_is_a_usage_error() -> None:
     result = _run("--frobnicate")
     assert result.returncode == 2
     assert "unknown option" in result.stderr
+
+
+def test_no_amazon_credentials_selects_the_offline_assistant(installed: Installed, tmp_path: Path) -> None:
+    """A new config without --client-id runs the offline assistant; with it, Amazon (after `avsd login`)."""
+    assert "config: avs.backend = assistant" in installed.first.stdout
+    assert "The offline assistant answers" in installed.first.stdout
+    amazon = _run("--dry-run", "--prefix", tmp_path / "amazon", "--client-id", "amzn1.application-oa2-client.x", *FAST)
+    assert amazon.returncode == 0, amazon.stderr
+    assert "config: auth.client_id = amzn1.application-oa2-client.x, avs.backend = avs" in amazon.stdout
+    assert "avs.backend = assistant" not in amazon.stdout
+    assert "link the device to your Amazon account" in amazon.stdout

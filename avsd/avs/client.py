@@ -51,6 +51,7 @@ from avsd.avs.messages import (
 )
 from avsd.avs.multipart import boundary_from_content_type, closing_delimiter, new_boundary, part_header
 from avsd.avs.response import DirectiveStreamReader
+from avsd.backends import DAEMON_BACKENDS
 from avsd.errors import (
     AuthError,
     AuthUnavailableError,
@@ -105,6 +106,13 @@ class ConnectionState(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class ConnectionSettings:
+    backend: str = field(
+        default="avs",
+        metadata={
+            "help": "avs = Amazon (needs avsd login); assistant = the offline assistant, in this process",
+            "choices": DAEMON_BACKENDS,
+        },
+    )
     endpoint: str = field(
         default="NA", metadata={"help": "AVS region NA / EU / FE, or a base URL such as the emulator's"}
     )

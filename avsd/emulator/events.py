@@ -34,11 +34,11 @@ from avsd.avs.multipart import (
     boundary_from_content_type,
     new_boundary,
 )
+from avsd.emulator.brains import Turn
 from avsd.emulator.faults import Fault, FaultKind, FaultTarget
 from avsd.emulator.h2conn import RequestStream, ServerConnection, StreamGoneError
 from avsd.emulator.record import RecordedRequest
 from avsd.emulator.replies import (
-    default_reply_text,
     directive_json,
     encode_response,
     qualified_name,
@@ -46,7 +46,6 @@ from avsd.emulator.replies import (
     validate_event,
 )
 from avsd.emulator.scenario import DirectiveSpec, Rule, render_payload
-from avsd.emulator.speech import synthesize_mp3_async
 from avsd.errors import MultipartError
 
 if TYPE_CHECKING:
@@ -58,6 +57,7 @@ RECOGNIZE = "SpeechRecognizer.Recognize"
 _CLOUD_ENDPOINTING_PROFILES = {"NEAR_FIELD", "FAR_FIELD"}
 _MAX_JSON_PART = 1024 * 1024
 _BYTES_PER_SECOND = 32000  # 16 kHz, 16-bit, mono (§4.3)
+_BRAIN_TIMEOUT_S = 30.0  # a brain that hangs (a stuck recogniser or bot) must not hold the stream forever
 _BODY_FAULTS = frozenset({FaultKind.TRICKLE, FaultKind.MALFORMED_JSON, FaultKind.MALFORMED_MULTIPART})
 # Faults after which the normal headers cannot be sent early.
 _LATE_HEADER_FAULTS = frozenset({FaultKind.STATUS, FaultKind.RST_STREAM, FaultKind.STALL})
@@ -91,6 +91,7 @@ class _Upload:
         self.stop_sent = False
         self.decoder: OpusStreamDecoder | None = None  # an OPUS upload
         self.early_headers_pending = False  # OPUS: send them once the first packets decode
+        self.turn: Turn | None = None  # the brain's ear on a Recognize no scenario rule answers
 
 
 class EventHandler:
@@ -99,6 +100,17 @@ class EventHandler:
 
     async def handle(self, conn: ServerConnection, stream: RequestStream, record: RecordedRequest) -> None:
         up = _Upload()
+        try:
+            await self._handle(conn, stream, record, up)
+        finally:
+            if up.turn is not None:
+                # A rejected or abandoned upload still ends its turn, so the brain frees what it holds (a
+                # recogniser). Answering twice is harmless: a turn's answer is computed once.
+                up.turn.end_of_speech()
+
+    async def _handle(
+        self, conn: ServerConnection, stream: RequestStream, record: RecordedRequest, up: _Upload
+    ) -> None:
         try:
             boundary = boundary_from_content_type(stream.headers.get("content-type", ""))
             parser = MultipartParser(boundary)
@@ -121,7 +133,7 @@ class EventHandler:
             return
         record.body_complete.set()
         assert up.plan is not None  # set together with up.event
-        await self._answer(conn, stream, record, up.event, up.plan)
+        await self._answer(conn, stream, record, up.event, up.plan, up.turn)
 
     # ------------------------------------------------------------------------------------------ upload
 
@@ -183,6 +195,8 @@ class EventHandler:
         if fault is not None:
             record.fault = str(fault.kind)
         if name == RECOGNIZE:
+            if rule is None:
+                up.turn = self._start_turn(doc)
             profile = str(doc["event"].get("payload", {}).get("profile", ""))
             if profile in _CLOUD_ENDPOINTING_PROFILES and self.emu.stop_capture:
                 if rule is not None and rule.stop_capture_after_s is not None:
@@ -222,6 +236,8 @@ class EventHandler:
             await self._endpoint(conn, up, pcm, len(record.audio))
 
     async def _endpoint(self, conn: ServerConnection, up: _Upload, data: bytes, total: int) -> None:
+        if up.turn is not None:
+            up.turn.feed(data)
         if up.stop_sent:
             return
         if up.stop_after_s is not None:
@@ -233,6 +249,8 @@ class EventHandler:
         if not done:
             return
         up.stop_sent = True
+        if up.turn is not None:
+            up.turn.end_of_speech()
         reason = up.endpointer.endpointer.result if up.endpointer is not None else "fixed delay"
         _log.info(
             "connection %d: cloud endpoint (%s) after %.2f s of audio -> StopCapture",
@@ -274,6 +292,7 @@ class EventHandler:
         record: RecordedRequest,
         event: dict[str, Any],
         plan: _Plan,
+        turn: Turn | None = None,
     ) -> None:
         fault, rule = plan.fault, plan.rule
         if fault is not None and fault.kind is FaultKind.RST_STREAM:
@@ -288,6 +307,9 @@ class EventHandler:
             await self.emu.respond_exception(conn, stream, record, fault.status, "injected fault")
             return
         status = plan.status
+        specs = await self._specs(event, rule, turn)
+        if status == 204 and specs:
+            status = plan.status = 200  # the brain answered an event with directives
         if status >= 400:
             await self.emu.respond_exception(conn, stream, record, status, "scenario rule")
             return
@@ -296,12 +318,6 @@ class EventHandler:
             return
         header = event["event"]["header"]
         drid = header.get("dialogRequestId") if isinstance(header.get("dialogRequestId"), str) else None
-        if rule is not None:
-            specs: tuple[DirectiveSpec, ...] = rule.directives
-        elif qualified_name(event) == RECOGNIZE:
-            specs = (DirectiveSpec("SpeechSynthesizer", "Speak", speech=self.reply_text()),)
-        else:
-            specs = ()
         json_parts: list[bytes] = []
         attachments: dict[str, bytes] = {}
         for spec in specs:
@@ -338,8 +354,30 @@ class EventHandler:
             return
         await self._push_quietly(conn, downchannel, raw, attachments)
 
-    def reply_text(self) -> str:
-        return self.emu.reply_text or default_reply_text(datetime.datetime.now().astimezone())
+    def _start_turn(self, event: dict[str, Any]) -> Turn | None:
+        try:
+            return self.emu.brain.recognize(event)
+        except Exception:
+            _log.exception("brain failed to start a turn; the Recognize will get no directives")
+            return None
+
+    async def _specs(
+        self, event: dict[str, Any], rule: Rule | None, turn: Turn | None
+    ) -> tuple[DirectiveSpec, ...]:
+        """The scenario rule's directives, else the brain's answer (a Recognize's turn, or any other event)."""
+        if rule is not None:
+            return rule.directives
+        # The brain is a boundary: whatever goes wrong inside it costs this answer, never the server.
+        try:
+            async with asyncio.timeout(_BRAIN_TIMEOUT_S):
+                if qualified_name(event) == RECOGNIZE:
+                    if turn is None:
+                        return ()  # the brain could not start a turn (logged)
+                    return (await turn.answer()).directives
+                return (await self.emu.brain.on_event(event)).directives
+        except Exception:
+            _log.exception("brain failed on %s; answering with no directives", qualified_name(event))
+            return ()
 
     async def render(
         self, spec: DirectiveSpec, dialog_request_id: str | None, event: dict[str, Any] | None = None
@@ -355,7 +393,7 @@ class EventHandler:
             payload.setdefault("url", f"cid:{cid}")
             payload.setdefault("format", "AUDIO_MPEG")
             payload.setdefault("token", f"amzn1.as-ct.v1.avsd-emulator#ACRI#{cid}")
-            attachments[cid] = await synthesize_mp3_async(spec.speech)
+            attachments[cid] = await self.emu.brain.speech(spec.speech)
         return directive_json(
             spec.namespace, spec.name, payload, str(uuid.uuid4()), dialog_request_id
         ), attachments

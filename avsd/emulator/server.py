@@ -33,6 +33,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 from avsd.audio.endpointer import EndpointerSettings
 from avsd.avs.messages import DIRECTIVES_PATH, EVENTS_PATH, PING_PATH, Directive, new_message_id
+from avsd.emulator.brains import Brain, ScenarioBrain
 from avsd.emulator.events import EventHandler
 from avsd.emulator.faults import Fault, FaultBook, FaultKind, FaultTarget
 from avsd.emulator.h2conn import RequestStream, ServerConnection, StreamGoneError
@@ -116,6 +117,7 @@ class Emulator:
         endpointer: EndpointerSettings | None = None,
         goaway_grace_s: float = 2.0,
         clock: Callable[[], float] = time.monotonic,
+        brain: Brain | None = None,
     ) -> None:
         self.host, self.port = host, port
         self._cert_dir, self._own_cert_dir = cert_dir, cert_dir is None
@@ -129,6 +131,8 @@ class Emulator:
         )
         self.scenario = scenario or Scenario()
         self.reply_text = reply_text or self.scenario.reply_text
+        # Who answers what no scenario rule answers (emulator/brains.py); the default is today's behaviour.
+        self.brain: Brain = brain or ScenarioBrain(self.reply_text)
         self.stop_capture = stop_capture
         self.accept_any_token = accept_any_token
         self.endpointer_settings = endpointer or EndpointerSettings()

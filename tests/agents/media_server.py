@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from avsd.emulator.speech import encode_mp3
+from avsd.speech.tts import encode_mp3
 
 RATE = 48000
 # A high bitrate on purpose: miniaudio's MP3 reader pulls 16 KiB before it decodes anything, so with 320 kbit/s a

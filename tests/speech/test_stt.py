@@ -1,0 +1,78 @@
+"""pocketsphinx with the assistant's grammar, on espeak-ng speech; streaming equals whole-utterance decoding."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Iterator
+
+import pytest
+
+from avsd.assistant.brain import grammar_recognizer
+from avsd.assistant.grammar import Language
+from avsd.speech.stt import PocketsphinxModel, VocabularyError, cut_dictionary
+
+
+@pytest.fixture(scope="module")
+def model() -> Iterator[PocketsphinxModel]:
+    lang = Language.load()
+    m = grammar_recognizer(lang)
+    yield m
+    m.close()
+
+
+@pytest.mark.parametrize(
+    ("text", "voice"),
+    [("what time is it", "en-us"), ("set the volume to four", "en-us+m3"), ("cancel the pasta timer", "en-us")],
+)
+def test_grammar_decoding(model: PocketsphinxModel, say: Callable[..., bytes], text: str, voice: str) -> None:
+    # Accuracy over voices, speeds and noise is measured by bench/bench_assistant.py; this checks the path.
+    assert model.transcribe(say(text, voice)).text == text
+
+
+async def test_streaming_decodes_while_audio_arrives(model: PocketsphinxModel, say: Callable[..., bytes]) -> None:
+    pcm = say("what can you do")
+    recognition = model.recognition()
+    for offset in range(0, len(pcm), 320):  # 10 ms frames, as the device uploads them
+        recognition.feed(pcm[offset : offset + 320])
+    async with asyncio.timeout(30):
+        transcript = await recognition.finish()
+    assert transcript.text == "what can you do"
+    assert transcript.text == model.transcribe(pcm).text
+    assert recognition.finish() is recognition.finish()  # idempotent
+
+
+def test_silence_and_noise_are_not_commands(model: PocketsphinxModel) -> None:
+    assert model.transcribe(bytes(32000)).text == ""
+
+
+def test_a_word_without_pronunciation_is_named() -> None:
+    with pytest.raises(VocabularyError, match="zzxqw"):
+        cut_dictionary(["time", "zzxqw"])
+    assert "unmute AH N M Y UW T" in cut_dictionary(["unmute"], {"unmute": "AH N M Y UW T"})
+
+
+def test_free_text_mode_with_hints(say: Callable[..., bytes]) -> None:
+    free = PocketsphinxModel(hints=["go forward ten meters", "what time is it"])
+    try:
+        assert free.snap_to_hint("what time is i") == "what time is it"
+        assert free.snap_to_hint("completely different") == "completely different"
+        assert free.transcribe(bytes(16000)).text == ""
+    finally:
+        free.close()
+
+
+def test_speech_gate_refuses_silence_and_steady_noise_not_a_short_answer() -> None:
+    import numpy as np
+
+    from avsd.speech.convert import resample
+    from avsd.speech.stt import has_speech
+    from avsd.speech.tts import espeak_pcm
+
+    rng = np.random.default_rng(3)
+    hiss = (rng.standard_normal(32000) * 1500).astype("<i2").tobytes()
+    assert not has_speech(bytes(32000))
+    assert not has_speech(hiss)
+    answer = resample(espeak_pcm("five minutes"), 16000).data  # no leading silence, as the virtual device sends
+    assert has_speech(answer)
+    mixed = (np.frombuffer(answer, "<i2") + rng.standard_normal(len(answer) // 2) * 300).astype("<i2").tobytes()
+    assert has_speech(mixed)

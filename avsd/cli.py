@@ -126,6 +126,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_emulator_arguments(emulator)
     _add_common(emulator)
+
+    from avsd.phone.cli import add_phone_arguments, add_sim_arguments
+
+    phone = sub.add_parser("phone", help="answer phone calls (Twilio Media Streams, Vonage websockets)")
+    add_phone_arguments(phone)
+    _add_common(phone)
+    phone_sim = sub.add_parser("phone-sim", help="call the phone bridge as Twilio or Vonage would")
+    add_sim_arguments(phone_sim)
+    _add_common(phone_sim)
     return parser
 
 
@@ -175,6 +184,11 @@ def _dispatch(args: argparse.Namespace) -> int:
 
         setup_logging("info", debug=args.debug)
         return asyncio.run(run_emulator(args))
+    if args.command in ("phone", "phone-sim"):
+        from avsd.phone.cli import run_phone, run_sim
+
+        setup_logging("info" if args.command == "phone" else "warning", debug=args.debug)
+        return asyncio.run(run_phone(args) if args.command == "phone" else run_sim(args))
     if args.command == "ask":
         from avsd.ask import run_ask
 

@@ -44,6 +44,7 @@ from avsd.errors import ConfigError
 from avsd.focus import FocusSettings
 from avsd.hw.button import ButtonSettings
 from avsd.hw.leds import LedSettings
+from avsd.phone.settings import PhoneSettings
 from avsd.playback.base import PlaybackSettings
 from avsd.settings import BoundError, check_bounds, describe, setting
 from avsd.wake.base import WakeSettings
@@ -106,6 +107,7 @@ class Config:
     sequencer: SequencerSettings = field(default_factory=SequencerSettings)
     assistant: AssistantSettings = field(default_factory=AssistantSettings)
     attachments: AttachmentSettings = field(default_factory=AttachmentSettings)
+    phone: PhoneSettings = field(default_factory=PhoneSettings)
 
     @property
     def state_dir(self) -> Path:

@@ -23,7 +23,8 @@ from typing import Any
 
 from avsd.avs.client import ConnectionSettings
 from avsd.avs.credentials import Credentials
-from avsd.errors import AuthError, AvsdError, ConfigError
+from avsd.backends import Backend, add_backend_argument
+from avsd.errors import AuthError, AvsdError
 from avsd.root import build_headless_session
 from avsd.session import HeadlessSession, Reply
 
@@ -37,9 +38,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, default=Path("."), help="directory for the replies (default: .)")
     parser.add_argument("--concurrency", type=int, default=4, help=f"asks in flight at once, 1-{MAX_CONCURRENCY}")
     parser.add_argument("--json", action="store_true", help="one JSON object per input instead of a text line")
-    parser.add_argument("--backend", choices=BACKENDS, default="avs",
-                        help="avs (Amazon, needs `avsd login`), emulator (the local server, in this process)")
-    parser.add_argument("--scenario", type=Path, default=None, help="emulator scenario (TOML or JSON)")
+    add_backend_argument(parser, default=Backend.AVS)  # the one --backend/--scenario definition (avsd/backends.py)
     parser.add_argument("--config", type=Path, default=None, help="TOML config for --backend avs")
     parser.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for each answer")
 
@@ -64,19 +63,20 @@ def usage_problem(args: argparse.Namespace) -> str | None:
 
 @contextlib.asynccontextmanager
 async def backend_session(args: argparse.Namespace) -> AsyncIterator[HeadlessSession]:
-    """The one place ``--backend`` is turned into a session (merges with the shared definition later)."""
-    if args.backend == "emulator":
-        from avsd.emulator.scenario import load_scenario
-        from avsd.emulator.server import Emulator
+    """``--backend`` (avsd/backends.py) turned into one headless session."""
+    if args.backend in (Backend.EMULATOR, Backend.ASSISTANT):
+        from avsd.backends import open_backend
+        from avsd.config import load_config
 
-        scenario = load_scenario(args.scenario) if args.scenario else None
-        async with Emulator(scenario=scenario) as emulator:
-            settings = ConnectionSettings(endpoint=emulator.base_url, ca_file=str(emulator.ca_file),
+        config = load_config(args.config) if args.config else None
+        async with open_backend(Backend(args.backend), scenario_path=args.scenario, config=config) as backend:
+            assert backend.refresh_token is not None  # a local server always has one
+            settings = ConnectionSettings(endpoint=backend.endpoint, ca_file=backend.ca_file,
                                           event_timeout_s=args.timeout)
             session = build_headless_session(
                 settings,
-                credentials=Credentials("avsd-ask", emulator.refresh_token),
-                token_url=emulator.base_url + "/auth/o2/token",
+                credentials=Credentials("avsd-ask", backend.refresh_token),
+                token_url=backend.endpoint + "/auth/o2/token",
                 ask_timeout_s=args.timeout,
             )
             try:
@@ -84,8 +84,6 @@ async def backend_session(args: argparse.Namespace) -> AsyncIterator[HeadlessSes
             finally:
                 await session.close()
         return
-    if args.backend == "assistant":
-        raise ConfigError("--backend", "the offline assistant backend is not part of this build yet")
     from avsd.config import load_config, override
 
     config = override(load_config(args.config), "avs.event_timeout_s", args.timeout)

@@ -12,10 +12,14 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from avsd import __version__
-from avsd.backends import Backend
+from avsd.backends import Backend, add_backend_argument
 from avsd.errors import AvsdError, ConfigError, CredentialsError
+
+if TYPE_CHECKING:
+    from avsd.config import Config
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_CONFIG = 0, 1, 2, 78
 
@@ -57,20 +61,21 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--hardware", choices=("auto", "mock", "none"), default="auto", help="GPIO: real pins, mock pins, or none"
     )
+    add_backend_argument(run, default=Backend.AVS)
     _add_common(run)
 
     demo = sub.add_parser("demo", help="run the whole pipeline offline against the built-in emulator")
     demo.add_argument("--input", type=Path, default=None, help="a WAV to speak to the device (default: shipped)")
-    demo.add_argument("--scenario", type=Path, default=None, help="emulator scenario (TOML or JSON)")
+    demo.add_argument("--say", action="append", default=[], metavar="TEXT",
+                      help="say TEXT to the device (espeak-ng); repeat: each next one answers when asked")
+    demo.add_argument("--tap", action="store_true", help="--say: tap the button instead of saying the wake word")
+    add_backend_argument(demo, default=Backend.EMULATOR)
     demo.add_argument("--events-json", type=Path, default=None, help="write every event and directive as JSON lines")
     demo.add_argument("--out", type=Path, default=None, help="directory for the reply WAVs (default: a temp dir)")
-    demo.add_argument("--fast", action="store_true", help="feed the WAV as fast as possible, not in real time")
+    demo.add_argument("--fast", action="store_true",
+                      help="feed the input and play the replies as fast as possible, not in real time")
     demo.add_argument("--engine", default=None, help="wake-word engine (default: the configured one)")
     demo.add_argument("--config", type=Path, default=None, help="TOML config for the device side")
-    demo.add_argument(
-        "--backend", choices=[b.value for b in Backend], default=Backend.EMULATOR.value,
-        help="who answers: emulator (scenarios), assistant (the offline assistant); avs = Amazon",
-    )
     _add_common(demo)
 
     login = sub.add_parser("login", help="link this device to an Amazon account (Code-Based Linking)")
@@ -122,6 +127,15 @@ def build_parser() -> argparse.ArgumentParser:
     add_emulator_arguments(emulator)
     _add_common(emulator)
 
+    from avsd.phone.cli import add_phone_arguments, add_sim_arguments
+
+    phone = sub.add_parser("phone", help="answer phone calls (Twilio Media Streams, Vonage websockets)")
+    add_phone_arguments(phone)
+    _add_common(phone)
+    phone_sim = sub.add_parser("phone-sim", help="call the phone bridge as Twilio or Vonage would")
+    add_sim_arguments(phone_sim)
+    _add_common(phone_sim)
+
     from avsd.vdevice.cli import add_test_arguments, add_vdevice_arguments
 
     vdevice = sub.add_parser("vdevice", help="serve Bespoken's Virtual Device API (skill tests) on loopback")
@@ -139,6 +153,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help(sys.stderr)
         return EXIT_USAGE
+    # Before anything opens PortAudio or VLC: libasound's and libjack's stderr chatter goes to the log instead.
+    from avsd.audio.native_log import route_native_audio_errors
+
+    route_native_audio_errors()
     try:
         return _dispatch(args)
     except KeyboardInterrupt:
@@ -155,12 +173,31 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_FAILURE
 
 
+async def _run_on_backend(config: Config, args: argparse.Namespace, path: Path | None) -> int:
+    """``avsd run --backend emulator [--scenario FILE]``: the daemon against a local emulator in the process (its
+    credentials in a temporary directory; the configured state directory is used as usual)."""
+    import tempfile
+
+    from avsd.backends import open_backend, session_config
+    from avsd.main import run_daemon
+
+    with tempfile.TemporaryDirectory(prefix="avsd-run-") as scratch:
+        async with open_backend(args.backend, scenario_path=args.scenario, cert_dir=Path(scratch)) as session:
+            print(f"avsd run: {session.describe()}", file=sys.stderr, flush=True)
+            return await run_daemon(session_config(config, session, Path(scratch)), args, config_path=path)
+
+
 def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "emulator":
         from avsd.emulator.cli import run as run_emulator
 
         setup_logging("info", debug=args.debug)
         return asyncio.run(run_emulator(args))
+    if args.command in ("phone", "phone-sim"):
+        from avsd.phone.cli import run_phone, run_sim
+
+        setup_logging("info" if args.command == "phone" else "warning", debug=args.debug)
+        return asyncio.run(run_phone(args) if args.command == "phone" else run_sim(args))
     if args.command == "ask":
         from avsd.ask import run_ask
 
@@ -183,6 +220,12 @@ def _dispatch(args: argparse.Namespace) -> int:
         path = _config_path(args)
         config = load_config(path)
         setup_logging(config.daemon.log_level, debug=args.debug)
+        if args.backend is Backend.ASSISTANT:  # the same as avs.backend = "assistant" in the config
+            from avsd.config import override
+
+            config = override(config, "avs.backend", Backend.ASSISTANT.value)
+        elif args.backend is Backend.EMULATOR or args.scenario is not None:
+            return asyncio.run(_run_on_backend(config, args, path))
         return asyncio.run(run_daemon(config, args, config_path=path))
     if args.command == "login":
         return _login(args)
@@ -197,6 +240,7 @@ def _dispatch(args: argparse.Namespace) -> int:
             return doctor_wake(load_config(_config_path(args)).wake, args.wake, sys.stdout)
         return asyncio.run(doctor(_config_path(args), sys.stdout, hardware=args.hardware))
     if args.command == "devices":
+        setup_logging("warning", debug=False)
         return _devices()
     if args.command in ("stop", "mute", "status"):
         from avsd.config import load_config

@@ -32,6 +32,7 @@ from avsd.agents.capabilities import CapabilitiesSettings
 from avsd.agents.notifications import NotificationsSettings
 from avsd.agents.sequencer import SequencerSettings
 from avsd.agents.speaker import SpeakerSettings
+from avsd.agents.template_runtime import TemplateRuntimeSettings
 from avsd.assistant.settings import AssistantSettings
 from avsd.audio.endpointer import EndpointerSettings
 from avsd.audio.source import AudioSettings
@@ -43,8 +44,10 @@ from avsd.errors import ConfigError
 from avsd.focus import FocusSettings
 from avsd.hw.button import ButtonSettings
 from avsd.hw.leds import LedSettings
+from avsd.phone.settings import PhoneSettings
 from avsd.playback.base import PlaybackSettings
 from avsd.settings import BoundError, check_bounds, describe, setting
+from avsd.vdevice.settings import VdeviceSettings
 from avsd.wake.base import WakeSettings
 
 T = TypeVar("T")
@@ -99,11 +102,14 @@ class Config:
     speaker: SpeakerSettings = field(default_factory=SpeakerSettings)
     audio_player: AudioPlayerSettings = field(default_factory=AudioPlayerSettings)
     notifications: NotificationsSettings = field(default_factory=NotificationsSettings)
+    template_runtime: TemplateRuntimeSettings = field(default_factory=TemplateRuntimeSettings)
     alerts: AlertsSettings = field(default_factory=AlertsSettings)
     capabilities: CapabilitiesSettings = field(default_factory=CapabilitiesSettings)
     sequencer: SequencerSettings = field(default_factory=SequencerSettings)
     assistant: AssistantSettings = field(default_factory=AssistantSettings)
     attachments: AttachmentSettings = field(default_factory=AttachmentSettings)
+    phone: PhoneSettings = field(default_factory=PhoneSettings)
+    vdevice: VdeviceSettings = field(default_factory=VdeviceSettings)
 
     @property
     def state_dir(self) -> Path:
@@ -333,10 +339,12 @@ SECTION_HELP: dict[str, str] = {
     "speaker": "volume",
     "audio_player": "music and other AudioPlayer content",
     "notifications": "notification indicator and sounds",
+    "template_runtime": "display cards (TemplateRuntime): off on a screenless appliance, on for headless front-ends",
     "alerts": "timers, alarms and reminders",
     "capabilities": "the capabilities published to AVS",
     "assistant": "the offline assistant (avs.backend = \"assistant\"): speech, music, optional servers",
     "sequencer": "the directive sequencer",
+    "vdevice": "the virtual device (avsd vdevice): Bespoken's Virtual Device API for skill tests",
     "attachments": "memory for binary parts (Speak audio) while they arrive and until they are played",
 }
 

@@ -42,6 +42,8 @@ from avsd.agents.speaker import SpeakerAgent
 from avsd.agents.speech_recognizer import SpeechRecognizerAgent
 from avsd.agents.speech_synthesizer import SpeechSynthesizer
 from avsd.agents.system import SystemAgent
+from avsd.agents.template_runtime import NAMESPACE as TEMPLATE_RUNTIME
+from avsd.agents.template_runtime import TemplateRuntimeAgent
 from avsd.avs.attachments import AttachmentStore
 from avsd.avs.auth import TokenProvider
 from avsd.avs.client import AvsClient, ConnectionState, make_ssl_context
@@ -176,6 +178,7 @@ class Daemon:
             focus=self.focus,
             ducker=self.speaker,
             settings=config.audio_player,
+            ca_file=config.playback.ca_file,
         )
         self.playback_controller = PlaybackControllerAgent(events=self.events, context=self.context.gather)
         self.notifications = NotificationsAgent(
@@ -185,6 +188,11 @@ class Daemon:
         )
         for agent in (self.speaker, self.audio_player, self.notifications):
             self.sequencer.register(agent)
+        # Display cards only when asked for: a screenless appliance does not declare TemplateRuntime.
+        self.templates: TemplateRuntimeAgent | None = None
+        if config.template_runtime.enabled:
+            self.templates = TemplateRuntimeAgent(config.template_runtime)
+            self.sequencer.register(self.templates)
         self.context.register(self.audio_player.context)
         self.context.register(self.speaker.context)
         self.context.register(self.notifications.context)
@@ -206,7 +214,10 @@ class Daemon:
     async def _publish_capabilities(self) -> None:
         """Once connected (every agent registered, a token at hand): PUT the capabilities if they changed."""
         await self.client.wait_connected()
-        body = capabilities_body(interfaces_from_context(self.context.gather()))
+        interfaces = interfaces_from_context(self.context.gather())
+        if self.templates is not None:
+            interfaces.append(TEMPLATE_RUNTIME)
+        body = capabilities_body(interfaces)
         await self.capabilities.publish(capabilities_url(self.client.base_url), body)
         self.capabilities_checked.set()
 

@@ -12,23 +12,24 @@ import asyncio
 import contextlib
 import dataclasses
 import json
+import shutil
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import IO, Any
 
+from avsd.agents.audio_queue import PlayerActivity
+from avsd.audio.source import AudioSource
 from avsd.audio.wav_source import WavFileSource
 from avsd.avs.client import ConnectionState
-from avsd.avs.credentials import Credentials, save_credentials
+from avsd.avs.credentials import load_credentials
 from avsd.avs.messages import Directive, Event
-from avsd.backends import Backend
+from avsd.backends import Backend, BackendSession, open_backend, session_config
 from avsd.config import Config, load_config, override
 from avsd.daemon import Daemon
-from avsd.emulator.brains import Brain
-from avsd.emulator.scenario import load_scenario
-from avsd.emulator.server import Emulator
+from avsd.demo_say import SayDriver
 from avsd.hw.patterns import LedInputs, pattern_for
 from avsd.root import build_daemon, select_engine
 from avsd.state import Transition
@@ -81,28 +82,47 @@ class TransitionPrinter:
         )
 
 
-def demo_config(base: Config, emulator: Emulator, state_dir: Path, out_dir: Path, engine: str | None) -> Config:
-    config = override(base, "avs.endpoint", emulator.base_url)
-    config = override(config, "avs.ca_file", str(emulator.ca_file))
-    config = override(config, "daemon.state_dir", str(state_dir))
+def demo_config(
+    base: Config, session: BackendSession, state_dir: Path, out_dir: Path, engine: str | None, *, fast: bool
+) -> Config:
+    """The device side of the demo: the backend's endpoint (an emulator's state in ``state_dir``), replies into WAV
+    files played in real time (unless ``fast``), cards on."""
+    config = session_config(base, session, state_dir)
+    if session.emulator is not None:
+        config = override(config, "daemon.state_dir", str(state_dir))
     config = dataclasses.replace(
         config,
-        auth=dataclasses.replace(config.auth, token_url="", credentials_file=""),
-        playback=dataclasses.replace(config.playback, backend="wav", wav_dir=str(out_dir)),
+        playback=dataclasses.replace(config.playback, backend="wav", wav_dir=str(out_dir), wav_realtime=not fast),
     )
+    # Headless: the demo has no screen either, but prints the cards (and --events-json keeps them).
+    config = override(config, "template_runtime.enabled", True)
     if engine:
         config = override(config, "wake.engine", engine)
     return config
 
 
-def demo_brain(backend: str, config: Config) -> Brain | None:
-    """The local server's brain for ``--backend``: None = the scenario brain (emulator)."""
-    if backend == Backend.ASSISTANT:
-        from avsd.assistant.brain import create_brain
+async def content_played_out(daemon: Daemon) -> None:
+    """Return once the AudioPlayer has nothing playing (a scenario's music plays to its end; bound by the caller)."""
+    # A demo helper like Daemon.settle: a short poll instead of an event per player state.
+    while daemon.audio_player.busy and daemon.audio_player.activity is not PlayerActivity.PAUSED:  # noqa: ASYNC110
+        await asyncio.sleep(0.1)
 
-        brain: Brain = create_brain(config.assistant)
-        return brain
-    return None
+
+def demo_input(
+    args: argparse.Namespace, daemon: Callable[[], Daemon]
+) -> tuple[Callable[[], AudioSource], str, SayDriver | None]:
+    """(audio factory, description, the --say driver or None): the shipped WAV, ``--input`` or ``--say``."""
+    if args.say:
+        driver = SayDriver(
+            args.say,
+            tap=args.tap,
+            realtime=not args.fast,
+            press_tap=lambda: daemon().dialog.tap(),
+            dialog_state=lambda: daemon().dialog.state,
+        )
+        return driver.open_audio, f"--say x{len(args.say)}{' (tap)' if args.tap else ''}", driver
+    input_wav: Path = args.input or (ASSISTANT_WAV if args.backend is Backend.ASSISTANT else DEMO_WAV)
+    return (lambda: WavFileSource(input_wav, realtime=not args.fast, pad_silence_s=3.0)), str(input_wav), None
 
 
 def print_caption(started: float) -> Callable[[Directive], None]:
@@ -120,41 +140,53 @@ def print_caption(started: float) -> Callable[[Directive], None]:
 
 
 async def run_demo(args: argparse.Namespace) -> int:
-    backend = str(getattr(args, "backend", Backend.EMULATOR))
-    if backend == Backend.AVS:
-        print("avsd demo: --backend avs needs a linked device; use `avsd run` after `avsd login`", file=sys.stderr)
+    if args.say and args.input:
+        print("avsd demo: use --input WAV or --say TEXT, not both", file=sys.stderr)
         return 2
-    input_wav: Path = args.input or (ASSISTANT_WAV if backend == Backend.ASSISTANT else DEMO_WAV)
-    if not input_wav.exists():  # noqa: ASYNC240 - start-up checks, before the loop has anything else to do
-        print(f"avsd demo: no such WAV: {input_wav}", file=sys.stderr)
+    if args.say and shutil.which("espeak-ng") is None:
+        print("avsd demo: --say needs espeak-ng (apt-get install espeak-ng)", file=sys.stderr)
+        return 1
+    if args.input is not None and not args.input.exists():
+        print(f"avsd demo: no such WAV: {args.input}", file=sys.stderr)
         return 2
     out_dir: Path = args.out or Path(tempfile.mkdtemp(prefix="avsd-demo-"))
     out_dir.mkdir(parents=True, exist_ok=True)  # noqa: ASYNC240
     base = load_config(args.config) if args.config else Config()
-    scenario = load_scenario(args.scenario) if args.scenario else None
     events_file = args.events_json.open("w", encoding="utf-8") if args.events_json else None
     started = time.monotonic()
+    sent: list[Event] = []
     try:
-        brain = demo_brain(backend, base)
-        async with Emulator(cert_dir=out_dir / "emulator", scenario=scenario, brain=brain) as emulator:
+        async with open_backend(
+            args.backend, scenario_path=args.scenario, cert_dir=out_dir / "emulator", config=base
+        ) as session:
             state_dir = out_dir / "state"
-            save_credentials(state_dir / "credentials.json", Credentials("avsd-demo", emulator.refresh_token))
-            config = demo_config(base, emulator, state_dir, out_dir, args.engine)
+            state_dir.mkdir(parents=True, exist_ok=True)
+            config = demo_config(base, session, state_dir, out_dir, args.engine, fast=args.fast)
+            if session.emulator is None:
+                load_credentials(config.credentials_path)  # not linked: one line and exit 78, before anything starts
+            daemon_ref: list[Daemon] = []
+            open_audio, described, say = demo_input(args, lambda: daemon_ref[0])
             engine = ObservedEngine(select_engine(config.wake), lambda detection: print(
                 f"{time.monotonic() - started:7.2f} s  {describe(detection)} of the input", flush=True))
-            daemon = build_daemon(
-                config, open_audio=lambda: WavFileSource(input_wav, realtime=not args.fast, pad_silence_s=3.0),
-                engine=engine,
-            )
-            print(f"avsd demo: emulator at {emulator.base_url}; wake word engine {daemon.dialog.engine.name}; "
-                  f"input {input_wav}", flush=True)
+            daemon = build_daemon(config, open_audio=open_audio, engine=engine)
+            daemon_ref.append(daemon)
+            print(f"avsd demo: {session.describe()}; wake word engine {daemon.dialog.engine.name}; input {described}",
+                  flush=True)
 
             def on_connection(state: ConnectionState) -> None:
                 print(f"{time.monotonic() - started:7.2f} s  connection {state}", flush=True)
 
             daemon.dialog.machine.add_observer(TransitionPrinter(started, daemon), name="demo printer")
+            if say is not None:
+                daemon.dialog.machine.add_observer(say.on_transition, name="demo --say")
             daemon.client.add_state_observer(on_connection)
             daemon.client.directive_observers.add(print_caption(started), name="demo captions")
+            if daemon.templates is not None:
+                daemon.templates.observers.add(
+                    lambda card: print(f"{time.monotonic() - started:7.2f} s  card {card.describe()}", flush=True),
+                    name="demo card printer",
+                )
+            daemon.client.event_observers.add(sent.append, name="demo sent events")
             if events_file is not None:
                 log = EventLog(events_file, started)
                 daemon.client.event_observers.add(log.event, name="EventLog.event")
@@ -169,24 +201,40 @@ async def run_demo(args: argparse.Namespace) -> int:
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(DEMO_LINGER_S):
                         await daemon.alerts.ring_out(stop_after_s=DEMO_RING_S, on_ring=on_ring)
+                        await content_played_out(daemon)
                         await daemon.outbox.drained()
 
+            if say is not None:
+                await say.prepare()
             await daemon.run(stop_when_audio_ends=True, wait_for_connection_s=15.0, linger=linger)
             replies = sorted(p for p in out_dir.glob("*.wav") if not p.name.startswith("alert-"))  # noqa: ASYNC240
-            names = [r.qualified_name or "" for r in emulator.records]
-            alert_events = [name for name in names if name.startswith("Alerts.")]
-            recognizes = [r for r in emulator.records if r.qualified_name == "SpeechRecognizer.Recognize"]
+            if session.emulator is not None:  # what the server received (an offline attempt is not counted)
+                names = [r.qualified_name or "" for r in session.emulator.records]
+                audio = sum(len(r.audio) for r in session.emulator.records if r.qualified_name == _RECOGNIZE)
+            else:
+                names, audio = [f"{e.header.namespace}.{e.header.name}" for e in sent], None
     finally:
         if events_file is not None:
             events_file.close()
+    return report(names, audio, replies, args)
+
+
+_RECOGNIZE = "SpeechRecognizer.Recognize"
+
+
+def report(names: Sequence[str], audio: int | None, replies: Sequence[Path], args: argparse.Namespace) -> int:
+    """The demo's last lines (and its exit code) from the events AVS received."""
+    recognizes = names.count(_RECOGNIZE)
+    alert_events = [name for name in names if name.startswith("Alerts.")]
     if not recognizes:
         print("avsd demo: the wake word was not heard; nothing was sent", file=sys.stderr)
         return 1
     if not replies:
         print("avsd demo: no reply was played", file=sys.stderr)
         return 1
-    print(f"avsd demo: sent {len(recognizes)} Recognize ({sum(len(r.audio) for r in recognizes)} audio bytes); "
-          f"Alexa's reply: {', '.join(str(p) for p in replies)}", flush=True)
+    bytes_note = f" ({audio} audio bytes)" if audio is not None else ""
+    print(f"avsd demo: sent {recognizes} Recognize{bytes_note}; Alexa's reply: {', '.join(str(p) for p in replies)}",
+          flush=True)
     if alert_events:
         print(f"avsd demo: alert events AVS received: {', '.join(alert_events)}", flush=True)
     if args.events_json:

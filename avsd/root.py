@@ -95,9 +95,11 @@ def select_player(settings: PlaybackSettings, *, name: str = "speech") -> Player
         raise PlaybackError(f"unknown playback backend {backend!r} (choose one of {', '.join(BACKENDS)})")
     player: Player
     if backend == "wav":
-        player = WavSinkPlayer(Path(settings.wav_dir or "."), label=name, realtime=settings.wav_realtime)
+        player = WavSinkPlayer(
+            Path(settings.wav_dir or "."), label=name, realtime=settings.wav_realtime, ca_file=settings.ca_file
+        )
     elif backend == "pcm":
-        player = PcmPlayer(settings.output_device, label=name)
+        player = PcmPlayer(settings.output_device, label=name, ca_file=settings.ca_file)
     else:
         from avsd.playback.vlcplayer import VlcPlayer, VlcUnavailableError
 
@@ -107,7 +109,7 @@ def select_player(settings: PlaybackSettings, *, name: str = "speech") -> Player
             if backend == "vlc":
                 raise
             _LOGGER.warning("%s player: libvlc unavailable (%s); falling back to the pcm backend", name, exc)
-            player = PcmPlayer(settings.output_device, label=name)
+            player = PcmPlayer(settings.output_device, label=name, ca_file=settings.ca_file)
     _LOGGER.info("%s player: using the %s backend", name, player.name)
     return player
 

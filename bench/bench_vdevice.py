@@ -26,7 +26,8 @@ import aiohttp
 from avsd.avs.client import ConnectionSettings
 from avsd.avs.credentials import Credentials
 from avsd.emulator.server import Emulator
-from avsd.session import HeadlessSession, build_session
+from avsd.root import build_headless_session
+from avsd.session import HeadlessSession
 from avsd.vdevice.service import bind, default_speech, local_url, serving, virtual_device_app
 from avsd.vdevice.tokens import TokenBook
 
@@ -62,7 +63,7 @@ async def one_backend(reply: str, state: Path, calls: int, phrases: bool) -> dic
     async with Emulator(cert_dir=state / "certs", reply_text=reply) as emulator:
         async def open_session(identity: str) -> HeadlessSession:
             settings = ConnectionSettings(endpoint=emulator.base_url, ca_file=str(emulator.ca_file))
-            return build_session(settings, credentials=Credentials(identity, emulator.refresh_token),
+            return build_headless_session(settings, credentials=Credentials(identity, emulator.refresh_token),
                                  token_url=emulator.base_url + "/auth/o2/token")
 
         tokens_file = state / "tokens"

@@ -30,10 +30,14 @@ if [ -z "$ACCESS_TOKEN" ]; then
 fi
 printf 'header = "authorization: Bearer %s"\n' "$ACCESS_TOKEN" > "$WORK/auth.conf"
 
-# 2. Downchannel in the background; --max-time ends it (curl exit 28 is expected then).
+# 2. Downchannel in the background; --max-time ends it. curl's exit 28 (timed out) is how it ends when all went
+#    well, so its own error message is kept in a file and shown only for another failure. The body file is
+#    created first: curl writes none when the server pushed nothing.
+: > "$WORK/dc.body"
+: > "$WORK/dc.headers"
 curl --silent --show-error --http2 --cacert "$CA_FILE" --config "$WORK/auth.conf" \
     --max-time "$DC_SECONDS" --dump-header "$WORK/dc.headers" --output "$WORK/dc.body" \
-    "$BASE_URL/v20160207/directives" || true &
+    "$BASE_URL/v20160207/directives" 2> "$WORK/dc.err" &
 DC_PID=$!
 sleep 0.5
 
@@ -52,11 +56,19 @@ EVENT_STATUS=$(curl --silent --show-error --http2 --cacert "$CA_FILE" --config "
     --data-binary @"$WORK/event.body" --output "$WORK/event.out" --write-out '%{http_code}' \
     "$BASE_URL/v20160207/events")
 
-wait "$DC_PID" || true
+DC_RC=0
+wait "$DC_PID" || DC_RC=$?
+if [ "$DC_RC" != 0 ] && [ "$DC_RC" != 28 ]; then
+    cat "$WORK/dc.err" >&2
+fi
 DC_STATUS=$(sed -n 's/^HTTP\/2 \([0-9]*\).*/\1/p' "$WORK/dc.headers" | head -n 1)
 echo "downchannel: ${DC_STATUS:-none}"
 echo "event: $EVENT_STATUS"
-echo "downchannel body:"
-cat "$WORK/dc.body"
-echo
+if [ -s "$WORK/dc.body" ]; then
+    echo "downchannel body:"
+    cat "$WORK/dc.body"
+    echo
+else
+    echo "downchannel body: (nothing pushed)"
+fi
 [ "$DC_STATUS" = "200" ] && { [ "$EVENT_STATUS" = "204" ] || [ "$EVENT_STATUS" = "200" ]; }

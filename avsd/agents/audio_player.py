@@ -50,6 +50,7 @@ from avsd.agents.audio_queue import (
 from avsd.agents.events import EventSender
 from avsd.agents.focus_agent import FocusArbiter
 from avsd.avs.attachments import AttachmentStore, content_id_from_url
+from avsd.avs.client import make_ssl_context
 from avsd.avs.http import HttpClient
 from avsd.avs.messages import Directive, Event, context_entry
 from avsd.errors import AvsConnectionError, PlaybackError
@@ -100,12 +101,14 @@ class Ducker(Protocol):
     def unduck(self) -> None: ...
 
 
-async def http_fetch(url: str, *, timeout_s: float) -> tuple[str, bytes]:
+async def http_fetch(url: str, *, timeout_s: float, ca_file: str = "") -> tuple[str, bytes]:
     """(content type, first bytes) of ``url`` for the playlist resolver. Reads a bounded prefix: the URL may be an
-    endless radio stream. Transport errors (already avsd errors at the HTTP boundary) become PlaybackError."""
+    endless radio stream. Transport errors (already avsd errors at the HTTP boundary) become PlaybackError.
+    ``ca_file``: an extra CA to trust besides the system's (the emulator's media route)."""
+    ssl_context = make_ssl_context(ca_file) if ca_file else None
     try:
         async with (
-            HttpClient(timeout=timeout_s, http2=False, follow_redirects=True) as client,
+            HttpClient(ssl_context=ssl_context, timeout=timeout_s, http2=False, follow_redirects=True) as client,
             client.stream("GET", url) as response,
         ):
             if response.status >= 400:
@@ -161,6 +164,7 @@ class AudioPlayerAgent:
         ducker: Ducker | None = None,
         settings: AudioPlayerSettings | None = None,
         fetch: Fetch | None = None,
+        ca_file: str = "",
     ) -> None:
         self.settings = settings or AudioPlayerSettings()
         self._player = player
@@ -169,6 +173,7 @@ class AudioPlayerAgent:
         self._focus = focus
         self._ducker = ducker
         self._fetch = fetch or self._http_fetch
+        self._ca_file = ca_file
         self._lock = asyncio.Lock()
         self._queue: deque[AudioItem] = deque()
         self._current: _Entry | None = None
@@ -187,6 +192,11 @@ class AudioPlayerAgent:
     @property
     def activity(self) -> PlayerActivity:
         return self._activity
+
+    @property
+    def busy(self) -> bool:
+        """An item is being fetched, played or paused, or queued (``avsd demo`` waits for the music's end)."""
+        return self._current is not None or bool(self._queue)
 
     @property
     def queued_tokens(self) -> list[str]:
@@ -471,7 +481,7 @@ class AudioPlayerAgent:
             raise ItemFailed(MediaErrorType.MEDIA_ERROR_SERVICE_UNAVAILABLE, str(exc)) from exc
 
     async def _http_fetch(self, url: str) -> tuple[str, bytes]:
-        return await http_fetch(url, timeout_s=self.settings.playlist_timeout_s)
+        return await http_fetch(url, timeout_s=self.settings.playlist_timeout_s, ca_file=self._ca_file)
 
     # ----- plumbing -----------------------------------------------------------------------------------------
 

@@ -45,6 +45,7 @@ VERSIONS: Mapping[str, str] = {
     "Notifications": "1.0",
     "System": "1.0",
     "AudioActivityTracker": "1.0",
+    "TemplateRuntime": "1.1",  # only when template_runtime.enabled (it has no context entry to derive it from)
 }
 # Capabilities API hosts per AVS region (§6.10); a URL endpoint (the emulator) serves the API itself.
 _API_HOSTS = {

@@ -20,23 +20,28 @@ _LOGGER = logging.getLogger(__name__)
 
 
 class WebRtcVad:
-    """One webrtcvad instance at 16 kHz. ``aggressiveness`` 0..3: higher filters more non-speech."""
+    """One webrtcvad instance (16 kHz unless told: webrtcvad also takes 8, 32 and 48 kHz, e.g. a phone line).
+    ``aggressiveness`` 0..3: higher filters more non-speech."""
 
-    def __init__(self, aggressiveness: int = 2) -> None:
+    def __init__(self, aggressiveness: int = 2, rate: int = SAMPLE_RATE) -> None:
         if aggressiveness not in (0, 1, 2, 3):
             raise ValueError(f"aggressiveness must be 0..3, not {aggressiveness}")
         try:
             import webrtcvad
         except ImportError as exc:  # translated once, here
             raise AudioDeviceError("webrtcvad is not installed: pip install webrtcvad-wheels") from exc
+        if rate not in (8000, 16000, 32000, 48000):
+            raise ValueError(f"webrtcvad takes 8, 16, 32 or 48 kHz, not {rate}")
         self.aggressiveness = aggressiveness
+        self.rate = rate
+        self.frame_bytes = FRAME_BYTES * rate // SAMPLE_RATE
         self._vad = webrtcvad.Vad(aggressiveness)
 
     def is_speech(self, frame: bytes) -> bool:
-        """Classify one 10 ms frame (320 bytes of 16 kHz S16_LE mono)."""
-        if len(frame) != FRAME_BYTES:
-            raise ValueError(f"expected a {FRAME_BYTES}-byte frame, got {len(frame)} bytes")
-        return bool(self._vad.is_speech(frame, SAMPLE_RATE))
+        """Classify one 10 ms frame (320 bytes of 16 kHz S16_LE mono; 160 at 8 kHz)."""
+        if len(frame) != self.frame_bytes:
+            raise ValueError(f"expected a {self.frame_bytes}-byte frame, got {len(frame)} bytes")
+        return bool(self._vad.is_speech(frame, self.rate))
 
 
 def frame_level_db(frame: bytes) -> float:

@@ -38,8 +38,9 @@ def convert(raw: bytes, *, rate: int, channels: int, width: int) -> bytes:
     if rate != SAMPLE_RATE and len(x):
         resampler = StreamResampler(rate)
         n_out = round(len(x) * SAMPLE_RATE / rate)
-        # The resampler holds back what its kernel still needs; trailing silence lets the last samples out.
-        x = resampler.process(np.concatenate([x, np.zeros(resampler.latency_in, dtype=np.float64)]))[:n_out]
+        # The resampler holds back what its filter still needs; flushing lets the last samples out.
+        x = np.concatenate([resampler.process(x), resampler.flush()])[:n_out]
+        x = np.pad(x, (0, n_out - len(x)))
     return to_s16(x)
 
 

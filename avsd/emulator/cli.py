@@ -76,6 +76,7 @@ async def run(args: argparse.Namespace) -> int:
     sys.stdout.write(
         f"AVS emulator on {emulator.base_url}\n  CA file:       {emulator.ca_file}\n"
         f"  refresh token: {emulator.refresh_token}\n"
+        f"  media example: {emulator.media.url('media:radio.pls')}\n"
     )
     sys.stdout.flush()
     try:

@@ -385,7 +385,7 @@ class EventHandler:
         """A directive's JSON part and its attachments; ``speech`` becomes an MP3 referenced by ``cid:``.
         ``event`` (the one being answered) fills ``$active_alert`` placeholders."""
         payload: dict[str, Any] = render_payload(
-            dict(spec.payload), datetime.datetime.now(datetime.UTC), event
+            dict(spec.payload), datetime.datetime.now(datetime.UTC), event, self.emu.media.url
         )
         attachments: dict[str, bytes] = {}
         if spec.speech is not None:

@@ -38,6 +38,11 @@ _CLOSE_TIMEOUT_S = 1.0
 _ids = itertools.count(1)
 
 
+def next_connection_id() -> int:
+    """Connection ids are shared by HTTP/2 and HTTP/1.1 connections (one sequence in logs and records)."""
+    return next(_ids)
+
+
 class StreamGoneError(AvsConnectionError):
     """The stream was reset by the peer (or the connection closed) while a handler used it."""
 
@@ -114,6 +119,12 @@ class RequestStream:
 Handler = Callable[["ServerConnection", RequestStream], Awaitable[None]]
 
 
+def _consume(future: asyncio.Future[None]) -> None:
+    """Retrieve a finished close waiter's outcome (a reset connection's error is expected, not news)."""
+    if not future.cancelled():
+        future.exception()
+
+
 class ServerConnection:
     def __init__(
         self,
@@ -122,7 +133,7 @@ class ServerConnection:
         handler: Handler,
         clock: Callable[[], float],
     ) -> None:
-        self.id = next(_ids)
+        self.id = next_connection_id()
         self._reader, self._writer = reader, writer
         self._handler, self._clock = handler, clock
         config = h2.config.H2Configuration(client_side=False, header_encoding="utf-8")
@@ -138,6 +149,7 @@ class ServerConnection:
         self.closed = asyncio.Event()
         self.goaway_sent = False
         self.downchannel_id: int | None = None
+        self._close_waiter: asyncio.Future[None] | None = None
 
     # ------------------------------------------------------------------------------------------ lifecycle
 
@@ -179,16 +191,14 @@ class ServerConnection:
                 stream._reset()
             self._writer.close()
         await self._tasks.cancel_all()
-        with contextlib.suppress(Exception):
-            async with asyncio.timeout(_CLOSE_TIMEOUT_S):
-                try:
-                    await self._writer.wait_closed()
-                except asyncio.CancelledError:
-                    # The close waiter is one future shared by every caller: a cancelled caller (a GOAWAY task that
-                    # stop() cancels) cancels it under the others. Only our own cancellation propagates.
-                    task = asyncio.current_task()
-                    if task is not None and task.cancelling():
-                        raise
+        # One waiter task for every closer (GOAWAY's task, Emulator.stop): a task cancelled while awaiting
+        # wait_closed() cancels the stream's shared "closed" future, and every other awaiter then raised
+        # CancelledError although nothing cancelled it. asyncio.wait never cancels what it waits for.
+        if self._close_waiter is None:
+            self._close_waiter = asyncio.ensure_future(self._writer.wait_closed())
+            self._close_waiter.add_done_callback(_consume)
+        await asyncio.wait({self._close_waiter}, timeout=_CLOSE_TIMEOUT_S)
+        self._close_waiter.cancel()  # no-op when done; else give up on a peer that never completes the close
 
     def abort(self) -> None:
         """Drop the TCP connection at once, as a network outage does (no GOAWAY, no TLS close_notify); the

@@ -29,9 +29,9 @@ import secrets
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit
 
-__all__ = ["LwaReply", "LwaServer", "LwaSettings"]
+__all__ = ["LwaReply", "LwaServer", "LwaSettings", "parse_lwa_body"]
 
 _log = logging.getLogger(__name__)
 
@@ -90,6 +90,32 @@ class _AuthCode:
 
 def _error(error: str, description: str, status: int = 400) -> LwaReply:
     return LwaReply(status, {"error": error, "error_description": description})
+
+
+def parse_lwa_body(content_type: str, body: bytes) -> dict[str, str] | LwaReply:
+    """The parameters of an LWA POST, form-encoded (RFC 6749) or JSON (Amazon's token endpoint accepts both;
+    alexa_client and other ``requests`` users post JSON). A body that cannot be read answers LWA's
+    ``invalid_request``. Non-string JSON values are taken as their JSON text (``scope_data`` may be sent as an
+    object), null is refused."""
+    mime = content_type.split(";", 1)[0].strip().lower()
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        return _error("invalid_request", "the request body is not UTF-8")
+    if mime == "application/json" or (not mime and text.lstrip().startswith("{")):
+        try:
+            doc = json.loads(text) if text.strip() else {}
+        except (ValueError, RecursionError):
+            return _error("invalid_request", "the JSON request body does not parse")
+        if not isinstance(doc, dict):
+            return _error("invalid_request", "the JSON request body must be an object")
+        params: dict[str, str] = {}
+        for key, value in doc.items():
+            if value is None:
+                return _error("invalid_request", f"parameter {key!r} must not be null")
+            params[key] = value if isinstance(value, str) else json.dumps(value)
+        return params
+    return dict(parse_qsl(text, keep_blank_values=True))
 
 
 def _seconds(value: float) -> float | int:

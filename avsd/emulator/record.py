@@ -51,6 +51,7 @@ class RecordedRequest:
     body: bytes = b""
     body_complete: asyncio.Event = field(default_factory=asyncio.Event)
     fault: str | None = None
+    http_version: str = "2"
 
     def add_audio(self, now: float, data: bytes) -> None:
         if data:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import datetime
 import json
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from avsd.avs.messages import exception_body
@@ -30,6 +31,36 @@ MALFORMED_HEADER = b"Content-Type application/json; charset=UTF-8\r\n\r\n{}\r\n"
 
 # Events whose envelope must carry the full context (§5.2).
 _CONTEXT_REQUIRED = {"SpeechRecognizer.Recognize", "System.SynchronizeState"}
+
+
+@dataclass(frozen=True, slots=True)
+class PlainRequest:
+    """A whole HTTP/1.1 (or buffered HTTP/2) request to a plain route. ``body`` None: it was too large."""
+
+    method: str
+    target: str
+    headers: dict[str, str]
+    body: bytes | None
+    http_version: str
+    connection_id: int
+    request_number: int
+
+
+@dataclass(frozen=True, slots=True)
+class PlainResponse:
+    """A whole answer of a plain route (LWA, media) for either HTTP version. ``stall``: send ``body``, then
+    nothing more until the client goes away (a stream that hangs)."""
+
+    status: int
+    headers: tuple[tuple[str, str], ...] = ()
+    body: bytes = b""
+    stall: bool = False
+
+
+def plain_text(status: int, text: str, extra: tuple[tuple[str, str], ...] = ()) -> PlainResponse:
+    body = (text + "\n").encode()
+    headers = (("content-type", "text/plain; charset=utf-8"), ("content-length", str(len(body))), *extra)
+    return PlainResponse(status, headers, body)
 
 
 def response_content_type(boundary: str) -> str:

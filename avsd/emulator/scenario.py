@@ -23,6 +23,11 @@ A scenario file (TOML or JSON, same shape)::
     [[timeline]]                           # relative to the first downchannel
     at_s = 3.0
     fault = "goaway"
+    [media.playlists]                      # served at media:<name> (see media.py); entries may be media: refs
+    "radio.pls" = ["media:missing.mp3", "media:tone/440-20.mp3"]
+
+Any payload string ``"media:<route>"`` (e.g. an AudioPlayer.Play ``stream.url``) becomes the server's own signed
+HTTPS media URL.
 
 Pure: loading, validation, matching and payload rendering; the server does the I/O.
 """
@@ -33,12 +38,13 @@ import datetime
 import json
 import re
 import tomllib
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from avsd.emulator.faults import Fault, fault_from_obj, matches
+from avsd.emulator.media import MEDIA_SCHEME, PLAYLIST_SUFFIXES
 from avsd.errors import ConfigError
 
 _RELATIVE_TIME = re.compile(r"^\+(\d+(?:\.\d+)?)s$")
@@ -90,6 +96,8 @@ class Scenario:
     reply_text: str | None = None
     rules: tuple[Rule, ...] = ()
     timeline: tuple[TimelineItem, ...] = ()
+    # ``[media.playlists]``: name (ending .m3u, .m3u8 or .pls) -> entries (``media:...`` or absolute URLs).
+    media_playlists: tuple[tuple[str, tuple[str, ...]], ...] = ()
 
 
 class RuleBook:
@@ -126,14 +134,22 @@ def active_alert_token(event: Mapping[str, Any] | None) -> str | None:
     return None
 
 
-def render_payload(payload: Any, now: datetime.datetime, event: Mapping[str, Any] | None = None) -> Any:
-    """Copy ``payload`` replacing strings ``"+Ns"`` with ``now + N s`` as AVS writes times (``...+0000``), and
-    ``"$active_alert"`` with the sounding alert's token from the event's context (what "Alexa, stop" deletes)."""
+def render_payload(
+    payload: Any,
+    now: datetime.datetime,
+    event: Mapping[str, Any] | None = None,
+    media_url: Callable[[str], str] | None = None,
+) -> Any:
+    """Copy ``payload`` replacing strings ``"+Ns"`` with ``now + N s`` as AVS writes times (``...+0000``),
+    ``"$active_alert"`` with the sounding alert's token from the event's context (what "Alexa, stop" deletes), and
+    ``"media:<route>"`` with the server's own signed media URL (``media_url``, see media.py)."""
     if isinstance(payload, Mapping):
-        return {k: render_payload(v, now, event) for k, v in payload.items()}
+        return {k: render_payload(v, now, event, media_url) for k, v in payload.items()}
     if isinstance(payload, list):
-        return [render_payload(v, now, event) for v in payload]
+        return [render_payload(v, now, event, media_url) for v in payload]
     if isinstance(payload, str):
+        if media_url is not None and payload.startswith(MEDIA_SCHEME):
+            return media_url(payload)
         if payload == ACTIVE_ALERT:
             return active_alert_token(event) or ""
         m = _RELATIVE_TIME.match(payload)
@@ -222,8 +238,25 @@ def _timeline_item(obj: Any, where: str) -> TimelineItem:
     return TimelineItem(at_s, directive=_directive(rest, where))
 
 
+def _media(obj: Any) -> tuple[tuple[str, tuple[str, ...]], ...]:
+    if not isinstance(obj, Mapping) or set(obj) - {"playlists"}:
+        raise ConfigError("media", "must be a table with only 'playlists'")
+    playlists = obj.get("playlists", {})
+    if not isinstance(playlists, Mapping):
+        raise ConfigError("media.playlists", "must be a table of name = [entries]")
+    out = []
+    for name, entries in playlists.items():
+        where = f"media.playlists.{name}"
+        if not name.endswith(PLAYLIST_SUFFIXES) or "/" in name:
+            raise ConfigError(where, f"a playlist name ends in {', '.join(PLAYLIST_SUFFIXES)} (no '/')")
+        if not isinstance(entries, list) or not entries or not all(isinstance(e, str) and e for e in entries):
+            raise ConfigError(where, "must be a non-empty array of URLs or media: references")
+        out.append((name, tuple(entries)))
+    return tuple(out)
+
+
 def scenario_from_obj(doc: Mapping[str, Any]) -> Scenario:
-    unknown = set(doc) - {"reply_text", "rule", "timeline"}
+    unknown = set(doc) - {"reply_text", "rule", "timeline", "media"}
     if unknown:
         raise ConfigError("scenario", f"unknown keys {sorted(unknown)}")
     reply_text = doc.get("reply_text")
@@ -233,6 +266,7 @@ def scenario_from_obj(doc: Mapping[str, Any]) -> Scenario:
     if not isinstance(rules, list) or not isinstance(timeline, list):
         raise ConfigError("scenario", "rule and timeline must be arrays of tables")
     return Scenario(
+        media_playlists=_media(doc["media"]) if "media" in doc else (),
         reply_text=reply_text,
         rules=tuple(_rule(r, f"rule[{i}]") for i, r in enumerate(rules)),
         timeline=tuple(

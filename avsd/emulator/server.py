@@ -29,18 +29,23 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 from typing import Any
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import urlsplit
 
 from avsd.audio.endpointer import EndpointerSettings
 from avsd.avs.messages import DIRECTIVES_PATH, EVENTS_PATH, PING_PATH, Directive, new_message_id
 from avsd.emulator.brains import Brain, ScenarioBrain
 from avsd.emulator.events import EventHandler
 from avsd.emulator.faults import Fault, FaultBook, FaultKind, FaultTarget
-from avsd.emulator.h2conn import RequestStream, ServerConnection, StreamGoneError
-from avsd.emulator.lwa import LwaReply, LwaServer
+from avsd.emulator.h2conn import RequestStream, ServerConnection, StreamGoneError, next_connection_id
+from avsd.emulator.http1 import Http1Connection
+from avsd.emulator.lwa import LwaServer
+from avsd.emulator.media import MediaLibrary
+from avsd.emulator.plain import CAPABILITIES_PATH, MAX_FORM_BYTES, PlainRoutes, is_plain_route
 from avsd.emulator.record import RecordedRequest, RecordWriter, redact_headers
 from avsd.emulator.replies import (
     DOWNCHANNEL_CONTENT_TYPE,
+    PlainRequest,
+    PlainResponse,
     encode_downchannel_close,
     encode_push,
     exception_response,
@@ -53,10 +58,6 @@ from avsd.tasks import TaskSet
 
 _log = logging.getLogger(__name__)
 
-CAPABILITIES_PATH = "/v1/devices/@self/capabilities"
-_LWA_TOKEN_PATHS = {"/auth/o2/token"}
-_LWA_CODEPAIR_PATHS = {"/auth/o2/create/codepair"}
-_MAX_FORM_BYTES = 64 * 1024
 _MAX_CAPABILITIES_BYTES = 1024 * 1024
 _DOWNCHANNEL_FAULTS = frozenset({FaultKind.STATUS, FaultKind.RST_STREAM})
 _PUSH_FAULTS = frozenset({FaultKind.MALFORMED_JSON, FaultKind.MALFORMED_MULTIPART})
@@ -130,6 +131,8 @@ class Emulator:
             clock=clock,
         )
         self.scenario = scenario or Scenario()
+        self.media = MediaLibrary(dict(self.scenario.media_playlists), clock=clock)
+        self.plain = PlainRoutes(self.lwa, self.media)
         self.reply_text = reply_text or self.scenario.reply_text
         # Who answers what no scenario rule answers (emulator/brains.py); the default is today's behaviour.
         self.brain: Brain = brain or ScenarioBrain(self.reply_text)
@@ -174,6 +177,7 @@ class Emulator:
         self.port = self._server.sockets[0].getsockname()[1]
         url_host = f"[{self.host}]" if ":" in self.host else self.host
         self.base_url = f"https://{url_host}:{self.port}"
+        self.media.base_url = self.base_url
         if self._record_writer is not None:
             self._record_writer.open()
         _log.info("AVS emulator listening on %s", self.base_url)
@@ -222,6 +226,13 @@ class Emulator:
         if self.clock() < self._offline_until:
             # "No network": the TCP/TLS connection is dropped before a single HTTP/2 frame.
             writer.close()
+            return
+        ssl_obj = writer.get_extra_info("ssl_object")
+        if ssl_obj is None or ssl_obj.selected_alpn_protocol() != "h2":
+            # ALPN http/1.1 (or none): LWA and media are served, AVS routes answer 505 (plain.py).
+            conn_id = next_connection_id()
+            _log.info("connection %d (HTTP/1.1) from %s", conn_id, writer.get_extra_info("peername"))
+            await self._serve_http1(reader, writer, conn_id)
             return
         conn = ServerConnection(reader, writer, self._handle, self.clock)
         self._connections[conn.id] = conn
@@ -406,38 +417,40 @@ class Emulator:
             return False
         return self.accept_any_token or self.lwa.is_valid_access_token(token.strip())
 
-    async def _handle(self, conn: ServerConnection, stream: RequestStream) -> None:
+    def _open_record(
+        self, conn_id: int, stream_id: int, method: str, path: str, headers: Mapping[str, str], version: str
+    ) -> RecordedRequest:
         record = RecordedRequest(
             time=self.clock(),
-            connection_id=conn.id,
-            stream_id=stream.stream_id,
-            method=stream.method,
-            path=stream.path,
-            headers=redact_headers({k: v for k, v in stream.headers.items() if not k.startswith(":")}),
+            connection_id=conn_id,
+            stream_id=stream_id,
+            method=method,
+            path=path,
+            headers=redact_headers({k: v for k, v in headers.items() if not k.startswith(":")}),
+            http_version=version,
         )
         self.records.append(record)
         self.notify()
+        return record
+
+    def _close_record(self, record: RecordedRequest) -> None:
+        record.body_complete.set()
+        if self._record_writer is not None:
+            self._record_writer.write(record)
+        self.notify()
+
+    async def _handle(self, conn: ServerConnection, stream: RequestStream) -> None:
+        record = self._open_record(conn.id, stream.stream_id, stream.method, stream.path, stream.headers, "2")
         try:
             await self._route(conn, stream, record)
         finally:
-            record.body_complete.set()
-            if self._record_writer is not None:
-                self._record_writer.write(record)
-            self.notify()
+            self._close_record(record)
 
     async def _route(self, conn: ServerConnection, stream: RequestStream, record: RecordedRequest) -> None:
         parts = urlsplit(stream.path)
         path, method = parts.path, stream.method
-        lowered = path.lower()
-        if method == "POST" and lowered in _LWA_TOKEN_PATHS | _LWA_CODEPAIR_PATHS:
-            body = await stream.read_all(_MAX_FORM_BYTES)
-            form = dict(parse_qsl((body or b"").decode("utf-8", errors="replace"), keep_blank_values=True))
-            reply = self.lwa.token(form) if lowered in _LWA_TOKEN_PATHS else self.lwa.create_codepair(form)
-            await self._lwa_reply(conn, stream, record, reply)
-            return
-        if method == "GET" and path == "/ap/oa":
-            stream.abandon()
-            await self._lwa_reply(conn, stream, record, self.lwa.authorize(dict(parse_qsl(parts.query))))
+        if is_plain_route(method, path):
+            record.status = await self.plain.serve_h2(conn, stream)
             return
         avs_routes = {
             ("GET", DIRECTIVES_PATH),
@@ -496,17 +509,22 @@ class Emulator:
         payload = json.dumps({"message": problem}).encode()
         await self.respond(conn, stream, record, 400, [("content-type", "application/json")], payload)
 
-    async def _lwa_reply(
-        self, conn: ServerConnection, stream: RequestStream, record: RecordedRequest, reply: LwaReply
+    async def _serve_http1(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, conn_id: int
     ) -> None:
-        headers = [("cache-control", "no-store")]
-        if reply.location:
-            headers.append(("location", reply.location))
-        body = b""
-        if reply.body is not None:
-            body = json.dumps(reply.body).encode()
-            headers.append(("content-type", "application/json;charset=UTF-8"))
-        await self.respond(conn, stream, record, reply.status, headers, body)
+        async def handle(request: PlainRequest) -> PlainResponse:
+            record = self._open_record(
+                conn_id, request.request_number, request.method, request.target, request.headers, "1.1"
+            )
+            try:
+                response = await self.plain.handle(request)
+                record.status = response.status
+                return response
+            finally:
+                self._close_record(record)
+
+        connection = Http1Connection(reader, writer, handle, max_body=MAX_FORM_BYTES, connection_id=conn_id)
+        await connection.run()
 
     # ------------------------------------------------------------------------------------------ responses
 

@@ -1,4 +1,4 @@
-"""Self-signed TLS for the emulator: one certificate that is also its own CA, and an ALPN ``h2``-only context.
+"""Self-signed TLS for the emulator: one certificate that is also its own CA, and an ALPN ``h2`` + ``http/1.1`` context.
 
 The certificate has ``CA:true`` so a client can pass the certificate file itself as its CA bundle
 (``httpx.AsyncClient(verify=ssl.create_default_context(cafile=cert))``, ``curl --cacert cert``).
@@ -117,16 +117,15 @@ def _is_ip(host: str) -> bool:
 
 
 def server_ssl_context(cert: Path, key: Path) -> ssl.SSLContext:
-    """TLS >= 1.2 server context offering only ALPN ``h2``.
+    """TLS >= 1.2 server context offering ALPN ``h2`` and ``http/1.1`` (preferring h2).
 
-    Python's ALPN selection does not fail the handshake when the client offers no ``h2`` (OpenSSL answers
-    "no protocol" instead), so the server checks ``selected_alpn_protocol()`` after the handshake and closes
-    anything that did not agree on ``h2`` (HTTP/1.1 clients see the connection closed before any response).
+    A client that picks ``http/1.1`` (or offers no ALPN) is served the plain routes (LWA, media) over HTTP/1.1,
+    as Amazon's LWA and CDN hosts are; AVS routes then answer 505 (see plain.py and http1.py).
     """
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
     ctx.load_cert_chain(cert, key)
-    ctx.set_alpn_protocols(["h2"])
+    ctx.set_alpn_protocols(["h2", "http/1.1"])
     return ctx
 
 

@@ -149,6 +149,10 @@ class PlaybackSettings:
         default=False,
         metadata={"help": "the wav backend plays in real time (as a speaker would), not as fast as it decodes"},
     )
+    ca_file: str = field(
+        default="",
+        metadata={"help": "extra CA certificate to trust for https media URLs (the emulator's); empty = system CAs"},
+    )
     vlc_options: tuple[str, ...] = field(
         default=(),
         metadata={"help": "extra libvlc options; an --aout option makes VLC play through its own output"},

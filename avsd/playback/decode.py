@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import ssl
 import urllib.parse
 import urllib.request
 from collections.abc import Iterator
@@ -116,8 +117,9 @@ def _format_for(media: Media) -> miniaudio.FileFormat:
     return _EXT_FORMATS.get(os.path.splitext(path)[1].lower(), miniaudio.FileFormat.UNKNOWN)
 
 
-def open_source(media: Media, buffer: StreamBuffer | None) -> miniaudio.StreamableSource:
-    """The byte source for ``media`` (blocking: opens files and HTTP connections). Raises PlaybackError."""
+def open_source(media: Media, buffer: StreamBuffer | None, *, ca_file: str = "") -> miniaudio.StreamableSource:
+    """The byte source for ``media`` (blocking: opens files and HTTP connections; https trusts the system CAs
+    plus ``ca_file``). Raises PlaybackError."""
     if media.kind is MediaKind.STREAM:
         if buffer is None:
             raise PlaybackError("stream media without a buffer")
@@ -132,7 +134,10 @@ def open_source(media: Media, buffer: StreamBuffer | None) -> miniaudio.Streamab
             return _FileSource(open(urllib.request.url2pathname(parsed.path), "rb"), seekable=True)
         if parsed.scheme in ("http", "https"):
             # Playlists (M3U/PLS) are the vlc backend's job; this fallback plays direct audio URLs only.
-            response = urllib.request.urlopen(media.url, timeout=HTTP_TIMEOUT_S)
+            context = ssl.create_default_context()
+            if ca_file:
+                context.load_verify_locations(cafile=ca_file)
+            response = urllib.request.urlopen(media.url, timeout=HTTP_TIMEOUT_S, context=context)
             return _FileSource(response, seekable=False)
     except OSError as exc:
         raise PlaybackError(f"cannot open {media.describe()}: {exc}") from exc

@@ -54,7 +54,7 @@ class DecodingItem(PlaybackItem):
         begun = False
         outcome, error = PlaybackOutcome.FINISHED, None
         try:
-            source = open_source(self.media, self.buffer)
+            source = open_source(self.media, self.buffer, ca_file=self._player.ca_file)
             for pcm in decode_pcm(self.media, source, fmt, skip_ms=self.start_offset_ms):
                 self._running.wait()
                 if self.stop_requested:
@@ -101,9 +101,12 @@ class DecodingPlayer(ItemPlayer[DecodingItem]):
 
     name = "pcm"
 
-    def __init__(self, output: PcmOutput, *, label: str = "speech", volume: int = 100) -> None:
+    def __init__(
+        self, output: PcmOutput, *, label: str = "speech", volume: int = 100, ca_file: str = ""
+    ) -> None:
         super().__init__(label, volume)
         self.output = output
+        self.ca_file = ca_file  # extra CA for https URLs (the emulator's media route)
 
     def _new_item(self, media: Media, offset_ms: int) -> DecodingItem:
         return DecodingItem(self, media, offset_ms)
@@ -118,8 +121,10 @@ class PcmPlayer(DecodingPlayer):
 
     name = "pcm"
 
-    def __init__(self, device: str = "", *, label: str = "speech", fmt: PcmFormat | None = None) -> None:
-        super().__init__(PyAudioOutput(device, fmt), label=label)
+    def __init__(
+        self, device: str = "", *, label: str = "speech", fmt: PcmFormat | None = None, ca_file: str = ""
+    ) -> None:
+        super().__init__(PyAudioOutput(device, fmt), label=label, ca_file=ca_file)
 
 
 class WavSinkPlayer(DecodingPlayer):
@@ -129,9 +134,15 @@ class WavSinkPlayer(DecodingPlayer):
     name = "wav"
 
     def __init__(
-        self, directory: Path, *, label: str = "speech", fmt: PcmFormat | None = None, realtime: bool = False
+        self,
+        directory: Path,
+        *,
+        label: str = "speech",
+        fmt: PcmFormat | None = None,
+        realtime: bool = False,
+        ca_file: str = "",
     ) -> None:
-        super().__init__(WavFileOutput(directory, fmt, realtime=realtime), label=label)
+        super().__init__(WavFileOutput(directory, fmt, realtime=realtime), label=label, ca_file=ca_file)
 
 
 class CapturePlayer(DecodingPlayer):

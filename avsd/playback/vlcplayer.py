@@ -28,6 +28,7 @@ import ctypes
 import logging
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 from avsd.errors import PlaybackError
@@ -119,6 +120,9 @@ class VlcPlayer(ItemPlayer["VlcItem"]):
         options = list(BASE_OPTIONS) + list(settings.vlc_options)
         if self.native_output and settings.output_device:
             options.append(f"--alsa-audio-device={settings.output_device}")
+        if settings.ca_file:
+            # VLC's TLS (GnuTLS) takes extra trust anchors as a directory; the emulator's certificate directory.
+            options.append(f"--gnutls-dir-trust={Path(settings.ca_file).parent}")
         self._instance = vlc.Instance(options)
         if self._instance is None:
             raise VlcUnavailableError(
@@ -272,8 +276,17 @@ class VlcPlayer(ItemPlayer["VlcItem"]):
                     item.held.append(pcm)  # decoded before the pause took hold: played on resume
                     return
                 if not item.begun:
+                    try:
+                        path = output.begin(item.name)
+                    except PlaybackError as exc:
+                        # No output (e.g. no sound card): fail the item once; VLC's later blocks are ignored
+                        # instead of each logging the same traceback.
+                        item.ended = True
+                        item.post_done(PlaybackOutcome.FAILED, exc)
+                        log.warning("%s: %s", item.name, exc)
+                        return
                     item.begun = True
-                    item.post_path(output.begin(item.name))
+                    item.post_path(path)
                 output.write(scale_s16(pcm, self.gain))  # blocks on a device: paces VLC's decoder
             if item.frames == 0:
                 item.post_started(time.perf_counter())

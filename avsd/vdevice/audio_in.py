@@ -1,8 +1,8 @@
 """Audio messages of the Virtual Device API -> 16 kHz mono 16-bit PCM (what a Recognize carries).
 
 Formats as Bespoken documents them: ``raw`` (with ``frame_rate``, ``channels``, ``sample_width``; the defaults
-16000 / 1 / 2), ``wav``, ``mp3``, ``ogg``. Decoding goes through miniaudio (already avsd's decoder), the rate
-change through avsd's own streaming resampler, so there is one converter, not a second one here.
+16000 / 1 / 2), ``wav``, ``mp3``, ``ogg``. This module only reads Bespoken's parameters; decoding goes through
+miniaudio and the rate change through the one converter (:func:`avsd.speech.convert.resample`).
 """
 
 from __future__ import annotations
@@ -15,7 +15,8 @@ import wave
 import miniaudio
 import numpy as np
 
-from avsd.audio.resample import StreamResampler
+from avsd.speech.convert import resample, wav_bytes
+from avsd.speech.tts import Pcm
 
 TARGET_RATE = 16000
 FORMATS = ("raw", "wav", "mp3", "ogg")
@@ -58,12 +59,8 @@ def to_pcm16k(
             raise AudioDecodeError(f"not {fmt} audio") from exc
         samples = np.frombuffer(bytes(decoded.samples), dtype="<i2").astype(np.float32) / 32768.0
         rate = decoded.sample_rate
-    if rate != TARGET_RATE:
-        resampler = StreamResampler(rate, TARGET_RATE)
-        tail = np.zeros(resampler.latency_in, dtype=np.float32)
-        samples = resampler.process(np.concatenate([samples, tail]).astype(np.float32))
     clipped = np.clip(samples * 32768.0, -32768, 32767).astype("<i2")
-    return clipped.tobytes()
+    return resample(Pcm(clipped.tobytes(), rate, 1), TARGET_RATE).data
 
 
 def _raw_to_float(data: bytes, sample_width: int, channels: int) -> np.ndarray:
@@ -92,10 +89,4 @@ def _wav(data: bytes) -> tuple[np.ndarray, int]:
 
 
 def pcm_to_wav(pcm: bytes, rate: int = TARGET_RATE) -> bytes:
-    out = io.BytesIO()
-    with wave.open(out, "wb") as wav:
-        wav.setnchannels(1)
-        wav.setsampwidth(2)
-        wav.setframerate(rate)
-        wav.writeframes(pcm)
-    return out.getvalue()
+    return wav_bytes(Pcm(pcm, rate, 1))

@@ -11,9 +11,13 @@ from pathlib import Path
 
 from avsd.avs.client import ConnectionSettings
 from avsd.avs.credentials import Credentials
+from avsd.backends import Backend, add_backend_argument, open_backend
 from avsd.errors import ConfigError
-from avsd.session import HeadlessSession, build_session
+from avsd.root import build_headless_session
+from avsd.session import HeadlessSession
+from avsd.vdevice.api import ApiSettings
 from avsd.vdevice.clients import HttpVirtualDevice, LocalVirtualDevice
+from avsd.vdevice.fetch import AudioFetcher
 from avsd.vdevice.processor import Options
 from avsd.vdevice.runner import find_suites, junit_xml, load_suite, run_suite, summary_line
 from avsd.vdevice.service import (
@@ -30,27 +34,25 @@ from avsd.vdevice.service import (
     wait_for_signal,
 )
 from avsd.vdevice.sessions import SessionOpener
+from avsd.vdevice.settings import homophones_of
 from avsd.vdevice.suite import SuiteError
 from avsd.vdevice.tokens import TokenBook, TokenEntry, identity_of
 
-BACKENDS = ("emulator", "assistant", "avs")
 
-
-def add_backend_arguments(parser: argparse.ArgumentParser, default: str) -> None:
-    parser.add_argument("--backend", choices=BACKENDS, default=default,
-                        help="who answers: emulator (local server + --scenario), assistant (offline), avs (Amazon)")
-    parser.add_argument("--scenario", type=Path, default=None, help="local server scenario (--backend emulator)")
-    parser.add_argument("--config", type=Path, default=None, help="TOML config (credentials for --backend avs)")
+def add_backend_arguments(parser: argparse.ArgumentParser, default: Backend) -> None:
+    add_backend_argument(parser, default=default)  # the one --backend/--scenario definition (avsd/backends.py)
+    parser.add_argument("--config", type=Path, default=None, help="TOML config (credentials for --backend avs, "
+                        "[assistant] for --backend assistant)")
 
 
 def add_vdevice_arguments(parser: argparse.ArgumentParser) -> None:
-    add_backend_arguments(parser, "emulator")
+    add_backend_arguments(parser, Backend.EMULATOR)
     add_serve_arguments(parser)
 
 
 def add_test_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("paths", nargs="+", type=Path, metavar="FILE.yml|DIR", help="YAML suites or folders")
-    add_backend_arguments(parser, "emulator")
+    add_backend_arguments(parser, Backend.EMULATOR)
     parser.add_argument("--base-url", default=None, help="use this Virtual Device server instead of a back-end")
     parser.add_argument("--token", default=None, help="user_id for --base-url (default: the suite's "
                         "virtualDeviceToken)")
@@ -60,36 +62,25 @@ def add_test_arguments(parser: argparse.ArgumentParser) -> None:
 @contextlib.asynccontextmanager
 async def backend_opener(args: argparse.Namespace, tokens: TokenBook | None) -> AsyncIterator[SessionOpener]:
     """``--backend`` -> a function that opens a headless session for a device identity."""
-    if args.scenario is not None and args.backend != "emulator":
-        raise ConfigError("--scenario", "needs --backend emulator")
     from avsd.config import load_config
 
     config = load_config(args.config)
-    if args.backend in ("emulator", "assistant"):
-        from avsd.emulator.scenario import load_scenario
-        from avsd.emulator.server import Emulator
+    backend = Backend(args.backend)
+    if backend is not Backend.AVS:
+        async with open_backend(backend, scenario_path=args.scenario, config=config) as local:
+            refresh_token = local.refresh_token
+            assert refresh_token is not None  # a local server always has one
 
-        brain = None
-        if args.backend == "assistant":
-            from avsd.assistant.brain import create_brain
+            async def open_local(identity: str) -> HeadlessSession:
+                # Every token is its own device identity to the local server.
+                settings = ConnectionSettings(endpoint=local.endpoint, ca_file=local.ca_file)
+                return build_headless_session(settings, credentials=Credentials(identity, refresh_token),
+                                              token_url=local.endpoint + "/auth/o2/token")
 
-            brain = create_brain(config.assistant)
-        scenario = load_scenario(args.scenario) if args.scenario else None
-        async with Emulator(scenario=scenario, brain=brain) as emulator:
-            start, stop = getattr(brain, "start", None), getattr(brain, "stop", None)
-            if start is not None:
-                await start()
-            try:
-                async def open_local(identity: str) -> HeadlessSession:
-                    settings = ConnectionSettings(endpoint=emulator.base_url, ca_file=str(emulator.ca_file))
-                    return build_session(settings, credentials=Credentials(identity, emulator.refresh_token),
-                                         token_url=emulator.base_url + "/auth/o2/token")
-
-                yield open_local
-            finally:
-                if stop is not None:
-                    await stop()
+            yield open_local
         return
+    if args.scenario is not None:
+        raise ConfigError("--scenario", "only applies to --backend emulator")
     by_identity: dict[str, Path] = {}
     for entry in _entries(tokens):
         by_identity[entry.identity] = entry.credentials or config.credentials_path
@@ -99,7 +90,7 @@ async def backend_opener(args: argparse.Namespace, tokens: TokenBook | None) -> 
 
     async def open_avs(identity: str) -> HeadlessSession:
         path = by_identity.get(identity, config.credentials_path)
-        return build_session(config.avs, credentials_path=path, token_url=config.token_url())
+        return build_headless_session(config.avs, credentials_path=path, token_url=config.token_url())
 
     yield open_avs
 
@@ -108,22 +99,21 @@ def _entries(tokens: TokenBook | None) -> list[TokenEntry]:
     return list(tokens.entries) if tokens is not None else []
 
 
-def _state_dir(args: argparse.Namespace) -> Path:
-    if getattr(args, "state_dir", None) is not None:
-        path: Path = args.state_dir
-        return path
+async def run_vdevice(args: argparse.Namespace) -> int:
     from avsd.config import load_config
 
-    return load_config(args.config).state_dir
-
-
-async def run_vdevice(args: argparse.Namespace) -> int:
-    state_dir = _state_dir(args)
-    tokens, tokens_path = load_or_create_tokens(args.tokens, state_dir)
-    sock = bind(args.host, args.port)
-    url = args.public_url or local_url(sock)
+    config = load_config(args.config)
+    settings = config.vdevice
+    state_dir = args.state_dir or config.state_dir
+    tokens_file = args.tokens or (Path(settings.tokens_file) if settings.tokens_file else None)
+    tokens, tokens_path = load_or_create_tokens(tokens_file, state_dir)
+    sock = bind(args.host or settings.host, settings.port if args.port is None else args.port)
+    url = args.public_url or settings.public_url or local_url(sock)
+    common, per_token = homophones_of(settings)
+    api = ApiSettings(homophones=common, token_homophones=per_token)
+    fetcher = AudioFetcher(allow_private=settings.allow_private_audio_urls)
     async with backend_opener(args, tokens) as opener, virtual_device_app(
-        opener, default_speech(), tokens, state_dir, url
+        opener, default_speech(), tokens, state_dir, url, settings=api, fetcher=fetcher
     ) as (app, _processor), serving(app, sock):
         print_ready(local_url(sock), tokens_path, args.backend)
         await wait_for_signal()
@@ -151,7 +141,7 @@ async def run_tests(args: argparse.Namespace) -> int:
             outcomes += await run_suite(suite, homophones, device, out=sys.stdout)
     else:
         with tempfile.TemporaryDirectory(prefix="avsd-test-") as state:
-            identity = identity_of("avsd-test")
+            identity = identity_of("avsd-test-local-token")
             async with backend_opener(args, None) as opener, virtual_device_app(
                 opener, default_speech(), TokenBook([TokenEntry("avsd-test-local-token", identity)]),
                 Path(state), "http://127.0.0.1",

@@ -29,7 +29,6 @@ from avsd.vdevice.tokens import TokenBook
 
 _log = logging.getLogger(__name__)
 
-DEFAULT_PORT = 8734
 TOKENS_FILE = "vdevice-tokens"
 
 
@@ -143,11 +142,11 @@ def _url_host(host: str) -> str:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default %(default)s: loopback)")
-    parser.add_argument("--port", type=int, default=DEFAULT_PORT, help="TCP port (default %(default)s)")
+    parser.add_argument("--host", default=None, help="address to listen on (default vdevice.host: loopback)")
+    parser.add_argument("--port", type=int, default=None, help="TCP port (default vdevice.port: 8734; 0 = any)")
     parser.add_argument("--tokens", type=Path, default=None,
-                        help="tokens file: one token per line (default: one generated in the state dir)")
-    parser.add_argument("--public-url", default=None, help="URL clients reach this server at (for audio URLs)")
+                        help="tokens file: one token per line (default vdevice.tokens_file, else one generated)")
+    parser.add_argument("--public-url", default=None, help="URL clients reach this server at (for audio links)")
     parser.add_argument("--state-dir", type=Path, default=None, help="conversations, audio (default: config's)")
 
 

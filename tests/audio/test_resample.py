@@ -57,3 +57,11 @@ def test_chunking_does_not_change_the_output(rate: int) -> None:
 def test_same_rate_passes_through() -> None:
     x = np.linspace(-1, 1, 100)
     assert np.array_equal(StreamResampler(16000).process(x), x)
+
+
+@pytest.mark.parametrize(("rate_in", "rate_out"), [(8000, 16000), (16000, 8000), (24000, 8000), (44100, 16000)])
+@pytest.mark.parametrize("length", [1, 5, 999, 12345])
+def test_latency_in_of_silence_lets_every_sample_out(rate_in: int, rate_out: int, length: int) -> None:
+    resampler = StreamResampler(rate_in, rate_out)
+    out = len(resampler.process(np.ones(length))) + len(resampler.process(np.zeros(resampler.latency_in)))
+    assert out >= round(length * rate_out / rate_in)

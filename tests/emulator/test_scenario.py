@@ -30,8 +30,37 @@ def test_basic_scenario_content() -> None:
     scenario = load_scenario(SCENARIOS / "basic.toml")
     rule = scenario.rules[0]
     assert rule.match == "SpeechRecognizer.Recognize"
-    assert rule.directives[0].qualified_name == "SpeechSynthesizer.Speak"
-    assert rule.directives[0].speech
+    assert [d.qualified_name for d in rule.directives] == ["TemplateRuntime.RenderTemplate", "SpeechSynthesizer.Speak"]
+    assert rule.directives[1].speech
+
+
+def test_media_playlists_and_media_urls() -> None:
+    scenario = load_scenario(SCENARIOS / "music-playlist.toml")
+    assert scenario.media_playlists == (("radio.pls", ("media:missing.mp3", "media:tone/440-8.mp3")),)
+    rendered = render_payload(
+        {"stream": {"url": "media:radio.pls", "other": "http://x/y.mp3"}, "n": [1, "media:tone/440-1.mp3"]},
+        datetime.datetime.now(datetime.UTC),
+        None,
+        lambda ref: "https://h/" + ref.removeprefix("media:"),
+    )
+    assert rendered == {"stream": {"url": "https://h/radio.pls", "other": "http://x/y.mp3"},
+                        "n": [1, "https://h/tone/440-1.mp3"]}
+
+
+@pytest.mark.parametrize(
+    ("media", "key"),
+    [
+        ({"playlists": {"radio.mp3": ["media:x.mp3"]}}, "media.playlists.radio.mp3"),
+        ({"playlists": {"a.pls": []}}, "media.playlists.a.pls"),
+        ({"playlists": {"a.pls": [1]}}, "media.playlists.a.pls"),
+        ({"playlists": ["a.pls"]}, "media.playlists"),
+        ({"other": 1}, "media"),
+    ],
+)
+def test_bad_media_tables_name_the_key(media: dict[str, object], key: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        scenario_from_obj({"media": media})
+    assert info.value.key == key
 
 
 def test_json_and_toml_are_the_same_model(tmp_path: Path) -> None:

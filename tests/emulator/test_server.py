@@ -289,20 +289,23 @@ async def test_scenario_rule_and_push(emu: Emulator, client: httpx.AsyncClient, 
         assert names == ["Speak"]
 
 
-async def test_alpn_http11_only_is_refused(emu: Emulator) -> None:
+async def test_avs_routes_over_http11_answer_505(emu: Emulator) -> None:
+    """AVS stays HTTP/2 only: an HTTP/1.1 client gets a clear 505 System.Exception, not a silent close."""
     ctx = ssl.create_default_context(cafile=str(emu.ca_file))
     ctx.set_alpn_protocols(["http/1.1"])
     reader, writer = await asyncio.open_connection("127.0.0.1", emu.port, ssl=ctx)
     try:
         writer.write(b"GET /ping HTTP/1.1\r\nHost: localhost\r\n\r\n")
         async with asyncio.timeout(5):
-            data = await reader.read(1024)
-        assert data == b""  # closed without an HTTP/1.1 answer
+            head = await reader.readuntil(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 505 ")
     finally:
         writer.close()
-    async with httpx.AsyncClient(http2=False, verify=ctx, base_url=emu.base_url) as h1:
-        with pytest.raises(httpx.TransportError):
-            await h1.get("/ping")
+    async with httpx.AsyncClient(http2=False, verify=ctx, base_url=emu.base_url, timeout=10.0) as h1:
+        reply = await h1.get("/v20160207/directives", headers={"authorization": "Bearer x"})
+        assert reply.http_version == "HTTP/1.1"
+        assert reply.status_code == 505
+        assert "requires HTTP/2" in reply.json()["payload"]["description"]
 
 
 async def test_stop_leaves_no_tasks(tmp_path: object) -> None:

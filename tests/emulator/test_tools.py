@@ -163,3 +163,56 @@ async def test_http2_client_sees_token_errors(emu: Emulator, client: httpx.Async
     )
     assert reply.status_code >= 400
     assert reply.json()["error"]
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed")
+async def test_curl_demo_as_the_readme_runs_it(tmp_path: Path) -> None:
+    """`avsd emulator --port P` in one process, `scripts/curl-demo.sh URL CA TOKEN` in another, nothing pushed on
+    the downchannel: exit 0, and neither curl's expected timeout nor a missing body file is reported."""
+    import sys
+
+    port = _free_port()
+    env = {**os.environ, "PYTHONPATH": str(CURL_DEMO.parents[1])}
+    server = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "avsd", "emulator", "--port", str(port), "--cert-dir", str(tmp_path),
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL, env=env,
+    )
+    try:
+        assert server.stdout is not None
+        async with asyncio.timeout(30):
+            lines = [(await server.stdout.readline()).decode() for _ in range(4)]
+        base_url = lines[0].split(" on ", 1)[1].strip()
+        ca_file = lines[1].split(":", 1)[1].strip()
+        token = lines[2].split(":", 1)[1].strip()
+        media = lines[3].split(":", 1)[1].strip()
+        assert media.startswith(f"{base_url}/media/radio.pls?sig=")
+        fetched = await asyncio.create_subprocess_exec(
+            "curl", "--silent", "--http1.1", "--cacert", ca_file, "--write-out", "%{http_code} %{content_type}",
+            "--output", os.devnull, media, stdout=asyncio.subprocess.PIPE,
+        )
+        async with asyncio.timeout(30):
+            assert (await fetched.communicate())[0] == b"200 audio/x-scpls"
+        assert base_url == f"https://127.0.0.1:{port}"
+        demo = await asyncio.create_subprocess_exec(
+            str(CURL_DEMO), base_url, ca_file, token,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        )
+        async with asyncio.timeout(30):
+            out, err = await demo.communicate()
+    finally:
+        server.send_signal(signal.SIGTERM)
+        async with asyncio.timeout(10):
+            await server.wait()
+    assert demo.returncode == 0, (out, err)
+    assert err == b"", err
+    text = out.decode()
+    assert "downchannel: 200" in text and "event: 204" in text
+    assert "downchannel body: (nothing pushed)" in text

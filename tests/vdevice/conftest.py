@@ -19,7 +19,8 @@ import pytest
 from avsd.avs.client import ConnectionSettings
 from avsd.avs.credentials import Credentials
 from avsd.emulator.server import Emulator
-from avsd.session import HeadlessSession, build_session
+from avsd.root import build_headless_session
+from avsd.session import HeadlessSession
 from avsd.vdevice.fetch import AudioFetcher
 from avsd.vdevice.service import bind, default_speech, local_url, serving, virtual_device_app
 from avsd.vdevice.tokens import TokenBook
@@ -44,7 +45,7 @@ class RunningDevice:
 async def running_vdevice(emulator: Emulator, state_dir: Path, **kwargs: Any) -> AsyncIterator[str]:
     async def open_session(identity: str) -> HeadlessSession:
         settings = ConnectionSettings(endpoint=emulator.base_url, ca_file=str(emulator.ca_file))
-        return build_session(
+        return build_headless_session(
             settings, credentials=Credentials(identity, emulator.refresh_token),
             token_url=emulator.base_url + "/auth/o2/token",
         )

@@ -136,7 +136,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_sim_arguments(phone_sim)
     _add_common(phone_sim)
 
-    from avsd.vdevice.cli import add_test_arguments, add_vdevice_arguments
+    from avsd.vdevice.args import add_test_arguments, add_vdevice_arguments
 
     vdevice = sub.add_parser("vdevice", help="serve Bespoken's Virtual Device API (skill tests) on loopback")
     add_vdevice_arguments(vdevice)
@@ -204,7 +204,11 @@ def _dispatch(args: argparse.Namespace) -> int:
         setup_logging("error", debug=args.debug)
         return asyncio.run(run_ask(args))
     if args.command in ("vdevice", "test"):
-        from avsd.vdevice.cli import run_tests, run_vdevice
+        try:
+            from avsd.vdevice.cli import run_tests, run_vdevice
+        except ImportError as exc:  # the vdevice extra is not installed
+            print(f"avsd {args.command}: needs {exc.name}: pip install 'avsd[vdevice]'", file=sys.stderr)
+            return EXIT_FAILURE
 
         setup_logging("warning" if args.command == "test" else "info", debug=args.debug)
         return asyncio.run(run_vdevice(args) if args.command == "vdevice" else run_tests(args))

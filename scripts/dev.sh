@@ -44,10 +44,27 @@ if [ ! -f "$stamp" ] || [ setup.cfg -nt "$stamp" ] || [ pyproject.toml -nt "$sta
     touch "$stamp"
 fi
 
+# Bespoken's own clients (virtual-device-sdk, bespoken-tools' bst), pinned in tests/node, for the virtual-device
+# tests. Node and npm from Debian's packages unless the machine already has them (e.g. NodeSource's nodejs).
+install_node_clients() {
+    if ! command -v npm >/dev/null || ! command -v node >/dev/null; then
+        echo "dev.sh: installing Node.js and npm"
+        as_root apt-get update -qq
+        as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends nodejs npm
+    fi
+    local lock=tests/node/package-lock.json marker=tests/node/node_modules/.avsd-installed
+    if [ ! -f "$marker" ] || [ "$lock" -nt "$marker" ]; then
+        echo "dev.sh: installing Bespoken's npm clients into tests/node"
+        (cd tests/node && npm ci --no-audit --no-fund --ignore-scripts --loglevel=error)
+        touch "$marker"
+    fi
+}
+
 case "$mode" in
     setup) echo "dev.sh: ready. Activate with: . .venv/bin/activate" ;;
     demo) exec .venv/bin/avsd demo "$@" ;;
     test)
+        install_node_clients
         .venv/bin/ruff check avsd tests bench
         .venv/bin/mypy
         # pytest exits 5 when it collected nothing: that is a failure here, never a pass.

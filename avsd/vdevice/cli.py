@@ -11,7 +11,7 @@ from pathlib import Path
 
 from avsd.avs.client import ConnectionSettings
 from avsd.avs.credentials import Credentials
-from avsd.backends import Backend, add_backend_argument, open_backend
+from avsd.backends import Backend, open_backend
 from avsd.errors import ConfigError
 from avsd.root import build_headless_session
 from avsd.session import HeadlessSession
@@ -20,9 +20,6 @@ from avsd.vdevice.clients import HttpVirtualDevice, LocalVirtualDevice
 from avsd.vdevice.fetch import AudioFetcher
 from avsd.vdevice.processor import Options
 from avsd.vdevice.runner import find_suites, junit_xml, load_suite, run_suite, summary_line
-from avsd.vdevice.service import (
-    add_arguments as add_serve_arguments,
-)
 from avsd.vdevice.service import (
     bind,
     default_speech,
@@ -37,26 +34,6 @@ from avsd.vdevice.sessions import SessionOpener
 from avsd.vdevice.settings import homophones_of
 from avsd.vdevice.suite import SuiteError
 from avsd.vdevice.tokens import TokenBook, TokenEntry, identity_of
-
-
-def add_backend_arguments(parser: argparse.ArgumentParser, default: Backend) -> None:
-    add_backend_argument(parser, default=default)  # the one --backend/--scenario definition (avsd/backends.py)
-    parser.add_argument("--config", type=Path, default=None, help="TOML config (credentials for --backend avs, "
-                        "[assistant] for --backend assistant)")
-
-
-def add_vdevice_arguments(parser: argparse.ArgumentParser) -> None:
-    add_backend_arguments(parser, Backend.EMULATOR)
-    add_serve_arguments(parser)
-
-
-def add_test_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("paths", nargs="+", type=Path, metavar="FILE.yml|DIR", help="YAML suites or folders")
-    add_backend_arguments(parser, Backend.EMULATOR)
-    parser.add_argument("--base-url", default=None, help="use this Virtual Device server instead of a back-end")
-    parser.add_argument("--token", default=None, help="user_id for --base-url (default: the suite's "
-                        "virtualDeviceToken)")
-    parser.add_argument("--junit", type=Path, default=None, help="write JUnit XML here")
 
 
 @contextlib.asynccontextmanager

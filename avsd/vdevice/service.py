@@ -4,7 +4,6 @@ serve loop. The HTTP server binds to loopback unless ``--host`` says otherwise.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
 import logging
@@ -139,15 +138,6 @@ async def wait_for_signal() -> None:
 
 def _url_host(host: str) -> str:
     return f"[{host}]" if ":" in host else host
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--host", default=None, help="address to listen on (default vdevice.host: loopback)")
-    parser.add_argument("--port", type=int, default=None, help="TCP port (default vdevice.port: 8734; 0 = any)")
-    parser.add_argument("--tokens", type=Path, default=None,
-                        help="tokens file: one token per line (default vdevice.tokens_file, else one generated)")
-    parser.add_argument("--public-url", default=None, help="URL clients reach this server at (for audio links)")
-    parser.add_argument("--state-dir", type=Path, default=None, help="conversations, audio (default: config's)")
 
 
 def print_ready(url: str, tokens_path: Path, backend: str, out: object = sys.stdout) -> None:

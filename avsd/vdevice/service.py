@@ -149,9 +149,10 @@ def print_ready(url: str, tokens_path: Path, backend: str, out: object = sys.std
     sys.stdout.flush()
 
 
-def default_speech(voice_rate_wpm: int = 165) -> SpeechFunctions:
-    """espeak-ng for the utterances (voice_id mapped by avsd.vdevice.voices), pocketsphinx free text (the
-    wheel's full language model) for the replies, with the request's phrases as hints."""
+def default_speech(voice_rate_wpm: int = 165, *, stt_url: str = "") -> SpeechFunctions:
+    """espeak-ng for the utterances (voice_id mapped by avsd.vdevice.voices); for the replies a Wyoming ASR server
+    (``assistant.stt_url``, e.g. Home Assistant's faster-whisper) when configured, else pocketsphinx free text (the
+    wheel's full language model); the request's phrases as hints either way."""
     from avsd.speech.convert import resample
     from avsd.speech.stt import PocketsphinxModel
     from avsd.speech.tts import espeak_pcm
@@ -167,6 +168,12 @@ def default_speech(voice_rate_wpm: int = 165) -> SpeechFunctions:
         return await asyncio.to_thread(run)
 
     async def transcribe(pcm16k: bytes, phrases: Sequence[str]) -> str:
+        if stt_url:
+            from avsd.speech.wyoming import WyomingAsr
+
+            recognition = WyomingAsr(stt_url).recognition()
+            recognition.feed(pcm16k)
+            return apply_phrase_hints((await recognition.finish()).text, phrases)
         if not model:
             model.append(await asyncio.to_thread(PocketsphinxModel))
         loop = asyncio.get_running_loop()

@@ -51,6 +51,6 @@ async def test_replies_go_to_the_configured_wyoming_asr(asr: str) -> None:
     speech = default_speech(stt_url=asr)
     reply = await speech.synthesize("how many players are there", None)
     transcript = await speech.transcribe(reply, ["how many players"])
-    assert HEARD == [len(reply)]  # the whole reply reached the server
+    assert [len(reply)] == HEARD  # the whole reply reached the server
     assert transcript.startswith("wyoming says")
     assert "how many players" in transcript

@@ -14,16 +14,13 @@ import wave
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-from avsd.errors import AvsdError, ConfigError
-
-BACKENDS = ("emulator", "avs", "assistant")
+from avsd.backends import Backend, add_backend_argument
+from avsd.errors import ConfigError
 
 
 def add_phone_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", type=Path, default=None, help="TOML config file ([phone] section)")
-    parser.add_argument("--backend", choices=BACKENDS, default="emulator",
-                        help="who answers: the built-in emulator (default), Amazon (avs), the offline assistant")
-    parser.add_argument("--scenario", type=Path, default=None, help="emulator scenario (TOML or JSON)")
+    add_backend_argument(parser, default=Backend.EMULATOR)  # the one --backend/--scenario (avsd/backends.py)
     parser.add_argument("--host", default=None, help="listen address (default phone.host, 127.0.0.1)")
     parser.add_argument("--port", type=int, default=None, help="listen port (default phone.port, 8088)")
     parser.add_argument("--public-url", default=None, help="public https:// origin (default phone.public_url)")
@@ -69,13 +66,8 @@ async def open_backend(name: str, config: object, scenario: Path | None, work: P
                               credentials_path=config.credentials_path) as backend:
             yield backend
         return
-    import importlib
+    from avsd.assistant.local import local_assistant
 
-    try:  # the offline-assistant issue's local server + brain (avsd/assistant/local.py)
-        local_assistant = importlib.import_module("avsd.assistant.local").local_assistant
-    except (ImportError, AttributeError) as exc:
-        raise AvsdError("--backend assistant needs the offline assistant (avsd.assistant), not in this build; "
-                        "use --backend emulator or avs") from exc
     async with local_assistant(config) as device, AvsBackend(
         device.avs, token_url=device.token_url(), credentials_path=device.credentials_path, per_call=True
     ) as backend:

@@ -59,20 +59,6 @@ def test_bad_config_value_exits_78(tmp_path: Path, capsys: pytest.CaptureFixture
     assert "phone.vonage_rate" in capsys.readouterr().err
 
 
-def test_assistant_backend_missing_says_what_to_use(monkeypatch: pytest.MonkeyPatch,
-                                                    capsys: pytest.CaptureFixture[str]) -> None:
-    monkeypatch.setenv("TWILIO_AUTH_TOKEN", "some-token")
-    try:
-        import avsd.assistant  # noqa: F401
-    except ImportError:
-        pass
-    else:
-        pytest.skip("the offline assistant is in this build: the bridge would start")
-    assert main(["phone", "--backend", "assistant", "--port", "0"]) == 1
-    err = capsys.readouterr().err
-    assert "avsd.assistant" in err and "--backend emulator" in err
-
-
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

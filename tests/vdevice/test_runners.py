@@ -51,6 +51,7 @@ def write_project(folder: Path, base_url: str, token: str, suites: dict[str, str
 async def bst(folder: Path, base_url: str, *args: str) -> tuple[int, str]:
     # bst writes ~/.bst/config; it reports results to Bespoken's dashboard and exits 1 when it cannot: offline,
     # avsd vdevice is that endpoint too (README).
+    (folder / "home").mkdir(exist_ok=True)  # bst creates ~/.bst but not ~ itself
     env = {**os.environ, "HOME": str(folder / "home"), "BESPOKEN_API_BASE_URL": base_url}
     proc = await asyncio.create_subprocess_exec(
         str(NODE_DIR / "node_modules" / ".bin" / "bst"), "test", *args, cwd=folder, env=env,

@@ -29,6 +29,7 @@ from urllib.parse import unquote
 
 from aiohttp import web
 
+from avsd.vdevice.audio_in import AudioDecodeError, decode_base64
 from avsd.vdevice.fetch import AudioFetcher, FetchError
 from avsd.vdevice.homophones import Homophones, homophone_rules, merge_rules
 from avsd.vdevice.processor import Message, MessageError, MessageProcessor, Options, new_id
@@ -233,8 +234,6 @@ class VirtualDeviceApi:
         encoded = raw.get("audio") or raw.get("audio_data")
         url = raw.get("url") or raw.get("audio_url")
         if encoded:
-            from avsd.vdevice.audio_in import AudioDecodeError, decode_base64
-
             try:
                 audio = decode_base64(str(encoded))
             except AudioDecodeError as exc:

@@ -140,7 +140,7 @@ def _url_host(host: str) -> str:
     return f"[{host}]" if ":" in host else host
 
 
-def print_ready(url: str, tokens_path: Path, backend: str, out: object = sys.stdout) -> None:
+def print_ready(url: str, tokens_path: Path, backend: str) -> None:
     sys.stdout.write(
         f"avsd vdevice: {url} (back-end {backend})\n"
         f"  tokens: {tokens_path}\n"

@@ -197,7 +197,7 @@ CONFIG_SEEDS = [
     b"[attachments]\nmax_bytes = 1048576\ntotal_bytes = 4194304\nmax_age_s = 60.0\n",
 ]
 CREDENTIALS_SEEDS = [
-    b'{"client_id": "amzn1.application-oa2-client.x", "refresh_token": "Atzr|abc", "client_secret": "s"}',
+    b'{"client_id": "amzn1.application-oa2-client.x", "refresh_token": "fake-refresh-token", "client_secret": "s"}',
     b'{\n  "client_id": "c",\n  "refresh_token": "r"\n}\n',
 ]
 

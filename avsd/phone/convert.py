@@ -1,14 +1,10 @@
-"""Telephone audio conversion: G.711 mu-law without ``audioop``, one streaming resampler, MP3 decoding.
-
-Python 3.13 removed ``audioop``; mu-law here is two numpy lookup tables built from the same algorithm as
-CPython's ``audioop.lin2ulaw`` / ``ulaw2lin`` (Sun's g711.c, 14-bit magnitude): a test compares every one of the
-65,536 inputs with ``audioop`` where it still exists. The tables cost 64 KiB + 512 bytes, built once.
+"""Telephone audio conversion on top of the one converter (:mod:`avsd.speech.convert`): G.711 mu-law, a streaming
+resampler on PCM bytes, MP3 decoding to the line rate.
 
 Resampling goes through avsd's one resampler, :mod:`avsd.audio.resample` (python-soxr, chosen by measurement:
 ``bench/bench_resample.py``, numbers in the README).
 
-Pure functions and small stateful objects; no I/O. Written to move into ``avsd/speech/convert.py`` (the project's
-one converter) when that module exists.
+Pure functions and small stateful objects; no I/O.
 """
 
 from __future__ import annotations
@@ -20,43 +16,14 @@ import numpy.typing as npt
 
 from avsd.audio.resample import StreamResampler
 from avsd.errors import AvsdError
+from avsd.speech.convert import mulaw_decode, mulaw_encode
 
 Int16Array = npt.NDArray[np.int16]
 
-_BIAS = 0x84
-_CLIP = 8159  # 14-bit magnitude clip used by audioop (g711.c's st_14linear2ulaw)
-_SEG_END = np.array([0x3F, 0x7F, 0xFF, 0x1FF, 0x3FF, 0x7FF, 0xFFF, 0x1FFF], dtype=np.int32)
-
-
-def _build_encode_table() -> npt.NDArray[np.uint8]:
-    pcm = np.arange(-32768, 32768, dtype=np.int32) >> 2  # 16-bit -> 14-bit, arithmetic shift like audioop
-    mask = np.where(pcm < 0, 0x7F, 0xFF)
-    mag = np.minimum(np.abs(pcm), _CLIP) + (_BIAS >> 2)
-    seg = np.searchsorted(_SEG_END, mag, side="left")  # first segment whose end >= magnitude
-    uval = (np.minimum(seg, 7) << 4) | ((mag >> (np.minimum(seg, 7) + 1)) & 0xF)
-    uval = np.where(seg >= 8, 0x7F, uval)
-    return (uval ^ mask).astype(np.uint8)
-
-
-def _build_decode_table() -> Int16Array:
-    u = ~np.arange(256, dtype=np.int32) & 0xFF
-    t = (((u & 0x0F) << 3) + _BIAS) << ((u & 0x70) >> 4)
-    return np.where(u & 0x80, _BIAS - t, t - _BIAS).astype(np.int16)
-
-
-_ENCODE = _build_encode_table()  # index: sample + 32768
-_DECODE = _build_decode_table()
-
-
-def ulaw_encode(pcm: bytes) -> bytes:
-    """16-bit little-endian PCM -> mu-law bytes (one byte per sample)."""
-    samples = np.frombuffer(pcm, dtype="<i2").astype(np.int32) + 32768
-    return bytes(_ENCODE[samples].tobytes())
-
-
-def ulaw_decode(data: bytes) -> bytes:
-    """mu-law bytes -> 16-bit little-endian PCM."""
-    return bytes(_DECODE[np.frombuffer(data, dtype=np.uint8)].astype("<i2").tobytes())
+# mu-law is the one converter's (avsd/speech/convert.py: numpy tables, identical to audioop for every input);
+# the telephone code calls it by G.711's name.
+ulaw_encode = mulaw_encode
+ulaw_decode = mulaw_decode
 
 
 class Resampler:

@@ -12,13 +12,10 @@ from __future__ import annotations
 import math
 
 import numpy as np
-import numpy.typing as npt
 
 from avsd.audio.resample import StreamResampler
 from avsd.errors import AvsdError
 from avsd.speech.convert import mulaw_decode, mulaw_encode
-
-Int16Array = npt.NDArray[np.int16]
 
 # mu-law is the one converter's (avsd/speech/convert.py: numpy tables, identical to audioop for every input);
 # the telephone code calls it by G.711's name.

@@ -18,13 +18,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from avsd.assistant.grammar import Language
+from avsd.assistant.grammar import FALLBACK_INTENT, Language
 from avsd.assistant.music import MusicLibrary, MusicServer
 from avsd.assistant.settings import AssistantSettings
 from avsd.assistant.skills import EXPECT_SPEECH_TIMEOUT_MS, DeviceState, Reply, Skills, SkillSettings
 from avsd.emulator.brains import Answer, Turn
 from avsd.emulator.scenario import DirectiveSpec
-from avsd.speech.stt import PocketsphinxModel, Transcript
+from avsd.speech.stt import PocketsphinxModel, SecondPass, Transcript
 from avsd.speech.tts import EspeakTts, SpeechSynthesizer, TtsSettings
 
 _log = logging.getLogger(__name__)
@@ -48,7 +48,19 @@ class Recognizer(Protocol):
 
 
 def grammar_recognizer(language: Language, *, reject_unknown: bool = True) -> PocketsphinxModel:
-    """pocketsphinx with the language's two grammars: commands, and answers while a question is pending."""
+    """pocketsphinx with the language's two grammars: commands, and answers while a question is pending.
+    ``reject_unknown``: each with a weighted "something else" word loop, and a second pass (without the loop)
+    for what landed in it, so a command the loop swallowed is still heard if it fits the audio well."""
+    # The second pass also allows a hesitation before the command: in the first pass it cost accuracy and
+    # rejection (module doc of avsd.speech.stt), here only what the loop took is decoded, and the confidence
+    # check still applies ("um, what time is it" was heard as the loop's "them what side these it").
+    second = SecondPass(
+        {
+            "commands": language.jsgf(reject_unknown=False, hesitations=True),
+            ANSWERS_GRAMMAR: language.jsgf(answers=True, reject_unknown=False, hesitations=True),
+        },
+        needed=lambda text: language.parse(text).name == FALLBACK_INTENT,
+    )
     return PocketsphinxModel(
         jsgf={
             "commands": language.jsgf(reject_unknown=reject_unknown),
@@ -56,6 +68,7 @@ def grammar_recognizer(language: Language, *, reject_unknown: bool = True) -> Po
         },
         words=language.vocabulary(),
         pronunciations=language.pronunciations,
+        second_pass=second if reject_unknown else None,
     )
 
 

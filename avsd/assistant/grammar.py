@@ -265,17 +265,26 @@ class Language:
 
     # -------------------------------------------------------------------------------- JSGF
 
-    def jsgf(self, *, answers: bool = False, reject_unknown: bool = True, garbage_weight: float = 1e-15) -> str:
+    def jsgf(
+        self,
+        *,
+        answers: bool = False,
+        reject_unknown: bool = True,
+        garbage_weight: float = 1e-15,
+        hesitations: bool | None = None,
+    ) -> str:
         """The pocketsphinx grammar: every intent's patterns, bare slot values when ``answers`` (only while a
         question is pending: "five minutes" alone would otherwise soak up noise and the wake word), and
-        optionally a loop of common words that catches speech outside the commands."""
+        optionally a loop of common words that catches speech outside the commands. ``hesitations``: whether
+        "um"/"uh" may precede a command (default: the locale's ``spoken_hesitations``)."""
         w = self.data["words"]
         lines = ["#JSGF V1.0;", f"grammar avsd_{self.locale.replace('-', '_').lower()};"]
         # While a question is pending only the answer and "stop" / "never mind" are heard: a second full
         # grammar would cost ~30 MB of the decoder's memory, and people answer the question they were asked.
         intents = [(n, p) for n, p in self.intents if not answers or n in ANSWER_TIME_INTENTS]
         command_rules = [f"<i_{name.lower()}>" for name, _ in intents]
-        hes = "[<hes>] " if self.spoken_hesitations and self.hesitations else ""
+        spoken_hesitations = self.spoken_hesitations if hesitations is None else hesitations
+        hes = "[<hes>] " if spoken_hesitations and self.hesitations else ""
         top = [f"/1/ ({hes}[<prefix>] (" + " | ".join(command_rules) + ") [<suffix>])"]
         if answers:
             top.append(f"/1/ ({hes}[<prefix>] <answer> [<suffix>])")

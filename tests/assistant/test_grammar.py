@@ -104,3 +104,10 @@ def test_a_second_locale_is_a_data_file() -> None:
 def test_unknown_locale_names_the_available_ones() -> None:
     with pytest.raises(ValueError, match="en-US"):
         Language.load("zz-ZZ")
+
+
+def test_hesitations_before_a_command_only_when_asked(lang: Language) -> None:
+    # The first pass leaves them out (the locale's spoken_hesitations = false); the second pass asks for them.
+    assert "[<hes>]" not in lang.jsgf()
+    assert "[<hes>] [<prefix>] (<i_gettime>" in lang.jsgf(hesitations=True, reject_unknown=False)
+    assert "<other>" not in lang.jsgf(hesitations=True, reject_unknown=False).split("\n")[2]

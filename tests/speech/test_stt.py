@@ -8,8 +8,8 @@ from collections.abc import Callable, Iterator
 import pytest
 
 from avsd.assistant.brain import grammar_recognizer
-from avsd.assistant.grammar import Language
-from avsd.speech.stt import PocketsphinxModel, VocabularyError, cut_dictionary
+from avsd.assistant.grammar import FALLBACK_INTENT, Language
+from avsd.speech.stt import PocketsphinxModel, VocabularyError, confidence, cut_dictionary
 
 
 @pytest.fixture(scope="module")
@@ -76,3 +76,65 @@ def test_speech_gate_refuses_silence_and_steady_noise_not_a_short_answer() -> No
     assert has_speech(answer)
     mixed = (np.frombuffer(answer, "<i2") + rng.standard_normal(len(answer) // 2) * 300).astype("<i2").tobytes()
     assert has_speech(mixed)
+
+
+def _without_second_pass(lang: Language) -> PocketsphinxModel:
+    return PocketsphinxModel(
+        jsgf={"commands": lang.jsgf()}, words=lang.vocabulary(), pronunciations=lang.pronunciations
+    )
+
+
+def test_second_pass_hears_a_command_the_something_else_loop_swallowed(
+    model: PocketsphinxModel, say: Callable[..., bytes]
+) -> None:
+    lang = Language.load()
+    first_only = _without_second_pass(lang)
+    try:
+        pcm = say("stop")
+        assert lang.parse(first_only.transcribe(pcm).text).name == FALLBACK_INTENT  # the loop's "tell"
+        assert model.transcribe(pcm).text == "stop"
+    finally:
+        first_only.close()
+
+
+@pytest.mark.parametrize("text", ["lock the front door", "the quick brown fox jumps over the lazy dog"])
+def test_second_pass_does_not_rescue_a_non_command(
+    model: PocketsphinxModel, say: Callable[..., bytes], text: str
+) -> None:
+    # The loop-free grammar forces these onto a command ("start timer for two hour"): it fits the audio far
+    # worse than a phone loop does, so the second pass leaves them "something else".
+    lang = Language.load()
+    assert model.second_pass is not None
+    strict = PocketsphinxModel(
+        jsgf={"commands": model.second_pass.grammars["commands"]},
+        words=lang.vocabulary(),
+        pronunciations=lang.pronunciations,
+    )
+    try:
+        pcm = say(text)
+        assert lang.parse(strict.transcribe(pcm).text).name != FALLBACK_INTENT
+        assert lang.parse(model.transcribe(pcm).text).name == FALLBACK_INTENT
+    finally:
+        strict.close()
+
+
+def test_confidence_is_per_frame_and_zero_when_words_fit_as_well_as_phones() -> None:
+    assert confidence(-5000, -5000, 100) == 0.0
+    assert confidence(-7000, -5000, 100) == -20.0
+    assert confidence(-7000, -5000, 0) == -2000.0  # no frames: no division by zero
+
+
+@pytest.mark.parametrize(
+    ("said", "voice", "meant"),
+    [
+        ("um, what time is it", "en-us", "what time is it"),  # first pass: the loop's "them what side these it"
+        ("uh, cancel the timer", "en-us+m3", "cancel the timer"),
+        ("um, set the volume to four", "en-us", "set the volume to four"),
+    ],
+)
+def test_a_hesitation_before_a_command_is_understood(
+    model: PocketsphinxModel, say: Callable[..., bytes], said: str, voice: str, meant: str
+) -> None:
+    lang = Language.load()
+    got, want = lang.parse(model.transcribe(say(said, voice)).text), lang.parse(meant)
+    assert (got.name, dict(got.slots)) == (want.name, dict(want.slots))

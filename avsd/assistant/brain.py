@@ -47,6 +47,17 @@ class Recognizer(Protocol):
 
 
 
+@dataclass(frozen=True, slots=True)
+class ParsesToFallback:
+    """Whether a transcript means nothing to the language (SecondPass.needed). A class, not a lambda, so a
+    model description can be pickled to a decoder worker process."""
+
+    language: Language
+
+    def __call__(self, text: str) -> bool:
+        return self.language.parse(text).name == FALLBACK_INTENT
+
+
 def grammar_recognizer(language: Language, *, reject_unknown: bool = True) -> PocketsphinxModel:
     """pocketsphinx with the language's two grammars: commands, and answers while a question is pending.
     ``reject_unknown``: each with a weighted "something else" word loop, and a second pass (without the loop)
@@ -59,7 +70,7 @@ def grammar_recognizer(language: Language, *, reject_unknown: bool = True) -> Po
             "commands": language.jsgf(reject_unknown=False, hesitations=True),
             ANSWERS_GRAMMAR: language.jsgf(answers=True, reject_unknown=False, hesitations=True),
         },
-        needed=lambda text: language.parse(text).name == FALLBACK_INTENT,
+        needed=ParsesToFallback(language),
     )
     return PocketsphinxModel(
         jsgf={

@@ -81,9 +81,11 @@ async def open_backend(
     scenario_path: Path | None = None,
     cert_dir: Path | None = None,
     config: Config | None = None,
+    stop_capture: bool = True,
 ) -> AsyncIterator[BackendSession]:
     """Start what ``backend`` needs for as long as the block runs. ConfigError for a bad scenario. ``config``
-    supplies ``[assistant]`` for the assistant (default: the built-in defaults)."""
+    supplies ``[assistant]`` for the assistant (default: the built-in defaults). ``stop_capture=False``: the local
+    server never ends an upload itself (the phone bridge endpoints the caller's speech before asking)."""
     if backend is Backend.AVS:
         if scenario_path is not None:
             from avsd.errors import ConfigError
@@ -108,7 +110,7 @@ async def open_backend(
     from avsd.assistant.brain import AssistantBrain
 
     lifecycle = brain if isinstance(brain, AssistantBrain) else None  # its decoder pool starts and stops
-    async with Emulator(cert_dir=cert_dir, scenario=scenario, brain=brain) as emulator:
+    async with Emulator(cert_dir=cert_dir, scenario=scenario, brain=brain, stop_capture=stop_capture) as emulator:
         if lifecycle is not None:
             await lifecycle.start()
         try:

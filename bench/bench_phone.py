@@ -49,18 +49,16 @@ def p95(values: list[float]) -> float:
 async def serve(base_url: str, ca_file: str, refresh_token: str, stats_path: str) -> None:
     import dataclasses
 
-    from avsd.avs.client import ConnectionSettings
-    from avsd.avs.credentials import Credentials, save_credentials
-    from avsd.phone.backend import AvsBackend
+    from avsd.backends import Backend, BackendSession
+    from avsd.config import Config
+    from avsd.phone.backend import call_backend
     from avsd.phone.bridge import PhoneBridge
     from avsd.phone.settings import PhoneSecrets, PhoneSettings
     from avsd.web import WebServer
 
-    work = Path(tempfile.mkdtemp(prefix="bench-phone-"))
-    save_credentials(work / "credentials.json", Credentials("bench", refresh_token))
-    avs = dataclasses.replace(ConnectionSettings(), endpoint=base_url, ca_file=ca_file)
-    async with AvsBackend(avs, token_url=base_url + "/auth/o2/token", credentials_path=work / "credentials.json",
-                          per_call=True) as be:
+    # The back-end runs in its own process: here only where it listens, as avsd phone gets it from open_backend.
+    where = BackendSession(Backend.EMULATOR, endpoint=base_url, ca_file=ca_file, refresh_token=refresh_token)
+    async with call_backend(where, Config()) as be:
         bridge = PhoneBridge(PhoneSettings(port=0), be, PhoneSecrets(twilio_auth_token=TOKEN))
         async with WebServer(bridge.app(), "127.0.0.1", 0) as server:
             print(server.port, flush=True)

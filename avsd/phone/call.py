@@ -20,9 +20,9 @@ from typing import Protocol
 from avsd.audio.frames import FRAME_SECONDS
 from avsd.audio.vad import NoiseGate, WebRtcVad
 from avsd.errors import AvsdError
-from avsd.phone.backend import CallSession, Reply
 from avsd.phone.convert import decode_speech, frames, resample
 from avsd.phone.core import CallState, CallTrigger, Segmenter, SegmenterSettings, SegmentEvent, next_state
+from avsd.reply import Reply
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -44,6 +44,18 @@ class LineTransport(Protocol):
     async def clear(self) -> None: ...
 
     async def close(self) -> None: ...
+
+
+class CallSession(Protocol):
+    """The caller's dialog with Alexa (:class:`avsd.phone.backend.CallSession` over a headless session)."""
+
+    async def ask(self, pcm16k: bytes) -> Reply: ...
+
+    def listening(self) -> None: ...  # the reply is over: an ExpectSpeech's timeout starts
+
+    def answering(self) -> None: ...  # the caller speaks: an ExpectSpeech's timeout stops
+
+    async def aclose(self) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,6 +154,8 @@ class Call:
         if state is not self.state:
             _LOGGER.info("call %s: %s -> %s (%s)", self.call_id, self.state, state, trigger)
         self.state = state
+        if state is CallState.LISTENING and trigger is not CallTrigger.BARGE_IN and self.session is not None:
+            self.session.listening()  # a barge-in is the caller's answer already under way
         return True
 
     def _spawn(self, coro: Awaitable[None], name: str) -> asyncio.Task[None]:
@@ -177,6 +191,8 @@ class Call:
             self._utterance.append(frame)
         else:
             self._preroll.append(frame)
+        if event is SegmentEvent.CONFIRMED and self.session is not None:
+            self.session.answering()
         if event is SegmentEvent.CONFIRMED and self.state is CallState.SPEAKING:
             _LOGGER.info("call %s: barge-in", self.call_id)
             self._stop_reply()
@@ -210,31 +226,30 @@ class Call:
 
     async def _ask(self, pcm: bytes, timing: TurnTiming) -> None:
         assert self.session is not None
+        reply: Reply | None = None
         try:
             reply = await self.session.ask(pcm)
         except AvsdError as exc:
             _LOGGER.warning("call %s: the back-end failed: %s", self.call_id, exc)
-            reply = Reply()
         except TimeoutError:
             _LOGGER.warning("call %s: the back-end did not answer in time", self.call_id)
-            reply = Reply()
         except Exception:  # this task is the turn's boundary: whatever broke, the call goes on listening
             _LOGGER.exception("call %s: the back-end broke", self.call_id)
-            reply = Reply()
         timing.answered = self._clock()
-        self.stats.directives.append(reply.directives)
+        directives = reply.directives if reply is not None else ()
+        self.stats.directives.append(tuple(d.qualified_name for d in directives))
         if self.state is not CallState.THINKING:
             return
         try:
             # Inline, not in a worker thread: a 4 s MP3 decodes and resamples in ~2 ms of CPU, less than the hop
             # to a thread costs on a loaded machine (bench/bench_phone.py).
-            pcm_out = b"".join([decode_speech(s, self.transport.rate) for s in reply.speech])
+            speech = [d.audio_attachment for d in directives if d.name == "Speak" and d.audio_attachment]
+            pcm_out = b"".join([decode_speech(mp3, self.transport.rate) for mp3 in speech])
         except AvsdError as exc:
             _LOGGER.warning("call %s: %s", self.call_id, exc)
             pcm_out = b""
         timing.decoded = self._clock()
-        _LOGGER.info("call %s: reply %s%s", self.call_id, ", ".join(reply.directives) or "(nothing)",
-                     " (expects speech)" if reply.expects_speech else "")
+        _LOGGER.info("call %s: reply %s", self.call_id, reply.summary() if reply is not None else "(nothing)")
         if not pcm_out or self.state is not CallState.THINKING:
             self._fire(CallTrigger.NO_REPLY)
             return

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from avsd.errors import AvsdError
-from avsd.phone.call import Call
+from avsd.phone.call import Call, frame_ticker
 from avsd.phone.convert import resample
 from avsd.phone.core import CallState, SegmenterSettings
 from avsd.reply import Reply, ReplyDirective
@@ -150,3 +150,24 @@ async def test_hash_stops_a_reply_without_marks(speech: bytes) -> None:
     await asyncio.sleep(0)  # let the clear task run
     assert line.cleared == 1
     await call.close()
+
+
+async def test_the_frame_ticker_wakes_pacers_in_a_stable_order_on_the_grid() -> None:
+    ticker = frame_ticker()
+    assert frame_ticker() is ticker  # one per loop, shared by every call
+    loop = asyncio.get_running_loop()
+    woken: list[tuple[int, str, float]] = []
+    first = ticker.now() + 1
+
+    async def pacer(name: str, delay_s: float) -> None:
+        await asyncio.sleep(delay_s)  # started at different times, in the order c, a, b
+        for tick in range(first, first + 25):
+            await ticker.until(tick)
+            woken.append((tick, name, loop.time()))
+
+    await asyncio.gather(pacer("a", 0.002), pacer("b", 0.004), pacer("c", 0.0))
+    for tick in range(first, first + 25):
+        at_tick = [(name, at) for t, name, at in woken if t == tick]
+        assert [name for name, _ in at_tick] == ["c", "a", "b"], tick  # the order they first asked in, every tick
+        assert all(at >= tick * 0.020 for _, at in at_tick)  # never before the tick is due
+    await ticker.until(first)  # a tick in the past: no wait

@@ -90,6 +90,10 @@ UtteranceHook = Callable[[Utterance], Awaitable[None] | None]
 DtmfHook = Callable[[str, str], None]
 
 
+def _decode_all(speech: list[bytes], rate: int) -> bytes:
+    return b"".join([decode_speech(mp3, rate) for mp3 in speech])
+
+
 class FrameTicker:
     """The 20 ms grid every reply on one event loop is paced on (:func:`frame_ticker`).
 
@@ -281,10 +285,10 @@ class Call:
         if self.state is not CallState.THINKING:
             return
         try:
-            # Inline, not in a worker thread: a 4 s MP3 decodes and resamples in ~2 ms of CPU, less than the hop
-            # to a thread costs on a loaded machine (bench/bench_phone.py).
+            # In a worker thread (miniaudio and soxr release the GIL): a 2 s MP3 takes 2-8 ms to decode and
+            # resample on the shared VM, and inline that would hold up the frames every other call has due meanwhile.
             speech = [d.audio_attachment for d in directives if d.name == "Speak" and d.audio_attachment]
-            pcm_out = b"".join([decode_speech(mp3, self.transport.rate) for mp3 in speech])
+            pcm_out = await asyncio.to_thread(_decode_all, speech, self.transport.rate)
         except AvsdError as exc:
             _LOGGER.warning("call %s: %s", self.call_id, exc)
             pcm_out = b""

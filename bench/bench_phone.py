@@ -154,6 +154,11 @@ async def pacer_order(calls: int = 20, frames: int = 150, send_s: float = 65e-6)
         firsts = [min(out[i] for out in outs) for i in range(frames)]
         moves = [abs((out[i + 1] - firsts[i + 1]) - (out[i] - firsts[i])) * 1000
                  for out in outs for i in range(frames - 1)]
+        ranks = [{c: r for r, c in enumerate(sorted(range(calls), key=lambda c: outs[c][i]))} for i in range(frames)]
+        shuffled = statistics.mean(abs(ranks[i + 1][c] - ranks[i][c]) for c in range(calls) for i in range(frames - 1))
+        rows.append({"metric": f"phone_pacer_{name}_place_change_mean", "value": round(shuffled, 2),
+                     "unit": "places a call moves inside the tick's order of sends from one tick to the next (mean; "
+                     "does not depend on the load)", "target": "info"})
         rows.append({"metric": f"phone_pacer_{name}_offset_change_p95_ms", "value": round(p95(moves), 2),
                      "unit": f"ms, change of a call's offset inside the tick's burst from one tick to the next "
                      f"({calls} calls, {send_s * 1e6:.0f} us per send; max {max(moves):.2f} ms; "

@@ -12,6 +12,9 @@ import aiohttp
 import numpy as np
 import pytest
 
+from avsd.backends import Backend, BackendSession
+from avsd.config import Config
+from avsd.phone.backend import call_backend
 from avsd.phone.call import Utterance
 from avsd.phone.settings import PhoneSettings
 from avsd.phone.sim import SimResult, simulate
@@ -279,3 +282,22 @@ async def test_expect_speech_times_out_only_after_the_reply_has_played(tmp_path:
         sent = running.bridge.ended[-1].stats.reply_send_times[0]
         assert len(sent) > 30  # the question is more than half a second of audio
         assert timed_out.time >= sent[-1] + 0.3  # its last frame went out, then the 300 ms ran
+
+
+async def test_a_call_the_back_end_refuses_is_closed_1011_and_the_next_call_is_answered(tmp_path: Path,
+                                                                                       speech: bytes) -> None:
+    """The back-end refuses this call's session (a refresh token it does not know): that caller's line closes
+    (1011) before any audio is asked; the bridge goes on and answers the next call."""
+    async with running_bridge(tmp_path) as running:
+        assert running.emulator is not None
+        emulator, good = running.emulator, running.bridge.backend
+        where = BackendSession(Backend.EMULATOR, endpoint=emulator.base_url, ca_file=str(emulator.ca_file),
+                               refresh_token="Atzr|not-a-token-this-server-issued")
+        async with call_backend(where, Config()) as refused:
+            running.bridge.backend = refused
+            result = await simulate("twilio", running.url, speech, twilio_auth_token=TWILIO_TOKEN, idle_s=0.5)
+        assert result.closed_by_bridge and result.close_code == 1011
+        assert not result.received
+        assert not [r for r in emulator.records if r.qualified_name == "SpeechRecognizer.Recognize"]
+        running.bridge.backend = good
+        _check_reply(await simulate("twilio", running.url, speech, twilio_auth_token=TWILIO_TOKEN, idle_s=0.8))

@@ -89,8 +89,9 @@ async def run_vdevice(args: argparse.Namespace) -> int:
     common, per_token = homophones_of(settings)
     api = ApiSettings(homophones=common, token_homophones=per_token)
     fetcher = AudioFetcher(allow_private=settings.allow_private_audio_urls)
+    speech = default_speech(stt_url=config.assistant.stt_url, stt_workers=settings.stt_workers)
     async with backend_opener(args, tokens) as opener, virtual_device_app(
-        opener, default_speech(stt_url=config.assistant.stt_url), tokens, state_dir, url, settings=api, fetcher=fetcher
+        opener, speech, tokens, state_dir, url, settings=api, fetcher=fetcher
     ) as (app, _processor), serving(app, sock):
         print_ready(local_url(sock), tokens_path, args.backend)
         await wait_for_signal()

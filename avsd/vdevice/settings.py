@@ -23,6 +23,10 @@ class VdeviceSettings:
     token_homophones: tuple[str, ...] = setting(
         (), 'the same for one token, by the identity printed for it: "vdevice-0123abcd4567:word=heard1,heard2"'
     )
+    stt_workers: int = setting(
+        0, "processes transcribing replies with pocketsphinx, each with its own decoder (0 = one per core)",
+        min=0, max=64,
+    )
     allow_private_audio_urls: bool = setting(
         False, "let audio_url fetch from loopback and private addresses (a lab network); off = no SSRF"
     )

@@ -1,0 +1,127 @@
+"""Free-text speech to text in worker processes, each holding its own loaded decoder.
+
+pocketsphinx's binding holds the GIL while it decodes (measured: two threads 1.41 s against 1.08 s one after
+the other), so threads in one process transcribe one utterance at a time. Processes decode in parallel.
+
+Each worker is a ``ProcessPoolExecutor`` of one process (``forkserver``: a clean process, never a fork of a
+running event loop with threads), loaded once by its initializer (~1 s, ~60 MB for the full language model).
+One executor per worker, rather than one executor of N, so a worker that dies fails only the utterance it
+was decoding: a shared executor marks every pending future broken. That utterance gets ``SttWorkerError``;
+the worker is replaced; the others go on. Decoding itself is stt.py's (``PocketsphinxModel.transcribe``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import multiprocessing
+import os
+from collections.abc import Mapping
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from typing import Any
+
+from avsd.errors import AvsdError
+from avsd.speech.stt import PocketsphinxModel, Transcript
+
+_log = logging.getLogger(__name__)
+
+# Free-text decoder options (pocketsphinx's defaults unless measured better: bench/bench_vdevice.py).
+FREE_TEXT_OPTIONS: Mapping[str, Any] = {}
+
+_model: PocketsphinxModel | None = None  # in a worker process: its one decoder configuration
+
+
+class SttWorkerError(AvsdError):
+    """A speech-to-text worker process ended while decoding this utterance (it has been replaced)."""
+
+    code = "stt-worker"
+
+
+def _load(options: Mapping[str, Any]) -> None:
+    global _model
+    _model = PocketsphinxModel(free_text_options=options)
+
+
+def _pid() -> int:
+    return os.getpid()
+
+
+def _transcribe(pcm: bytes) -> Transcript:
+    assert _model is not None, "the initializer loads the model"
+    return _model.transcribe(pcm)
+
+
+class SttProcessPool:
+    """``workers`` processes transcribing 16 kHz mono 16-bit PCM in free text. Started on first use (or by
+    :meth:`start`); :meth:`close` ends them."""
+
+    def __init__(self, workers: int, options: Mapping[str, Any] | None = None) -> None:
+        if workers < 1:
+            raise ValueError("an STT pool needs at least one worker")
+        self.workers = workers
+        self._options = dict(FREE_TEXT_OPTIONS if options is None else options)
+        self._context = multiprocessing.get_context("forkserver")
+        self._idle: asyncio.Queue[ProcessPoolExecutor] = asyncio.Queue()
+        self._all: list[ProcessPoolExecutor] = []
+        self._pids: dict[ProcessPoolExecutor, int] = {}
+        self._started: asyncio.Task[None] | None = None
+
+    def worker_pids(self) -> list[int]:
+        """The worker processes' ids (tests kill one; the bench counts them)."""
+        return [self._pids[e] for e in self._all if e in self._pids]
+
+    async def start(self) -> None:
+        """Start and load every worker (idempotent): a missing model fails here, not on some later request."""
+        if self._started is None:
+            self._started = asyncio.create_task(self._start())
+        await asyncio.shield(self._started)
+
+    async def _start(self) -> None:
+        executors = [self._new_executor() for _ in range(self.workers)]
+        await asyncio.gather(*(self._learn_pid(e) for e in executors))
+        for executor in executors:
+            self._idle.put_nowait(executor)
+
+    async def transcribe(self, pcm: bytes) -> Transcript:
+        await self.start()
+        executor = await self._idle.get()
+        try:
+            try:
+                future = executor.submit(_transcribe, pcm)
+            except BrokenProcessPool:  # it died while idle: not this utterance's doing, so try a new one
+                executor = await self._replace(executor)
+                future = executor.submit(_transcribe, pcm)
+            try:
+                return await asyncio.wrap_future(future)
+            except BrokenProcessPool as exc:
+                _log.warning("a speech-to-text worker ended while decoding; starting a new one")
+                executor = await self._replace(executor)
+                raise SttWorkerError("the speech-to-text worker stopped while decoding this reply") from exc
+        finally:
+            self._idle.put_nowait(executor)
+
+    def close(self) -> None:
+        for executor in self._all:
+            executor.shutdown(wait=False, cancel_futures=True)
+        self._all.clear()
+        self._pids.clear()
+
+    def _new_executor(self) -> ProcessPoolExecutor:
+        executor = ProcessPoolExecutor(
+            max_workers=1, mp_context=self._context, initializer=_load, initargs=(self._options,)
+        )
+        self._all.append(executor)
+        return executor
+
+    async def _learn_pid(self, executor: ProcessPoolExecutor) -> None:
+        self._pids[executor] = await asyncio.wrap_future(executor.submit(_pid))
+
+    async def _replace(self, broken: ProcessPoolExecutor) -> ProcessPoolExecutor:
+        broken.shutdown(wait=False, cancel_futures=True)
+        if broken in self._all:
+            self._all.remove(broken)
+        self._pids.pop(broken, None)
+        executor = self._new_executor()
+        await self._learn_pid(executor)
+        return executor

@@ -3,8 +3,10 @@
 pocketsphinx's binding holds the GIL while it decodes (measured: two threads 1.41 s against 1.08 s one after
 the other), so threads in one process transcribe one utterance at a time. Processes decode in parallel.
 
-Each worker is a ``ProcessPoolExecutor`` of one process (``forkserver``: a clean process, never a fork of a
-running event loop with threads), loaded once by its initializer (~1 s, ~60 MB for the full language model).
+Each worker is a ``ProcessPoolExecutor`` of one process (``spawn``: a fresh interpreter, never a fork of a
+running event loop with threads), loaded once by its initializer (~1 s; ~170 MB RSS with the full language
+model), and ended by the kernel if the server process is killed (avsd/orphans.py; with ``forkserver`` the
+workers were the fork server's children and outlived a killed server).
 One executor per worker, rather than one executor of N, so a worker that dies fails only the utterance it
 was decoding: a shared executor marks every pending future broken. That utterance gets ``SttWorkerError``;
 the worker is replaced; the others go on. Decoding itself is stt.py's (``PocketsphinxModel.transcribe``).
@@ -22,6 +24,7 @@ from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
 from avsd.errors import AvsdError
+from avsd.orphans import end_with_parent
 from avsd.speech.stt import PocketsphinxModel, Transcript
 
 _log = logging.getLogger(__name__)
@@ -40,6 +43,7 @@ class SttWorkerError(AvsdError):
 
 def _load(options: Mapping[str, Any]) -> None:
     global _model
+    end_with_parent()
     _model = PocketsphinxModel(free_text_options=options)
 
 
@@ -61,7 +65,7 @@ class SttProcessPool:
             raise ValueError("an STT pool needs at least one worker")
         self.workers = workers
         self._options = dict(FREE_TEXT_OPTIONS if options is None else options)
-        self._context = multiprocessing.get_context("forkserver")
+        self._context = multiprocessing.get_context("spawn")
         self._idle: asyncio.Queue[ProcessPoolExecutor] = asyncio.Queue()
         self._all: list[ProcessPoolExecutor] = []
         self._pids: dict[ProcessPoolExecutor, int] = {}

@@ -93,6 +93,13 @@ async def virtual_device_app(
         speech.close()
 
 
+def prepare_state(state_dir: Path) -> None:
+    """Create the store's schema and the URL key now: several worker processes would race to."""
+    state_dir.mkdir(parents=True, exist_ok=True)
+    SqliteStore(state_dir / "vdevice.sqlite").close()
+    _url_key(state_dir)
+
+
 def _url_key(state_dir: Path) -> bytes:
     """A key that survives restarts, so audio URLs handed out before a restart still work."""
     path = state_dir / "vdevice-url.key"

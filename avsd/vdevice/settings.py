@@ -23,8 +23,10 @@ class VdeviceSettings:
     token_homophones: tuple[str, ...] = setting(
         (), 'the same for one token, by the identity printed for it: "vdevice-0123abcd4567:word=heard1,heard2"'
     )
+    workers: int = setting(1, "server processes answering on the one port (--workers); the store is shared",
+                           min=1, max=64)
     stt_workers: int = setting(
-        0, "processes transcribing replies with pocketsphinx, each with its own decoder (0 = one per core)",
+        0, "processes per server transcribing replies with pocketsphinx (0 = the cores / workers, at least 1)",
         min=0, max=64,
     )
     allow_private_audio_urls: bool = setting(

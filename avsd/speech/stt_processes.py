@@ -18,6 +18,7 @@ import asyncio
 import logging
 import multiprocessing
 import os
+import subprocess
 from collections.abc import Mapping
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -25,12 +26,27 @@ from typing import Any
 
 from avsd.errors import AvsdError
 from avsd.orphans import end_with_parent
+from avsd.speech.convert import resample
 from avsd.speech.stt import PocketsphinxModel, Transcript
+from avsd.speech.tts import TtsUnavailableError, espeak_pcm
 
 _log = logging.getLogger(__name__)
 
-# Free-text decoder options (pocketsphinx's defaults unless measured better: bench/bench_vdevice.py).
+# Free-text decoder options: pocketsphinx's defaults, ~0.19 s of CPU per second of reply. Every cheaper setting
+# measured made the transcripts worse (bench/bench_stt_free_text.py, word error rate with phrases / without,
+# CPU per audio second): defaults 20.8 % / 30.2 %, 0.195; wbeam 1e-20 20.8 / 31.1, 0.174; maxhmmpf 3000
+# 23.6 / 32.1, 0.147; fwdflat off 24.5 / 30.2, 0.162; topn 2 31.1 / 39.6, 0.179; beams 1e-40 38.7 / 42.5, 0.115.
 FREE_TEXT_OPTIONS: Mapping[str, Any] = {}
+
+# Free text keeps a live cepstral mean that carries over from one utterance to the next (stt.py), and a new
+# decoder starts from the model's generic one: the first replies a fresh worker hears come out much worse.
+# Each worker therefore hears ~10 s of speech (espeak-ng, none of the bench's sentences) once at load. Measured
+# on bench_vdevice's eight replies, a fresh decoder per reply, three decodes each: word error rate 39.0 % ->
+# 19.5 % with the reply as phrases, 44.7 % -> 27.7 % without.
+_WARM_UP_TEXT = (
+    "Here is what I found. Today will be sunny, with a high of seventy two degrees. "
+    "Your next meeting starts at three o'clock. I added milk and bread to your shopping list."
+)
 
 _model: PocketsphinxModel | None = None  # in a worker process: its one decoder configuration
 
@@ -41,10 +57,22 @@ class SttWorkerError(AvsdError):
     code = "stt-worker"
 
 
+def warmed_up_model(options: Mapping[str, Any]) -> PocketsphinxModel:
+    """A free-text model whose decoder has heard the warm-up speech (what each worker holds)."""
+    model = PocketsphinxModel(free_text_options=options)
+    try:
+        warm_up = resample(espeak_pcm(_WARM_UP_TEXT), 16000).data
+    except (TtsUnavailableError, OSError, subprocess.SubprocessError) as exc:  # a cold start still decodes
+        _log.warning("speech-to-text warm-up skipped: %s", exc)
+        return model
+    model.transcribe(warm_up)
+    return model
+
+
 def _load(options: Mapping[str, Any]) -> None:
     global _model
     end_with_parent()
-    _model = PocketsphinxModel(free_text_options=options)
+    _model = warmed_up_model(options)
 
 
 def _pid() -> int:

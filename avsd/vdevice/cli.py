@@ -104,9 +104,9 @@ async def run_vdevice(args: argparse.Namespace) -> int:
     def ready() -> None:
         print_ready(local_url(sock), tokens_path, backend)
 
+    prepare_state(state_dir)  # the directory, the store's schema and the URL key, before workers race for them
     if workers == 1:
         return await serve_vdevice(args, config, tokens, sock, url, None, ready)
-    prepare_state(state_dir)  # the store's schema and the URL key, before the workers race to create them
     return await supervise(workers, serve_worker, (args, config, tokens, sock, url), ready)
 
 

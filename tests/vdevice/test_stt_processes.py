@@ -68,7 +68,7 @@ async def test_the_warm_up_makes_a_fresh_worker_hear_better() -> None:
 
 
 async def test_a_killed_worker_fails_only_its_own_reply(pool: SttProcessPool) -> None:
-    long_reply = speech(" ".join([REPLY] * 6))  # ~18 s of speech: seconds of decoding, time to kill one
+    long_reply = speech(" ".join([REPLY] * 4))  # ~12 s of speech: seconds of decoding, time to kill one
     victim = pool.worker_pids()[0]
     decodes = [asyncio.create_task(pool.transcribe(long_reply)) for _ in range(2)]
     await asyncio.sleep(0.5)
@@ -81,7 +81,7 @@ async def test_a_killed_worker_fails_only_its_own_reply(pool: SttProcessPool) ->
     # replaced: two workers again, the victim not among them, and both decode
     pids = pool.worker_pids()
     assert len(pids) == 2 and victim not in pids
-    again = await asyncio.gather(pool.transcribe(long_reply), pool.transcribe(long_reply))
+    again = await asyncio.gather(pool.transcribe(speech(REPLY)), pool.transcribe(speech(REPLY)))
     assert all("players" in t.text for t in again)
 
 

@@ -8,7 +8,10 @@
   server, which runs in the same process here) and the floor that puts on the ratio on this machine's cores:
   ``cpu per call x 10 / cores / one call's wall``;
 - ``vdevice_throughput_rps_1_worker`` / ``_2_workers``: ``avsd vdevice --workers N`` in its own process (the local
-  server in each worker), a fixed batch of /process calls, 10 in flight on 10 tokens: calls per second;
+  server in each worker), a fixed batch of /process calls, 10 in flight on 10 tokens: calls per second; and the
+  same with ``skip_stt=true`` (``..._skip_stt``), where the server processes' own work (HTTP, TLS, the sessions,
+  the local server) is all there is, since with speech-to-text the STT worker pool already spreads the dominant
+  cost over every core from one server process;
 - ``vdevice_transcript_wer``: word error rate of ``transcript`` against the text the back-end spoke, with that
   text's words given as ``phrases`` as a test suite would (bst sends the expected prompt) — and without phrases.
 
@@ -54,6 +57,7 @@ TOKENS = [f"bench-token-{i:02d}-0123456789" for i in range(10)]
 CORES = os.cpu_count() or 1
 ROOT = Path(__file__).resolve().parents[1]
 THROUGHPUT_CALLS = 40
+THROUGHPUT_CALLS_SKIP_STT = 400  # ~100 calls/s: enough to last seconds
 
 
 def cpu_seconds(pids: list[int]) -> float:
@@ -152,6 +156,7 @@ async def measure() -> list[dict[str, object]]:
                     floors.append(out["concurrent_cpu"] / CORES / one_call)
     worst = concurrency.index(max(concurrency))
     rps = {workers: await throughput(workers) for workers in (1, 2)}
+    rps_skip = {workers: await throughput(workers, skip_stt=True) for workers in (1, 2)}
     return [
         {"metric": "vdevice_added_s_p95", "value": round(p95(added), 3), "unit": "s"},
         {"metric": "vdevice_added_over_reply_length_p95", "value": round(p95(added_ratio), 3), "unit": "ratio",
@@ -166,6 +171,10 @@ async def measure() -> list[dict[str, object]]:
          "note": f"{THROUGHPUT_CALLS} /process calls, 10 in flight, avsd vdevice --workers 1"},
         {"metric": "vdevice_throughput_rps_2_workers", "value": round(rps[2], 2), "unit": "calls/s",
          "note": f"the same with --workers 2 ({rps[2] / rps[1]:.2f} x)"},
+        {"metric": "vdevice_throughput_rps_1_worker_skip_stt", "value": round(rps_skip[1], 2), "unit": "calls/s",
+         "note": f"{THROUGHPUT_CALLS_SKIP_STT} /process?skip_stt=true calls, 10 in flight, --workers 1"},
+        {"metric": "vdevice_throughput_rps_2_workers_skip_stt", "value": round(rps_skip[2], 2), "unit": "calls/s",
+         "note": f"the same with --workers 2 ({rps_skip[2] / rps_skip[1]:.2f} x)"},
         {"metric": "vdevice_transcript_wer_with_phrases", "value": round(wer[True][0] / wer[True][1], 3),
          "unit": "ratio", "target": "<= 0.10 (aim)"},
         {"metric": "vdevice_transcript_wer_no_phrases", "value": round(wer[False][0] / wer[False][1], 3),
@@ -173,7 +182,7 @@ async def measure() -> list[dict[str, object]]:
     ]
 
 
-async def throughput(workers: int) -> float:
+async def throughput(workers: int, *, skip_stt: bool = False) -> float:
     """``avsd vdevice --workers N`` as a user starts it; calls per second over a fixed batch, 10 in flight."""
     with tempfile.TemporaryDirectory() as tmp:
         scenario = Path(tmp) / "scenario.toml"
@@ -191,7 +200,7 @@ async def throughput(workers: int) -> float:
             # a new connection per call, so the kernel spreads the calls over the workers
             async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=True)) as http:
                 async def call(token: str) -> None:
-                    params = {"message": "hello there", "user_id": token}
+                    params = {"message": "hello there", "user_id": token, "skip_stt": str(skip_stt).lower()}
                     async with http.get(url + "/process", params=params) as answer:
                         assert answer.status == 200, await answer.text()
 
@@ -205,9 +214,10 @@ async def throughput(workers: int) -> float:
                     await asyncio.gather(*(lane(i) for i in range(len(TOKENS))))
 
                 await batch(2 * len(TOKENS) * workers)  # every token connected on every worker, STT workers loaded
+                calls = THROUGHPUT_CALLS_SKIP_STT if skip_stt else THROUGHPUT_CALLS
                 started = time.perf_counter()
-                await batch(THROUGHPUT_CALLS)
-                return THROUGHPUT_CALLS / (time.perf_counter() - started)
+                await batch(calls)
+                return calls / (time.perf_counter() - started)
         finally:
             server.terminate()
             await server.wait()

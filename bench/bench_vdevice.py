@@ -116,11 +116,12 @@ async def one_backend(reply: str, state: Path, calls: int, phrases: bool) -> dic
             singles = [await process(TOKENS[0]) for _ in range(calls)]
             concurrent_wall = concurrent_cpu = 0.0
             if phrases:  # the concurrency figure once per reply is enough
-                cpu_before = cpu_seconds(pool.worker_pids())
+                stt_pids = await pool.worker_pids()
+                cpu_before = cpu_seconds(stt_pids)
                 started = time.perf_counter()
                 await asyncio.gather(*(process(t) for t in TOKENS))
                 concurrent_wall = time.perf_counter() - started
-                concurrent_cpu = cpu_seconds(pool.worker_pids()) - cpu_before
+                concurrent_cpu = cpu_seconds(stt_pids) - cpu_before
             async with http.get(singles[0][1]["transcriptAudioURL"]) as answer:
                 mp3 = await answer.read()
     from avsd.speech.convert import decode_mp3

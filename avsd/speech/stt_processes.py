@@ -20,7 +20,7 @@ import multiprocessing
 import os
 import subprocess
 from collections.abc import Mapping
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
@@ -96,12 +96,12 @@ class SttProcessPool:
         self._context = multiprocessing.get_context("spawn")
         self._idle: asyncio.Queue[ProcessPoolExecutor] = asyncio.Queue()
         self._all: list[ProcessPoolExecutor] = []
-        self._pids: dict[ProcessPoolExecutor, int] = {}
+        self._pids: dict[ProcessPoolExecutor, Future[int]] = {}  # answered once the worker has loaded
         self._started: asyncio.Task[None] | None = None
 
-    def worker_pids(self) -> list[int]:
-        """The worker processes' ids (tests kill one; the bench counts them)."""
-        return [self._pids[e] for e in self._all if e in self._pids]
+    async def worker_pids(self) -> list[int]:
+        """The worker processes' ids, once loaded (tests kill one)."""
+        return list(await asyncio.gather(*(asyncio.wrap_future(self._pids[e]) for e in self._all)))
 
     async def start(self) -> None:
         """Start and load every worker (idempotent): a missing model fails here, not on some later request."""
@@ -111,7 +111,7 @@ class SttProcessPool:
 
     async def _start(self) -> None:
         executors = [self._new_executor() for _ in range(self.workers)]
-        await asyncio.gather(*(self._learn_pid(e) for e in executors))
+        await self.worker_pids()
         for executor in executors:
             self._idle.put_nowait(executor)
 
@@ -122,13 +122,13 @@ class SttProcessPool:
             try:
                 future = executor.submit(_transcribe, pcm)
             except BrokenProcessPool:  # it died while idle: not this utterance's doing, so try a new one
-                executor = await self._replace(executor)
+                executor = self._replace(executor)
                 future = executor.submit(_transcribe, pcm)
             try:
                 return await asyncio.wrap_future(future)
             except BrokenProcessPool as exc:
                 _log.warning("a speech-to-text worker ended while decoding; starting a new one")
-                executor = await self._replace(executor)
+                executor = self._replace(executor)
                 raise SttWorkerError("the speech-to-text worker stopped while decoding this reply") from exc
         finally:
             self._idle.put_nowait(executor)
@@ -144,16 +144,13 @@ class SttProcessPool:
             max_workers=1, mp_context=self._context, initializer=_load, initargs=(self._options,)
         )
         self._all.append(executor)
+        self._pids[executor] = executor.submit(_pid)  # also starts the process and its initializer now
         return executor
 
-    async def _learn_pid(self, executor: ProcessPoolExecutor) -> None:
-        self._pids[executor] = await asyncio.wrap_future(executor.submit(_pid))
-
-    async def _replace(self, broken: ProcessPoolExecutor) -> ProcessPoolExecutor:
+    def _replace(self, broken: ProcessPoolExecutor) -> ProcessPoolExecutor:
+        """No await in here: the caller hands the new executor back to the idle queue whatever happens next."""
         broken.shutdown(wait=False, cancel_futures=True)
         if broken in self._all:
             self._all.remove(broken)
         self._pids.pop(broken, None)
-        executor = self._new_executor()
-        await self._learn_pid(executor)
-        return executor
+        return self._new_executor()

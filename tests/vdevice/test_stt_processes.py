@@ -46,7 +46,7 @@ async def test_workers_transcribe_as_a_warmed_up_model_in_process_does(pool: Stt
     assert "players" in expected
     first, second = await asyncio.gather(pool.transcribe(pcm), pool.transcribe(pcm))
     assert first.text == second.text == expected
-    pids = pool.worker_pids()
+    pids = await pool.worker_pids()
     assert len(set(pids)) == 2 and os.getpid() not in pids
 
 
@@ -69,7 +69,7 @@ async def test_the_warm_up_makes_a_fresh_worker_hear_better() -> None:
 
 async def test_a_killed_worker_fails_only_its_own_reply(pool: SttProcessPool) -> None:
     long_reply = speech(" ".join([REPLY] * 4))  # ~12 s of speech: seconds of decoding, time to kill one
-    victim = pool.worker_pids()[0]
+    victim = (await pool.worker_pids())[0]
     decodes = [asyncio.create_task(pool.transcribe(long_reply)) for _ in range(2)]
     await asyncio.sleep(0.5)
     os.kill(victim, signal.SIGKILL)
@@ -79,7 +79,7 @@ async def test_a_killed_worker_fails_only_its_own_reply(pool: SttProcessPool) ->
     survivor = next(o for o in outcomes if not isinstance(o, BaseException))
     assert "players" in survivor.text
     # replaced: two workers again, the victim not among them, and both decode
-    pids = pool.worker_pids()
+    pids = await pool.worker_pids()
     assert len(pids) == 2 and victim not in pids
     again = await asyncio.gather(pool.transcribe(speech(REPLY)), pool.transcribe(speech(REPLY)))
     assert all("players" in t.text for t in again)
@@ -87,7 +87,7 @@ async def test_a_killed_worker_fails_only_its_own_reply(pool: SttProcessPool) ->
 
 async def test_a_worker_killed_while_idle_costs_no_reply(pool: SttProcessPool) -> None:
     pcm = speech(REPLY)
-    victims = pool.worker_pids()
+    victims = await pool.worker_pids()
     for pid in victims:
         os.kill(pid, signal.SIGKILL)
     for pid in victims:
@@ -95,4 +95,4 @@ async def test_a_worker_killed_while_idle_costs_no_reply(pool: SttProcessPool) -
     await asyncio.sleep(0.2)  # the executors notice
     results = await asyncio.gather(pool.transcribe(pcm), pool.transcribe(pcm))
     assert all("players" in r.text for r in results)
-    assert not set(victims) & set(pool.worker_pids())
+    assert not set(victims) & set(await pool.worker_pids())

@@ -138,8 +138,11 @@ class PocketsphinxModel:
         words: Iterable[str] = (),
         pronunciations: Mapping[str, str] | None = None,
         hints: Sequence[str] = (),
+        free_text_options: Mapping[str, Any] | None = None,
     ) -> None:
         ps = _pocketsphinx()
+        # Decoder options for free text only (beams and the like, see FREE_TEXT_OPTIONS in stt_processes.py).
+        self._free_text_options = dict(free_text_options or {})
         self._ps = ps
         # Named grammars (one pocketsphinx search each); the first is the default.
         self.grammars: dict[str, str] = {"grammar": jsgf} if isinstance(jsgf, str) else dict(jsgf or {})
@@ -165,7 +168,7 @@ class PocketsphinxModel:
                 decoder.add_jsgf_string(name, grammar)
             decoder.activate_search(next(iter(self.grammars)))
         else:
-            decoder = self._ps.Decoder(hmm=str(hmm), loglevel="FATAL")
+            decoder = self._ps.Decoder(hmm=str(hmm), loglevel="FATAL", **self._free_text_options)
         return decoder
 
     def acquire(self) -> Any:

@@ -44,6 +44,9 @@ from avsd.audio.wav_source import load_wav  # noqa: E402
 from avsd.phone.sim import SimResult, simulate  # noqa: E402
 
 CALLS = int(os.environ.get("BENCH_PHONE_CALLS", "20"))
+# The assistant's speech recognition in this many worker processes (``assistant.decoder_processes``; 0 = one
+# thread of the back-end's process, one question at a time).
+DECODERS = int(os.environ.get("BENCH_PHONE_DECODERS", str(os.cpu_count() or 1)))
 BACKENDS = ("assistant", "emulator")
 TOKEN = "bench-twilio-auth-token"
 SPEECH = HERE.parent / "tests" / "fixtures" / "alexa-what-time-is-it.wav"
@@ -98,8 +101,10 @@ async def serve(base_url: str, ca_file: str, refresh_token: str, stats_path: str
 async def serve_backend(name: str, cert_dir: str) -> None:
     """The back-end as ``avsd phone --backend NAME`` starts it; prints its URL, CA file and refresh token."""
     from avsd.backends import Backend, open_backend
+    from avsd.config import Config, override
 
-    async with open_backend(Backend(name), cert_dir=Path(cert_dir), stop_capture=False) as where:
+    config = override(Config(), "assistant.decoder_processes", DECODERS)
+    async with open_backend(Backend(name), cert_dir=Path(cert_dir), stop_capture=False, config=config) as where:
         print(where.endpoint, where.ca_file, where.refresh_token, sep="\n", flush=True)
         stop = asyncio.Event()
         asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
@@ -170,12 +175,28 @@ async def pacer_order(calls: int = 20, frames: int = 150, send_s: float = 65e-6)
 # ----- the callers -----------------------------------------------------------------------------------------------
 
 def _proc(pid: int) -> tuple[float, float]:
-    """(CPU seconds, RSS MB) of a process."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    cpu = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    """(CPU seconds of the process and its living children, e.g. the assistant's decoder processes; RSS MB of the
+    process)."""
+    cpu = sum(_cpu_s(p) for p in (pid, *_children(pid)))
     rss = next(int(line.split()[1]) for line in Path(f"/proc/{pid}/status").read_text().splitlines()
                if line.startswith("VmRSS:")) / 1024
     return cpu, rss
+
+
+def _cpu_s(pid: int) -> float:
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except FileNotFoundError:  # ended meanwhile
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        return [int(c) for t in Path(f"/proc/{pid}/task").iterdir()
+                for c in (t / "children").read_text().split()]
+    except (FileNotFoundError, ProcessLookupError):
+        return []
 
 
 async def _calls(url: str, pcm: bytes, count: int, pid: int) -> tuple[list[SimResult], float, float, float]:
@@ -299,7 +320,9 @@ def run(backend: str = os.environ.get("BENCH_PHONE_BACKEND", "assistant")) -> li
     caller_iv = [x * 1000 for r in results for reply in r.reply_intervals() for x in reply[4:]]  # after the lead
     heard = sum(len(r.received) for r in results) / 2 / 8000
     rows += [
-        {"metric": "phone_backend", "value": backend, "unit": f"{CALLS} concurrent calls", "target": "info"},
+        {"metric": "phone_backend", "value": backend, "unit": f"{CALLS} concurrent calls"
+         + (f", speech recognition in {DECODERS} worker processes" if backend == "assistant" else ""),
+         "target": "info"},
         {"metric": "phone_calls_answered", "value": sum(1 for r in results if r.latencies()), "unit": "calls",
          "target": f"{CALLS}"},
         {"metric": "phone_latency_p95_ms", "value": round(p95(latencies) * 1000), "unit": "ms, caller's end of "

@@ -35,7 +35,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -191,6 +191,10 @@ class PocketsphinxModel:
         """A new utterance; ``grammar`` picks one of the named grammars (default: the first)."""
         return Recognition(self, grammar)
 
+    def decode_later(self, pcm: bytes, grammar: str | None) -> asyncio.Future[Transcript]:
+        """:meth:`transcribe` in this model's worker thread."""
+        return asyncio.get_running_loop().run_in_executor(self.executor, self.transcribe, pcm, grammar)
+
     def snap_to_hint(self, text: str) -> str:
         if not self.hints or not text:
             return text
@@ -252,10 +256,16 @@ def _decode_all(decoder: Any, pcm: bytes, model: PocketsphinxModel) -> Transcrip
     return Transcript(text, time.thread_time() - start)
 
 
+class Decoder(Protocol):
+    def decode_later(self, pcm: bytes, grammar: str | None) -> asyncio.Future[Transcript]:
+        """Decode a whole utterance off the event loop (a thread, or a worker process)."""
+        ...
+
+
 class Recognition:
     """One utterance: audio is buffered while it streams in and decoded at :meth:`finish`. Not reusable."""
 
-    def __init__(self, model: PocketsphinxModel, grammar: str | None = None) -> None:
+    def __init__(self, model: Decoder, grammar: str | None = None) -> None:
         self._model = model
         self._grammar = grammar
         self._pcm = bytearray()
@@ -274,6 +284,5 @@ class Recognition:
         """The transcript (idempotent: the first call ends the utterance; later calls get the same future)."""
         if self._result is None:
             pcm, self._pcm = bytes(self._pcm), bytearray()
-            loop = asyncio.get_running_loop()
-            self._result = loop.run_in_executor(self._model.executor, self._model.transcribe, pcm, self._grammar)
+            self._result = self._model.decode_later(pcm, self._grammar)
         return self._result

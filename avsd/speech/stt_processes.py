@@ -1,4 +1,5 @@
-"""Free-text speech to text in worker processes, each holding its own loaded decoder.
+"""Speech to text in worker processes, each holding its own loaded decoder: free text (the virtual device's
+replies) or a grammar (the offline assistant serving many callers, ``assistant.decoder_processes``).
 
 pocketsphinx's binding holds the GIL while it decodes (measured: two threads 1.41 s against 1.08 s one after
 the other), so threads in one process transcribe one utterance at a time. Processes decode in parallel.
@@ -27,7 +28,7 @@ from typing import Any
 from avsd.errors import AvsdError
 from avsd.orphans import end_with_parent
 from avsd.speech.convert import resample
-from avsd.speech.stt import PocketsphinxModel, Transcript
+from avsd.speech.stt import PocketsphinxModel, Recognition, Transcript
 from avsd.speech.tts import TtsUnavailableError, espeak_pcm
 
 _log = logging.getLogger(__name__)
@@ -69,30 +70,40 @@ def warmed_up_model(options: Mapping[str, Any]) -> PocketsphinxModel:
     return model
 
 
-def _load(options: Mapping[str, Any]) -> None:
+def _load(options: Mapping[str, Any], grammar_model: Mapping[str, Any] | None) -> None:
     global _model
     end_with_parent()
-    _model = warmed_up_model(options)
+    # A grammar decoder needs no warm-up: it decodes each utterance whole, with that utterance's own mean (stt.py).
+    _model = PocketsphinxModel(**grammar_model) if grammar_model is not None else warmed_up_model(options)
 
 
 def _pid() -> int:
     return os.getpid()
 
 
-def _transcribe(pcm: bytes) -> Transcript:
+def _transcribe(pcm: bytes, grammar: str | None) -> Transcript:
     assert _model is not None, "the initializer loads the model"
-    return _model.transcribe(pcm)
+    return _model.transcribe(pcm, grammar)
 
 
 class SttProcessPool:
-    """``workers`` processes transcribing 16 kHz mono 16-bit PCM in free text. Started on first use (or by
-    :meth:`start`); :meth:`close` ends them."""
+    """``workers`` processes transcribing 16 kHz mono 16-bit PCM, in free text or, given ``grammar_model``
+    (:class:`PocketsphinxModel`'s arguments: ``jsgf``, ``words``, ``pronunciations``), with those grammars.
+    Started on first use (or by :meth:`start`); :meth:`close` ends them. Also a recogniser for the assistant
+    (:meth:`recognition`), like :class:`PocketsphinxModel`."""
 
-    def __init__(self, workers: int, options: Mapping[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        workers: int,
+        options: Mapping[str, Any] | None = None,
+        *,
+        grammar_model: Mapping[str, Any] | None = None,
+    ) -> None:
         if workers < 1:
             raise ValueError("an STT pool needs at least one worker")
         self.workers = workers
         self._options = dict(FREE_TEXT_OPTIONS if options is None else options)
+        self._grammar_model = dict(grammar_model) if grammar_model is not None else None
         self._context = multiprocessing.get_context("spawn")
         self._idle: asyncio.Queue[ProcessPoolExecutor] = asyncio.Queue()
         self._all: list[ProcessPoolExecutor] = []
@@ -115,15 +126,15 @@ class SttProcessPool:
         for executor in executors:
             self._idle.put_nowait(executor)
 
-    async def transcribe(self, pcm: bytes) -> Transcript:
+    async def transcribe(self, pcm: bytes, grammar: str | None = None) -> Transcript:
         await self.start()
         executor = await self._idle.get()
         try:
             try:
-                future = executor.submit(_transcribe, pcm)
+                future = executor.submit(_transcribe, pcm, grammar)
             except BrokenProcessPool:  # it died while idle: not this utterance's doing, so try a new one
                 executor = self._replace(executor)
-                future = executor.submit(_transcribe, pcm)
+                future = executor.submit(_transcribe, pcm, grammar)
             try:
                 return await asyncio.wrap_future(future)
             except BrokenProcessPool as exc:
@@ -133,6 +144,20 @@ class SttProcessPool:
         finally:
             self._idle.put_nowait(executor)
 
+    def recognition(self, grammar: str | None = None) -> Recognition:
+        """A new utterance, decoded by the next free worker when it ends (the assistant's recogniser)."""
+        return Recognition(self, grammar)
+
+    def decode_later(self, pcm: bytes, grammar: str | None) -> asyncio.Future[Transcript]:
+        return asyncio.ensure_future(self._heard(pcm, grammar))
+
+    async def _heard(self, pcm: bytes, grammar: str | None) -> Transcript:
+        try:
+            return await self.transcribe(pcm, grammar)
+        except SttWorkerError as exc:  # the assistant then answers "I didn't hear", as for a Wyoming failure
+            _log.warning("%s", exc)
+            return Transcript("")
+
     def close(self) -> None:
         for executor in self._all:
             executor.shutdown(wait=False, cancel_futures=True)
@@ -141,7 +166,7 @@ class SttProcessPool:
 
     def _new_executor(self) -> ProcessPoolExecutor:
         executor = ProcessPoolExecutor(
-            max_workers=1, mp_context=self._context, initializer=_load, initargs=(self._options,)
+            max_workers=1, mp_context=self._context, initializer=_load, initargs=(self._options, self._grammar_model)
         )
         self._all.append(executor)
         self._pids[executor] = executor.submit(_pid)  # also starts the process and its initializer now

@@ -46,6 +46,7 @@ from avsd.phone.sim import SimResult, simulate  # noqa: E402
 CALLS = int(os.environ.get("BENCH_PHONE_CALLS", "20"))
 # The assistant's speech recognition in this many worker processes (``assistant.decoder_processes``; 0 = one
 # thread of the back-end's process, one question at a time).
+ONE_AT_A_TIME = 5  # calls measured one after another, before the concurrent ones
 DECODERS = int(os.environ.get("BENCH_PHONE_DECODERS", str(os.cpu_count() or 1)))
 BACKENDS = ("assistant", "emulator")
 TOKEN = "bench-twilio-auth-token"
@@ -285,7 +286,9 @@ def run(backend: str = os.environ.get("BENCH_PHONE_BACKEND", "assistant")) -> li
             assert proc.stdout is not None
             port = int(proc.stdout.readline())
             url = f"http://127.0.0.1:{port}"
-            single, _, _, _ = asyncio.run(_calls(url, pcm, 1, proc.pid))  # warm-up: lazy imports, first TLS stream
+            # One call at a time first: the first is the warm-up (lazy imports, first TLS stream), the others give
+            # the latency of a caller who has the line to themselves.
+            single = [asyncio.run(_calls(url, pcm, 1, proc.pid))[0][0] for _ in range(1 + ONE_AT_A_TIME)]
             _, rss_idle = _proc(proc.pid)
             canary = _canary(10.0)
             backend_cpu0, _ = _proc(back_end.pid)
@@ -308,6 +311,7 @@ def run(backend: str = os.environ.get("BENCH_PHONE_BACKEND", "assistant")) -> li
         if os.environ.get("BENCH_DEBUG"):
             print((tmp / "bridge.log").read_text()[-9000:], file=sys.stderr)
     latencies = [x for r in results for x in r.latencies()]
+    alone_latencies = [x for r in single[1:] for x in r.latencies()]
     if os.environ.get("BENCH_DEBUG"):
         for r in results[:3]:
             print(sorted(r.timeline), file=sys.stderr)
@@ -328,11 +332,12 @@ def run(backend: str = os.environ.get("BENCH_PHONE_BACKEND", "assistant")) -> li
         {"metric": "phone_latency_p95_ms", "value": round(p95(latencies) * 1000), "unit": "ms, caller's end of "
          f"speech -> first reply audio at the caller ({len(latencies)} turns, {CALLS} concurrent calls)",
          "target": "<= 800"},
-        {"metric": "phone_latency_one_call_ms", "value": round(single[0].latencies()[0] * 1000) if single[0].latencies()
-         else None, "unit": "ms, the same for the warm-up call alone; split: " + "; ".join(
+        {"metric": "phone_latency_one_at_a_time_p95_ms", "value": round(p95(alone_latencies) * 1000) if alone_latencies
+         else None, "unit": f"ms, the same over {len(alone_latencies)} calls one after another (after a warm-up call); "
+         "split of each: " + "; ".join(
              f"endpointing {(t['endpointed'] - t['speech_end']) * 1000:.0f}, back-end "
              f"{(t['answered'] - t['endpointed']) * 1000:.0f}, decode {(t['first_frame'] - t['answered']) * 1000:.0f}"
-             for t in alone), "target": "info"},
+             for t in alone[1:]), "target": "<= 800"},
         {"metric": "phone_latency_split_endpointing_p95_ms",
          "value": round(p95([(t["endpointed"] - t["speech_end"]) * 1000 for t in turns])), "unit": "ms (400 ms "
          "of it is the configured trailing silence)", "target": "info"},

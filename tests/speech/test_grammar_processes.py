@@ -16,6 +16,7 @@ from avsd.assistant.grammar import Language
 from avsd.assistant.settings import AssistantSettings
 from avsd.speech.stt import PocketsphinxModel
 from avsd.speech.stt_processes import SttProcessPool
+from tests.processes import process_gone
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -57,14 +58,7 @@ async def test_two_questions_decoded_side_by_side_as_in_the_thread(say: Callable
     finally:
         await brain.stop()
     for pid in pids:  # stop() ends the workers
-        for _ in range(100):
-            try:
-                os.kill(pid, 0)
-            except ProcessLookupError:
-                break
-            await asyncio.sleep(0.05)
-        else:
-            raise AssertionError(f"worker {pid} outlived the brain")
+        await process_gone(pid)
 
 
 def pool_free_transcript(pcm: bytes) -> str:

@@ -13,6 +13,7 @@ from avsd.speech.convert import decode_mp3, resample
 from avsd.speech.stt import PocketsphinxModel
 from avsd.speech.stt_processes import SttProcessPool, SttWorkerError, warmed_up_model
 from avsd.speech.tts import espeak_pcm, synthesize_mp3
+from tests.processes import process_gone
 from tests.vdevice.conftest import REPLY
 
 pytestmark = pytest.mark.timeout(120)
@@ -28,16 +29,6 @@ async def pool() -> AsyncIterator[SttProcessPool]:
     await stt.start()
     yield stt
     stt.close()
-
-
-async def _gone(pid: int) -> None:
-    for _ in range(100):
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"worker {pid} still running")
 
 
 async def test_workers_transcribe_as_a_warmed_up_model_in_process_does(pool: SttProcessPool) -> None:
@@ -91,7 +82,7 @@ async def test_a_worker_killed_while_idle_costs_no_reply(pool: SttProcessPool) -
     for pid in victims:
         os.kill(pid, signal.SIGKILL)
     for pid in victims:
-        await _gone(pid)
+        await process_gone(pid)
     await asyncio.sleep(0.2)  # the executors notice
     results = await asyncio.gather(pool.transcribe(pcm), pool.transcribe(pcm))
     assert all("players" in r.text for r in results)

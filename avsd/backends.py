@@ -20,6 +20,8 @@ from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from avsd.emulator.record import SERVICE_KEPT_RECORDS
+
 if TYPE_CHECKING:
     from avsd.config import Config
     from avsd.emulator.server import Emulator
@@ -81,9 +83,13 @@ async def open_backend(
     scenario_path: Path | None = None,
     cert_dir: Path | None = None,
     config: Config | None = None,
+    kept_records: int | None = SERVICE_KEPT_RECORDS,
+    stop_capture: bool = True,
 ) -> AsyncIterator[BackendSession]:
     """Start what ``backend`` needs for as long as the block runs. ConfigError for a bad scenario. ``config``
-    supplies ``[assistant]`` for the assistant (default: the built-in defaults)."""
+    supplies ``[assistant]`` for the assistant (default: the built-in defaults). ``kept_records``: how many
+    requests the local server remembers (None: all, for a short run that reports them). ``stop_capture=False``:
+    the local server never ends an upload itself (the phone bridge endpoints the caller's speech before asking)."""
     if backend is Backend.AVS:
         if scenario_path is not None:
             from avsd.errors import ConfigError
@@ -108,7 +114,9 @@ async def open_backend(
     from avsd.assistant.brain import AssistantBrain
 
     lifecycle = brain if isinstance(brain, AssistantBrain) else None  # its decoder pool starts and stops
-    async with Emulator(cert_dir=cert_dir, scenario=scenario, brain=brain) as emulator:
+    async with Emulator(
+        cert_dir=cert_dir, scenario=scenario, brain=brain, kept_records=kept_records, stop_capture=stop_capture
+    ) as emulator:
         if lifecycle is not None:
             await lifecycle.start()
         try:

@@ -157,7 +157,7 @@ async def run_demo(args: argparse.Namespace) -> int:
     sent: list[Event] = []
     try:
         async with open_backend(
-            args.backend, scenario_path=args.scenario, cert_dir=out_dir / "emulator", config=base
+            args.backend, scenario_path=args.scenario, cert_dir=out_dir / "emulator", config=base, kept_records=None
         ) as session:
             state_dir = out_dir / "state"
             state_dir.mkdir(parents=True, exist_ok=True)

@@ -91,6 +91,7 @@ class HeadlessSession:
         self._asks: dict[str, _Ask] = {}  # open asks by dialogRequestId
         self._expecting: dict[str, Mapping[str, Any]] = {}  # ExpectSpeech initiator by dialogRequestId
         self._expect_timers: dict[str, asyncio.TimerHandle] = {}
+        self._expect_deferred: dict[str, Any] = {}  # ExpectSpeech timeouts waiting for listening() (expect_timer)
         self._tasks: list[asyncio.Task[None]] = []  # sequencer, event queue
         self._client_task: asyncio.Task[None] | None = None
         self._closed = asyncio.Event()
@@ -207,13 +208,17 @@ class HeadlessSession:
         profile: DistanceProfile | str = DistanceProfile.CLOSE_TALK,
         audio_format: AudioFormat | str = AudioFormat.PCM,
         timeout: float | None = None,
+        expect_timer: bool = True,
     ) -> Reply:
         """Send one Recognize with ``audio`` (16 kHz mono S16LE PCM or a WAV of it: bytes, a file-like object
         that may keep growing until it is closed, or an async iterable of chunks) and return the reply.
 
         Continue a dialog by passing the ``dialog_request_id`` of a reply that expects speech: the Recognize then
-        echoes the ExpectSpeech initiator (§6.1). Raises AvsServerError (4xx/5xx), AvsConnectionError (timeout,
-        connection lost, session closed), NotConnectedError.
+        echoes the ExpectSpeech initiator (§6.1). An unanswered ExpectSpeech times out (``ExpectSpeechTimedOut``)
+        counted from the reply; ``expect_timer=False`` counts from :meth:`listening` instead, for a front-end that
+        plays the reply itself and opens its microphone once it has played (the phone bridge), until
+        :meth:`answering`. Raises AvsServerError (4xx/5xx), AvsConnectionError (timeout, connection lost, session
+        closed), NotConnectedError.
         """
         if self._closed.is_set():
             raise NotConnectedError("the session is closed")
@@ -224,6 +229,7 @@ class HeadlessSession:
         timer = self._expect_timers.pop(drid, None)
         if timer is not None:
             timer.cancel()
+        self._expect_deferred.pop(drid, None)
         event = recognize_event(drid, profile, audio_format, self._expecting.pop(drid, None))
         ask = _Ask(drid, profile)
         self._asks[drid] = ask
@@ -242,10 +248,10 @@ class HeadlessSession:
             del self._asks[drid]
         if self._closed.is_set():
             raise AvsConnectionError("the session was closed while the ask was in flight")
-        return await self._reply(drid, result.status, ask.directives, started, sent[0])
+        return await self._reply(drid, result.status, ask.directives, started, sent[0], expect_timer)
 
     async def _reply(
-        self, drid: str, status: int, directives: list[Directive], started: float, sent: int
+        self, drid: str, status: int, directives: list[Directive], started: float, sent: int, expect_timer: bool
     ) -> Reply:
         out: list[ReplyDirective] = []
         expect: Mapping[str, Any] | None = None
@@ -264,7 +270,10 @@ class HeadlessSession:
                 expect = d.payload
                 initiator = d.payload.get("initiator")
                 self._expecting[drid] = initiator if isinstance(initiator, Mapping) else {}
-                self._expect_later(drid, d.payload.get("timeoutInMilliseconds"))
+                if expect_timer:
+                    self._expect_later(drid, d.payload.get("timeoutInMilliseconds"))
+                else:
+                    self._expect_deferred[drid] = d.payload.get("timeoutInMilliseconds")
             reply_directive = ReplyDirective(
                 d.namespace, d.name, d.payload, d.dialog_request_id, d.message_id, audio
             )
@@ -273,6 +282,29 @@ class HeadlessSession:
             out.append(reply_directive)
         return Reply(drid, status, tuple(out), expect, first_audio, sent)
 
+    def listening(self, dialog_request_id: str) -> None:
+        """The reply of ``dialog_request_id`` (asked with ``expect_timer=False``) has played: its ExpectSpeech
+        timeout starts now. Nothing happens when that reply expected no speech or was answered already."""
+        timeout_ms = self._expect_deferred.pop(dialog_request_id, None)
+        if dialog_request_id in self._expecting and not self._closed.is_set():
+            self._expect_later(dialog_request_id, timeout_ms)
+
+    def answering(self, dialog_request_id: str) -> None:
+        """Speech answering ``dialog_request_id``'s ExpectSpeech has started (a device's microphone has opened):
+        its timeout stops, and the ask that sends that speech echoes the ExpectSpeech initiator."""
+        self._expect_deferred.pop(dialog_request_id, None)
+        timer = self._expect_timers.pop(dialog_request_id, None)
+        if timer is not None:
+            timer.cancel()
+
+    def end_dialog(self, dialog_request_id: str) -> None:
+        """Forget ``dialog_request_id``'s unanswered ExpectSpeech without a word to AVS (the one who would have
+        answered is gone, e.g. a caller hung up); a later ask with that id starts afresh."""
+        self._expecting.pop(dialog_request_id, None)
+        self._expect_deferred.pop(dialog_request_id, None)
+        timer = self._expect_timers.pop(dialog_request_id, None)
+        if timer is not None:
+            timer.cancel()
 
     def _expect_later(self, drid: str, timeout_ms: Any) -> None:
         """Nobody answered the ExpectSpeech in time: ``ExpectSpeechTimedOut`` (§6.1), as a device would."""

@@ -229,12 +229,31 @@ async def _reconnected(daemon: Any, states: list[tuple[float, ConnectionState]],
         await asyncio.sleep(0.01)
 
 
+def _account(emulator: Emulator, accepted: Counter[str], refused: set[str], *, final: bool = False) -> None:
+    """Count the server's answered events and drop their records as the soak goes, so that the RSS figures are
+    the daemon's and the server's own, not this bench's bookkeeping (thousands of records with their bodies)."""
+    kept = []
+    for record in emulator.records:
+        if not final and (record.status is None or not record.body_complete.is_set()):
+            kept.append(record)  # still being answered, or answered (a fault) before its event part was read
+            continue
+        if record.event is not None and record.status is not None:
+            message_id = record.event["event"]["header"]["messageId"]
+            if record.status < 300:
+                accepted[message_id] += 1
+            else:
+                refused.add(message_id)
+    emulator.records[:] = kept
+
+
 async def soak(work: Path, *, faults: int, seed: int = 1, menu: tuple[Fault, ...] = MENU) -> SoakResult:
     result = SoakResult()
     rng = random.Random(seed)
     process = psutil.Process()
     failures_before = sum(FAILURES.values())
     started = time.monotonic()
+    accepted: Counter[str] = Counter()
+    refused: set[str] = set()
     async with Emulator(cert_dir=work / "certs", stop_capture=False) as emulator:
         state_dir = work / "state"
         save_credentials(state_dir / "credentials.json", Credentials("avsd-soak", emulator.refresh_token))
@@ -278,6 +297,7 @@ async def soak(work: Path, *, faults: int, seed: int = 1, menu: tuple[Fault, ...
                     result.reconnects_s.append(took)
                     result.slowest = sorted([*result.slowest, (round(took, 3), fault_name(fault))], reverse=True)[:5]
                 traffic.paused.clear()
+                _account(emulator, accepted, refused)
                 await asyncio.sleep(rng.uniform(0.02, 0.1))
             if task.done():
                 result.crashes += 1
@@ -303,15 +323,7 @@ async def soak(work: Path, *, faults: int, seed: int = 1, menu: tuple[Fault, ...
             task.cancel()
             with contextlib.suppress(BaseException):
                 await task
-        accepted: Counter[str] = Counter()
-        refused: set[str] = set()
-        for record in emulator.records:
-            if record.event is not None and record.status is not None:
-                message_id = record.event["event"]["header"]["messageId"]
-                if record.status < 300:
-                    accepted[message_id] += 1
-                else:
-                    refused.add(message_id)
+        _account(emulator, accepted, refused, final=True)
     result.rss_after_mb = process.memory_info().rss / 2**20
     result.direct_sent, result.direct_lost = len(traffic.direct), len(traffic.direct_lost)
     result.queued_sent = len(traffic.queued)

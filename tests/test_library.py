@@ -15,13 +15,14 @@ import httpx
 import pytest
 
 import avsd
-from avsd.avs.client import REGIONS, ConnectionState
+from avsd.avs.client import REGIONS, ConnectionSettings, ConnectionState
 from avsd.avs.credentials import Credentials, save_credentials
 from avsd.client import NEAR_FIELD, OPUS, AsyncClient, token_url_for
 from avsd.emulator.faults import Fault, FaultKind
 from avsd.emulator.scenario import DirectiveSpec, Rule, Scenario, load_scenario
 from avsd.emulator.server import Emulator
 from avsd.errors import AuthError, AvsConnectionError, AvsdError, AvsServerError
+from avsd.root import build_headless_session
 from avsd.session_audio import AudioInputError, audio_chunks
 from tests.harness import FIXTURES, fixture_pcm
 from tests.library_helpers import mp3_seconds, thinking_emulator
@@ -255,6 +256,42 @@ async def test_unanswered_expect_speech_sends_expect_speech_timed_out() -> None:
         await client.ask(fixture_pcm("alexa"), dialog_request_id=reply.dialog_request_id)
         last = recognizes(emu)[-1]
     assert last.event is not None and last.event["event"]["payload"]["initiator"]["type"] == "PRESS_AND_HOLD"
+
+
+async def test_expect_speech_timeout_can_wait_for_the_reply_to_have_played() -> None:
+    """``expect_timer=False`` (the phone bridge plays replies itself): the timeout runs from ``listening`` until
+    ``answering``; ``end_dialog`` forgets the ExpectSpeech without a word to AVS."""
+    expect = DirectiveSpec("SpeechRecognizer", "ExpectSpeech", {
+        "timeoutInMilliseconds": 300, "initiator": {"type": "EXPECT_SPEECH", "payload": {"token": "t1"}}})
+    speak = DirectiveSpec("SpeechSynthesizer", "Speak", speech="Yes?")
+    rule = Rule(match=RECOGNIZE, times=3, directives=(speak, expect))
+    timed_out = "SpeechRecognizer.ExpectSpeechTimedOut"
+    async with asyncio.timeout(40), Emulator(scenario=Scenario(rules=(rule,))) as emu:
+        session = build_headless_session(
+            ConnectionSettings(endpoint=emu.base_url, ca_file=str(emu.ca_file)),
+            credentials=Credentials("avsd-test", emu.refresh_token), token_url=emu.base_url + "/auth/o2/token")
+        async with session:
+            first = await session.ask(fixture_pcm("alexa"), profile=NEAR_FIELD, expect_timer=False)
+            assert first.expects_speech
+            await asyncio.sleep(0.8)  # the reply is still "playing": no timeout yet
+            assert not [r for r in emu.records if r.qualified_name == timed_out]
+            session.listening(first.dialog_request_id)
+            session.answering(first.dialog_request_id)  # the caller speaks within the timeout
+            await asyncio.sleep(0.8)
+            assert not [r for r in emu.records if r.qualified_name == timed_out]
+            second = await session.ask(fixture_pcm("alexa"), dialog_request_id=first.dialog_request_id,
+                                       profile=NEAR_FIELD, expect_timer=False)
+            assert recognizes(emu)[-1].event["event"]["payload"]["initiator"] == {  # type: ignore[index]
+                "type": "EXPECT_SPEECH", "payload": {"token": "t1"}}
+            session.listening(second.dialog_request_id)  # played, and the caller stays silent
+            await emu.wait_for_event(timed_out, timeout=5.0)
+            third = await session.ask(fixture_pcm("alexa"), profile=NEAR_FIELD, expect_timer=False)
+            session.end_dialog(third.dialog_request_id)  # hung up
+            session.listening(third.dialog_request_id)  # nothing left to time out
+            await asyncio.sleep(0.8)
+            assert len([r for r in emu.records if r.qualified_name == timed_out]) == 1
+            await session.ask(fixture_pcm("alexa"), dialog_request_id=third.dialog_request_id, profile=NEAR_FIELD)
+            assert recognizes(emu)[-1].event["event"]["payload"]["initiator"]["type"] == "TAP"  # type: ignore[index]
 
 
 async def test_a_failed_connect_leaves_nothing_running_and_can_be_retried() -> None:

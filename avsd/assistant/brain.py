@@ -25,6 +25,7 @@ from avsd.assistant.skills import EXPECT_SPEECH_TIMEOUT_MS, DeviceState, Reply, 
 from avsd.emulator.brains import Answer, Turn
 from avsd.emulator.scenario import DirectiveSpec
 from avsd.speech.stt import PocketsphinxModel, SecondPass, Transcript
+from avsd.speech.stt_processes import SttProcessPool
 from avsd.speech.tts import EspeakTts, SpeechSynthesizer, TtsSettings
 
 _log = logging.getLogger(__name__)
@@ -49,8 +50,8 @@ class Recognizer(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class ParsesToFallback:
-    """Whether a transcript means nothing to the language (SecondPass.needed). A class, not a lambda, so a
-    model description can be pickled to a decoder worker process."""
+    """Whether a transcript means nothing to the language (SecondPass.needed). A class, not a lambda, so the
+    model description can be pickled to decoder worker processes."""
 
     language: Language
 
@@ -58,10 +59,18 @@ class ParsesToFallback:
         return self.language.parse(text).name == FALLBACK_INTENT
 
 
-def grammar_recognizer(language: Language, *, reject_unknown: bool = True) -> PocketsphinxModel:
-    """pocketsphinx with the language's two grammars: commands, and answers while a question is pending.
-    ``reject_unknown``: each with a weighted "something else" word loop, and a second pass (without the loop)
-    for what landed in it, so a command the loop swallowed is still heard if it fits the audio well."""
+def grammar_recognizer(
+    language: Language, *, reject_unknown: bool = True, processes: int = 0
+) -> PocketsphinxModel | SttProcessPool:
+    """pocketsphinx with the language's two grammars: commands, and answers while a question is pending. In a
+    thread of this process (``processes=0``: one utterance at a time, the appliance), or in ``processes`` worker
+    processes that decode side by side (pocketsphinx holds the GIL while it decodes). ``reject_unknown``: each
+    grammar with a weighted "something else" word loop, and a second pass (without the loop) for what landed in
+    it, so a command the loop swallowed is still heard if it fits the audio well."""
+    jsgf = {
+        "commands": language.jsgf(reject_unknown=reject_unknown),
+        ANSWERS_GRAMMAR: language.jsgf(answers=True, reject_unknown=reject_unknown),
+    }
     # The second pass also allows a hesitation before the command: in the first pass it cost accuracy and
     # rejection (module doc of avsd.speech.stt), here only what the loop took is decoded, and the confidence
     # check still applies ("um, what time is it" was heard as the loop's "them what side these it").
@@ -72,15 +81,12 @@ def grammar_recognizer(language: Language, *, reject_unknown: bool = True) -> Po
         },
         needed=ParsesToFallback(language),
     )
-    return PocketsphinxModel(
-        jsgf={
-            "commands": language.jsgf(reject_unknown=reject_unknown),
-            ANSWERS_GRAMMAR: language.jsgf(answers=True, reject_unknown=reject_unknown),
-        },
-        words=language.vocabulary(),
-        pronunciations=language.pronunciations,
-        second_pass=second if reject_unknown else None,
-    )
+    words, pronunciations = sorted(language.vocabulary()), dict(language.pronunciations)
+    second_pass = second if reject_unknown else None
+    if processes > 0:
+        model = {"jsgf": jsgf, "words": words, "pronunciations": pronunciations, "second_pass": second_pass}
+        return SttProcessPool(processes, grammar_model=model)
+    return PocketsphinxModel(jsgf=jsgf, words=words, pronunciations=pronunciations, second_pass=second_pass)
 
 
 def caption(text: str, seconds: float) -> dict[str, str]:
@@ -116,18 +122,23 @@ class AssistantBrain:
         self.skills = Skills(self.language, skill_settings or SkillSettings(clock_24h=self.settings.clock_24h))
         self.tts: SpeechSynthesizer = tts or EspeakTts(TtsSettings(self.settings.voice, self.settings.rate_wpm))
         self.recognizer: Recognizer = recognizer or grammar_recognizer(
-            self.language, reject_unknown=self.settings.reject_unknown
+            self.language, reject_unknown=self.settings.reject_unknown, processes=self.settings.decoder_processes
         )
         self.now = now
         self.turns: list[TurnRecord] = []  # the last few turns, for tests, the bench and the demo log
 
     async def start(self) -> None:
-        """Serve the music folder (if any) on loopback HTTP for the device's AudioPlayer."""
+        """Load the decoder processes (if any: a broken model fails here), and serve the music folder (if any)
+        on loopback HTTP for the device's AudioPlayer."""
+        if isinstance(self.recognizer, SttProcessPool):
+            await self.recognizer.start()
         if self.music is not None and self.music_server is None:
             self.music_server = MusicServer(self.music)
             await self.music_server.start()
 
     async def stop(self) -> None:
+        if isinstance(self.recognizer, SttProcessPool):
+            self.recognizer.close()
         if self.music_server is not None:
             await self.music_server.stop()
             self.music_server = None

@@ -25,6 +25,7 @@ CLIENT_ID = "avsd-assistant"
 async def local_assistant(config: Config) -> AsyncIterator[Config]:
     """Start the server + brain; yield the device config pointing at it; stop both on exit."""
     from avsd.assistant.brain import AssistantBrain, create_brain
+    from avsd.emulator.record import SERVICE_KEPT_RECORDS
     from avsd.emulator.server import Emulator
 
     state = config.state_dir / "assistant"
@@ -40,7 +41,9 @@ async def local_assistant(config: Config) -> AsyncIterator[Config]:
         refresh_token = f"Atzr|assistant-{secrets.token_urlsafe(24)}"
         save_credentials(creds_path, Credentials(CLIENT_ID, refresh_token))
     brain = create_brain(config.assistant)
-    emulator = Emulator(cert_dir=state, refresh_token=refresh_token, client_id=CLIENT_ID, brain=brain)
+    emulator = Emulator(
+        cert_dir=state, refresh_token=refresh_token, client_id=CLIENT_ID, brain=brain, kept_records=SERVICE_KEPT_RECORDS
+    )
     await emulator.start()
     if isinstance(brain, AssistantBrain):
         await brain.start()

@@ -29,3 +29,12 @@ class AssistantSettings:
     answer_timeout_s: float = field(
         default=5.0, metadata={"help": "longest wait for recognition before the fallback", "min": 0.1}
     )
+    decoder_processes: int = field(
+        default=0,
+        metadata={
+            "help": "recognise in this many worker processes, side by side (0 = one thread of this process; "
+            "for a phone line or a test farm with many questions at once: the number of cores)",
+            "min": 0,
+            "max": 64,
+        },
+    )

@@ -10,6 +10,7 @@ import signal
 import sys
 from pathlib import Path
 
+from avsd.emulator.record import SERVICE_KEPT_RECORDS
 from avsd.emulator.scenario import load_scenario
 from avsd.emulator.server import Emulator, EmulatorSettings
 from avsd.errors import ConfigError
@@ -60,6 +61,7 @@ async def run(args: argparse.Namespace) -> int:
         stop_capture=not args.no_stop_capture,
         auto_approve=args.auto_approve,
         accept_any_token=args.accept_any_token,
+        kept_records=SERVICE_KEPT_RECORDS,  # ``--record FILE`` keeps every request
     )
     try:
         await emulator.start()

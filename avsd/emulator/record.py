@@ -28,6 +28,13 @@ def redact_headers(headers: Mapping[str, str]) -> dict[str, str]:
     }
 
 
+# How many requests a long-running local server remembers (``Emulator(kept_records=...)``): the offline assistant
+# inside ``avsd run``, and ``avsd vdevice`` / ``avsd phone`` / ``avsd emulator``. Each Recognize record holds its
+# audio (32 KB a second), so a server that kept them all grew by megabytes a day. Tests and the demo read every
+# request of their short runs and keep them all (None, the default).
+SERVICE_KEPT_RECORDS = 100
+
+
 @dataclass(eq=False, slots=True)
 class RecordedRequest:
     """One request as the emulator saw it. Mutable: it fills in while the request streams and is answered."""

@@ -119,6 +119,7 @@ class Emulator:
         goaway_grace_s: float = 2.0,
         clock: Callable[[], float] = time.monotonic,
         brain: Brain | None = None,
+        kept_records: int | None = None,
     ) -> None:
         self.host, self.port = host, port
         self._cert_dir, self._own_cert_dir = cert_dir, cert_dir is None
@@ -141,7 +142,8 @@ class Emulator:
         self.endpointer_settings = endpointer or EndpointerSettings()
         self.goaway_grace_s = goaway_grace_s
         self.clock = clock
-        self.records: list[RecordedRequest] = []
+        self.records: list[RecordedRequest] = []  # in arrival order; the latest ``kept_records`` of them
+        self.kept_records = kept_records
         self.rules = RuleBook(self.scenario.rules)
         self.faults = FaultBook()
         self.connection_count = 0
@@ -430,6 +432,8 @@ class Emulator:
             http_version=version,
         )
         self.records.append(record)
+        if self.kept_records is not None and len(self.records) > self.kept_records:
+            del self.records[: len(self.records) - self.kept_records]
         self.notify()
         return record
 

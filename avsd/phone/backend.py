@@ -1,201 +1,140 @@
-"""What answers a caller: ``CallBackend.open_call(caller) -> CallSession``; ``CallSession.ask(pcm16k) -> Reply``.
+"""What answers a caller: each call's turns are asks of a :class:`~avsd.session.HeadlessSession`.
 
-A call is a headless session: every utterance is one ``SpeechRecognizer.Recognize`` (TAP initiator, or the
-ExpectSpeech initiator when the last reply expected speech) with the call's own dialog request ids; the Speak
-directives of the answer come back as MP3. :class:`AvsBackend` does this over :class:`AvsClient` connections: one
-shared by all calls for Amazon (one connection per device), one per call for the emulator. Directives that do not
-belong to a dialog (alerts, notifications pushed on the downchannel) reach no call and no speaker: an alert a
-caller sets is never rung on the Pi.
+The sessions are the library's and ``avsd ask``'s (built by :func:`avsd.root.build_headless_session`), for the
+Alexa that :func:`avsd.backends.open_backend` started or names. Amazon: ONE session (one HTTP/2 connection) shared
+by every call, because Amazon allows one connection per device; its asks run side by side, each with its own
+dialog request id. The local server (``emulator``, ``assistant``): one session per call, because a connection lets
+only one event wait for its response headers at a time and the local server answers a Recognize once its upload is
+complete, so the calls' questions would queue behind each other on a shared one.
 
-Written against the protocol the library issue's ``avsd/session.py`` offers (ask(audio) -> Reply with speech,
-expects_speech, directives), so a session-backed adapter can replace this one without touching the bridge.
+A call's utterance is one ``Recognize`` (NEAR_FIELD: the ``TAP`` initiator). After a reply that expects speech the
+next utterance answers it (the same dialog request id, the ExpectSpeech initiator echoed: ``HeadlessSession.ask``),
+and ExpectSpeech's timeout runs from when the reply has played to the caller (not from when it arrived) until the
+caller starts to speak, as a device's microphone opens after the speech.
+Directives that belong to no ask (downchannel pushes: an alert a caller set going off) go to the session's
+sequencer, which has no alerts, speaker or audio player agent: they reach no caller and nothing on the Pi plays.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import logging
-import uuid
-from collections.abc import AsyncIterator
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, Protocol
+import dataclasses
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
-from avsd.audio.frames import FRAME_BYTES
-from avsd.avs.attachments import AttachmentStore, content_id_from_url
-from avsd.avs.auth import TokenProvider
-from avsd.avs.client import AvsClient, ConnectionSettings, make_ssl_context
-from avsd.avs.context import ContextRegistry
-from avsd.avs.http import HttpClient
-from avsd.avs.messages import Directive, context_entry
-from avsd.dialog import Initiator, recognize_event
-from avsd.errors import AvsdError
+from avsd.reply import DistanceProfile, Reply
 
-_LOGGER = logging.getLogger(__name__)
+if TYPE_CHECKING:
+    from avsd.backends import BackendSession
+    from avsd.config import Config
+    from avsd.session import HeadlessSession
+
+ANSWER_TIMEOUT_S = 20.0
 
 
-@dataclass(frozen=True, slots=True)
-class Reply:
-    speech: tuple[bytes, ...] = ()  # encoded audio (MP3) of each Speak, in order
-    expects_speech: bool = False
-    directives: tuple[str, ...] = ()  # qualified names, for logs and the host program
+class CallSession:
+    """One caller's dialog on a session: its asks, and the reply that expects speech (answered next)."""
 
+    def __init__(self, session: HeadlessSession, *, owned: bool, answer_timeout_s: float) -> None:
+        self.session = session
+        self._owned = owned
+        self._answer_timeout_s = answer_timeout_s
+        self._expecting: str | None = None  # the dialog request id of a reply that expects speech
+        self.dialog_request_ids: list[str] = []
 
-class CallSession(Protocol):
-    async def ask(self, pcm16k: bytes) -> Reply: ...
-
-    async def aclose(self) -> None: ...
-
-
-class CallBackend(Protocol):
-    async def open_call(self, caller: str) -> CallSession: ...
-
-    async def aclose(self) -> None: ...
-
-
-class AvsConnection:
-    """One AvsClient connection (downchannel, events) and the task that runs it."""
-
-    def __init__(self, backend: AvsBackend) -> None:
-        self.attachments = AttachmentStore()
-        self.client = AvsClient(
-            backend.settings,
-            backend.tokens,
-            context=backend.context,
-            on_directive=_not_for_a_call,
-            attachments=self.attachments,
-            ssl_context=backend.ssl_context,
+    async def ask(self, pcm16k: bytes) -> Reply:
+        drid, self._expecting = self._expecting, None
+        reply = await self.session.ask(
+            pcm16k, dialog_request_id=drid, profile=DistanceProfile.NEAR_FIELD, timeout=self._answer_timeout_s,
+            expect_timer=False,
         )
-        self._task: asyncio.Task[None] | None = None
+        self.dialog_request_ids.append(reply.dialog_request_id)
+        if reply.expects_speech:
+            self._expecting = reply.dialog_request_id
+        return reply
 
-    async def start(self, timeout_s: float) -> AvsConnection:
-        self._task = asyncio.create_task(self.client.run(), name="phone-avs-client")
-        try:
-            await self.client.wait_connected(timeout_s)
-        except TimeoutError as exc:
-            await self.aclose()
-            raise AvsdError(f"the phone back-end could not connect to {self.client.base_url}") from exc
-        return self
+    def listening(self) -> None:
+        """The reply has played (or was stopped): the caller may answer an ExpectSpeech from now on."""
+        if self._expecting is not None:
+            self.session.listening(self._expecting)
+
+    def answering(self) -> None:
+        """The caller has started to speak (confirmed speech): an ExpectSpeech no longer times out."""
+        if self._expecting is not None:
+            self.session.answering(self._expecting)
 
     async def aclose(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        if self._expecting is not None:
+            self.session.end_dialog(self._expecting)
+            self._expecting = None
+        if self._owned:
+            await self.session.close()
 
 
-def _not_for_a_call(directive: Directive) -> None:
-    # Answers to a call's Recognize are read from send_event's result; anything else (downchannel pushes such as
-    # SetAlert for an alert a caller asked for) belongs to no call and is deliberately not acted on.
-    if directive.dialog_request_id is None:
-        _LOGGER.info("phone back-end: %s not tied to a call, not acted on", directive.qualified_name)
-
-
-class AvsBackend:
-    """Calls answered by AVS or the emulator. Use as an async context manager.
-
-    ``per_call``: each call gets its own connection (the emulator: calls' Recognizes run in parallel, because one
-    connection lets only one event wait for its response headers at a time, and an answer comes only once the
-    upload is complete). Otherwise all calls share one connection (Amazon allows one per device).
-    """
+class CallBackend:
+    """Opens each call's :class:`CallSession`. ``per_call``: a session of its own (see the module's text), else
+    one shared session, connected on entry. Use as an async context manager."""
 
     def __init__(
         self,
-        settings: ConnectionSettings,
+        open_session: Callable[[], HeadlessSession],
         *,
-        token_url: str,
-        credentials_path: Path,
-        per_call: bool = False,
-        connect_timeout_s: float = 15.0,
-        answer_timeout_s: float = 20.0,
+        per_call: bool,
+        answer_timeout_s: float = ANSWER_TIMEOUT_S,
     ) -> None:
-        self.settings = settings
-        self.ssl_context = make_ssl_context(settings.ca_file)
-        self._http = HttpClient(ssl_context=self.ssl_context, timeout=60.0)
-        self.tokens = TokenProvider(token_url=token_url, credentials_path=credentials_path, http=self._http)
-        self.context = ContextRegistry()
-        self.context.register(lambda: context_entry("SpeechRecognizer", "RecognizerState", {"wakeword": "ALEXA"}))
+        self._open_session = open_session
         self.per_call = per_call
-        self._connect_timeout_s = connect_timeout_s
         self.answer_timeout_s = answer_timeout_s
-        self._shared: AvsConnection | None = None
+        self._shared: HeadlessSession | None = None
 
-    async def __aenter__(self) -> AvsBackend:
+    async def __aenter__(self) -> CallBackend:
         if not self.per_call:
-            try:
-                self._shared = await AvsConnection(self).start(self._connect_timeout_s)
-            except BaseException:
-                await self._http.aclose()
-                raise
+            self._shared = await self._connected()
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
         await self.aclose()
 
     async def aclose(self) -> None:
+        shared, self._shared = self._shared, None
+        if shared is not None:
+            await shared.close()
+
+    async def _connected(self) -> HeadlessSession:
+        session = self._open_session()
+        try:
+            await session.connect()  # AuthError / AvsConnectionError: this call (or the bridge) cannot start
+        except BaseException:
+            await session.close()
+            raise
+        return session
+
+    async def open_call(self, caller: str) -> CallSession:
         if self._shared is not None:
-            await self._shared.aclose()
-            self._shared = None
-        await self._http.aclose()
-
-    async def open_call(self, caller: str) -> AvsCallSession:
-        if self._shared is not None:
-            return AvsCallSession(self._shared, self.answer_timeout_s, owned=False)
-        connection = await AvsConnection(self).start(self._connect_timeout_s)
-        return AvsCallSession(connection, self.answer_timeout_s, owned=True)
+            return CallSession(self._shared, owned=False, answer_timeout_s=self.answer_timeout_s)
+        return CallSession(await self._connected(), owned=True, answer_timeout_s=self.answer_timeout_s)
 
 
-UPLOAD_CHUNK = 10 * FRAME_BYTES  # 100 ms per write: the utterance is complete, no need to trickle it
+def call_backend(where: BackendSession, config: Config) -> CallBackend:
+    """The calls' back-end for ``where`` (:func:`avsd.backends.open_backend`): a local server gets a session per
+    call with its refresh token; Amazon one shared session with the configured endpoint and credentials."""
+    from avsd.root import build_headless_session
 
+    if where.refresh_token is None:
+        return CallBackend(
+            lambda: build_headless_session(
+                config.avs, credentials_path=config.credentials_path, token_url=config.token_url(),
+                ask_timeout_s=ANSWER_TIMEOUT_S,
+            ),
+            per_call=False,
+        )
+    from avsd.avs.credentials import Credentials
 
-async def _frames(pcm: bytes) -> AsyncIterator[bytes]:
-    for offset in range(0, len(pcm), UPLOAD_CHUNK):
-        yield pcm[offset : offset + UPLOAD_CHUNK]
-
-
-class AvsCallSession:
-    """One caller's dialog: its own dialog request ids, and the ExpectSpeech initiator carried to the next turn."""
-
-    def __init__(self, connection: AvsConnection, answer_timeout_s: float, *, owned: bool) -> None:
-        self._connection = connection
-        self._answer_timeout_s = answer_timeout_s
-        self._owned = owned
-        self._expect_initiator: dict[str, Any] | None = None
-        self.dialog_request_ids: list[str] = []
-
-    async def ask(self, pcm16k: bytes) -> Reply:
-        dialog_request_id = str(uuid.uuid4())
-        self.dialog_request_ids.append(dialog_request_id)
-        if self._expect_initiator is not None:
-            event = recognize_event(
-                dialog_request_id=dialog_request_id,
-                initiator=Initiator.EXPECT_SPEECH,
-                profile="NEAR_FIELD",
-                expect_initiator=self._expect_initiator,
-            )
-        else:
-            event = recognize_event(dialog_request_id=dialog_request_id, initiator=Initiator.TAP, profile="NEAR_FIELD")
-        self._expect_initiator = None
-        async with asyncio.timeout(self._answer_timeout_s):
-            result = await self._connection.client.send_event(event, _frames(pcm16k))
-            speech: list[bytes] = []
-            expects = False
-            for directive in result.directives:
-                if directive.dialog_request_id not in (None, dialog_request_id):
-                    continue
-                if directive.qualified_name == "SpeechSynthesizer.Speak":
-                    content_id = content_id_from_url(str(directive.payload.get("url", "")))
-                    if content_id is not None:
-                        speech.append(await self._connection.attachments.get(content_id).read_all())
-                elif directive.qualified_name == "SpeechRecognizer.ExpectSpeech":
-                    expects = True
-                    initiator = directive.payload.get("initiator")
-                    self._expect_initiator = dict(initiator) if isinstance(initiator, dict) else {}
-        return Reply(tuple(speech), expects, tuple(d.qualified_name for d in result.directives))
-
-    async def aclose(self) -> None:
-        self._expect_initiator = None
-        if self._owned:
-            await self._connection.aclose()
+    settings = dataclasses.replace(config.avs, endpoint=where.endpoint, ca_file=where.ca_file)
+    credentials = Credentials("avsd-phone", where.refresh_token)
+    return CallBackend(
+        lambda: build_headless_session(
+            settings, credentials=credentials, token_url=where.endpoint + "/auth/o2/token",
+            ask_timeout_s=ANSWER_TIMEOUT_S,
+        ),
+        per_call=True,
+    )

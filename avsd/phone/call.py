@@ -13,6 +13,7 @@ import contextlib
 import logging
 import math
 import time
+import weakref
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -20,9 +21,9 @@ from typing import Protocol
 from avsd.audio.frames import FRAME_SECONDS
 from avsd.audio.vad import NoiseGate, WebRtcVad
 from avsd.errors import AvsdError
-from avsd.phone.backend import CallSession, Reply
 from avsd.phone.convert import decode_speech, frames, resample
 from avsd.phone.core import CallState, CallTrigger, Segmenter, SegmenterSettings, SegmentEvent, next_state
+from avsd.reply import Reply
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -44,6 +45,18 @@ class LineTransport(Protocol):
     async def clear(self) -> None: ...
 
     async def close(self) -> None: ...
+
+
+class CallSession(Protocol):
+    """The caller's dialog with Alexa (:class:`avsd.phone.backend.CallSession` over a headless session)."""
+
+    async def ask(self, pcm16k: bytes) -> Reply: ...
+
+    def listening(self) -> None: ...  # the reply is over: an ExpectSpeech's timeout starts
+
+    def answering(self) -> None: ...  # the caller speaks: an ExpectSpeech's timeout stops
+
+    async def aclose(self) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,19 +90,62 @@ UtteranceHook = Callable[[Utterance], Awaitable[None] | None]
 DtmfHook = Callable[[str, str], None]
 
 
-async def _sleep_until(loop: asyncio.AbstractEventLoop, when: float) -> None:
-    """Like ``asyncio.sleep`` but to an exact loop time, so equal deadlines share one timer instant."""
-    waiter: asyncio.Future[None] = loop.create_future()
-    handle = loop.call_at(when, _wake, waiter)
-    try:
-        await waiter
-    finally:
-        handle.cancel()
+def _decode_all(speech: list[bytes], rate: int) -> bytes:
+    return b"".join([decode_speech(mp3, rate) for mp3 in speech])
 
 
-def _wake(waiter: asyncio.Future[None]) -> None:
-    if not waiter.done():
-        waiter.set_result(None)
+class FrameTicker:
+    """The 20 ms grid every reply on one event loop is paced on (:func:`frame_ticker`).
+
+    One timer per tick for all calls, not one per call, and the pacers waiting for a tick are woken in the order
+    they asked, so each call's frame leaves at the same point of every tick: with one timer per call, the loop
+    runs timers that fall due at the same instant in heap order, which changes from tick to tick and moved a call's
+    frame back and forth inside the tick's burst of sends (up to the burst's length, ~65 us per send per call).
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._waiting: dict[int, list[asyncio.Future[None]]] = {}
+
+    def now(self) -> int:
+        """The tick that falls due next (tick n is due at loop time n * 20 ms)."""
+        return math.ceil(self._loop.time() / LINE_FRAME_S)
+
+    def late_s(self, tick: int) -> float:
+        return self._loop.time() - tick * LINE_FRAME_S
+
+    async def until(self, tick: int) -> None:
+        """Wait for ``tick`` (at once when it is past)."""
+        if self.late_s(tick) >= 0:
+            return
+        waiters = self._waiting.get(tick)
+        if waiters is None:
+            waiters = self._waiting[tick] = []
+            self._loop.call_at(tick * LINE_FRAME_S, self._fire, tick)
+        waiter: asyncio.Future[None] = self._loop.create_future()
+        waiters.append(waiter)
+        try:
+            await waiter
+        finally:
+            if not waiter.done():  # cancelled (barge-in, hang-up): the tick goes on for the others
+                waiter.cancel()
+
+    def _fire(self, tick: int) -> None:
+        for waiter in self._waiting.pop(tick, ()):
+            if not waiter.done():
+                waiter.set_result(None)
+
+
+_TICKERS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, FrameTicker] = weakref.WeakKeyDictionary()
+
+
+def frame_ticker() -> FrameTicker:
+    """The running loop's :class:`FrameTicker` (one per loop, shared by every call on it)."""
+    loop = asyncio.get_running_loop()
+    ticker = _TICKERS.get(loop)
+    if ticker is None:
+        ticker = _TICKERS[loop] = FrameTicker(loop)
+    return ticker
 
 
 class Call:
@@ -142,6 +198,8 @@ class Call:
         if state is not self.state:
             _LOGGER.info("call %s: %s -> %s (%s)", self.call_id, self.state, state, trigger)
         self.state = state
+        if state is CallState.LISTENING and trigger is not CallTrigger.BARGE_IN and self.session is not None:
+            self.session.listening()  # a barge-in is the caller's answer already under way
         return True
 
     def _spawn(self, coro: Awaitable[None], name: str) -> asyncio.Task[None]:
@@ -177,6 +235,8 @@ class Call:
             self._utterance.append(frame)
         else:
             self._preroll.append(frame)
+        if event is SegmentEvent.CONFIRMED and self.session is not None:
+            self.session.answering()
         if event is SegmentEvent.CONFIRMED and self.state is CallState.SPEAKING:
             _LOGGER.info("call %s: barge-in", self.call_id)
             self._stop_reply()
@@ -210,31 +270,30 @@ class Call:
 
     async def _ask(self, pcm: bytes, timing: TurnTiming) -> None:
         assert self.session is not None
+        reply: Reply | None = None
         try:
             reply = await self.session.ask(pcm)
         except AvsdError as exc:
             _LOGGER.warning("call %s: the back-end failed: %s", self.call_id, exc)
-            reply = Reply()
         except TimeoutError:
             _LOGGER.warning("call %s: the back-end did not answer in time", self.call_id)
-            reply = Reply()
         except Exception:  # this task is the turn's boundary: whatever broke, the call goes on listening
             _LOGGER.exception("call %s: the back-end broke", self.call_id)
-            reply = Reply()
         timing.answered = self._clock()
-        self.stats.directives.append(reply.directives)
+        directives = reply.directives if reply is not None else ()
+        self.stats.directives.append(tuple(d.qualified_name for d in directives))
         if self.state is not CallState.THINKING:
             return
         try:
-            # Inline, not in a worker thread: a 4 s MP3 decodes and resamples in ~2 ms of CPU, less than the hop
-            # to a thread costs on a loaded machine (bench/bench_phone.py).
-            pcm_out = b"".join([decode_speech(s, self.transport.rate) for s in reply.speech])
+            # In a worker thread (miniaudio and soxr release the GIL): a 2 s MP3 takes 2-8 ms to decode and
+            # resample on the shared VM, and inline that would hold up the frames every other call has due meanwhile.
+            speech = [d.audio_attachment for d in directives if d.name == "Speak" and d.audio_attachment]
+            pcm_out = await asyncio.to_thread(_decode_all, speech, self.transport.rate)
         except AvsdError as exc:
             _LOGGER.warning("call %s: %s", self.call_id, exc)
             pcm_out = b""
         timing.decoded = self._clock()
-        _LOGGER.info("call %s: reply %s%s", self.call_id, ", ".join(reply.directives) or "(nothing)",
-                     " (expects speech)" if reply.expects_speech else "")
+        _LOGGER.info("call %s: reply %s", self.call_id, reply.summary() if reply is not None else "(nothing)")
         if not pcm_out or self.state is not CallState.THINKING:
             self._fire(CallTrigger.NO_REPLY)
             return
@@ -264,24 +323,23 @@ class Call:
         sent: list[float] = []
         self.stats.reply_send_times.append(sent)
         loop = asyncio.get_running_loop()
-        # Deadlines sit on one 20 ms grid of the loop clock shared by every call: the timers of all calls fall due
-        # at the same instants and run in one loop iteration, one wake-up per tick instead of one per call.
-        tick = math.ceil(loop.time() / LINE_FRAME_S)
+        # Deadlines sit on the loop's one 20 ms grid (FrameTicker): absolute ticks, never relative sleeps, so a
+        # late tick is caught up by the next one instead of shifting every later frame.
+        ticker = frame_ticker()
+        tick = ticker.now()
         lead = min(self._lead_frames, len(pcm_frames))
         if lead:
             await self.transport.send(self.transport.encode(pcm_frames[:lead]))
             sent.append(self._clock())
             if timing is not None:
                 timing.first_frame = sent[-1]
-        # Encoded while the lead plays, so each tick of the shared grid only writes ready messages.
+        # Encoded while the lead plays, so each tick only writes ready messages.
         wire = [self.transport.encode([frame]) for frame in pcm_frames[lead:]]
         for index in range(lead, len(pcm_frames)):
-            deadline = (tick + index - lead + 1) * LINE_FRAME_S
-            late = loop.time() - deadline
-            if late < 0:
-                await _sleep_until(loop, deadline)
-            elif late > LINE_FRAME_S:
+            due = tick + index - lead + 1
+            if ticker.late_s(due) > LINE_FRAME_S:
                 self.stats.underruns += 1
+            await ticker.until(due)
             await self.transport.send(wire[index - lead])
             sent.append(self._clock())
         # The caller hears the end one lead later; Twilio says when with the mark's echo.

@@ -13,9 +13,14 @@ import tempfile
 import wave
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from avsd.backends import Backend, add_backend_argument
 from avsd.errors import ConfigError
+
+if TYPE_CHECKING:
+    from avsd.config import Config
+    from avsd.phone.backend import CallBackend
 
 
 def add_phone_arguments(parser: argparse.ArgumentParser) -> None:
@@ -38,40 +43,20 @@ def add_sim_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 @contextlib.asynccontextmanager
-async def open_backend(name: str, config: object, scenario: Path | None, work: Path) -> AsyncIterator[object]:
-    from avsd.config import Config
+async def call_backend_for(args: argparse.Namespace, config: Config, work: Path) -> AsyncIterator[CallBackend]:
+    """``--backend`` started by :func:`avsd.backends.open_backend` (as for ``avsd ask``), the calls' sessions on it."""
+    from avsd.backends import open_backend
+    from avsd.phone.backend import call_backend
 
-    assert isinstance(config, Config)
-    from avsd.phone.backend import AvsBackend
-
-    if name == "emulator":
-        from avsd.avs.credentials import Credentials, save_credentials
-        from avsd.emulator.scenario import load_scenario
-        from avsd.emulator.server import Emulator
-
-        async with Emulator(cert_dir=work / "emulator", scenario=load_scenario(scenario) if scenario else None,
-                            stop_capture=False) as emulator:
-            credentials = work / "credentials.json"
-            save_credentials(credentials, Credentials("avsd-phone", emulator.refresh_token))
-            settings = dataclasses.replace(config.avs, endpoint=emulator.base_url, ca_file=str(emulator.ca_file))
-            async with AvsBackend(settings, token_url=emulator.base_url + "/auth/o2/token",
-                                  credentials_path=credentials, per_call=True) as backend:
-                yield backend
-        return
-    if name == "avs":
+    backend = Backend(args.backend)
+    if backend is Backend.AVS:
         from avsd.avs.credentials import load_credentials
 
         load_credentials(config.credentials_path)  # not linked yet: CredentialsError, exit 78, before listening
-        async with AvsBackend(config.avs, token_url=config.token_url(),
-                              credentials_path=config.credentials_path) as backend:
-            yield backend
-        return
-    from avsd.assistant.local import local_assistant
-
-    async with local_assistant(config) as device, AvsBackend(
-        device.avs, token_url=device.token_url(), credentials_path=device.credentials_path, per_call=True
-    ) as backend:
-        yield backend
+    # The local server never ends an upload itself: the bridge has endpointed the caller's speech already.
+    async with open_backend(backend, scenario_path=args.scenario, cert_dir=work / "backend", config=config,
+                            stop_capture=False) as where, call_backend(where, config) as calls:
+        yield calls
 
 
 async def run_phone(args: argparse.Namespace) -> int:
@@ -93,8 +78,8 @@ async def run_phone(args: argparse.Namespace) -> int:
     secrets = PhoneSecrets.resolve(settings)
     check_settings(settings, secrets)
     with tempfile.TemporaryDirectory(prefix="avsd-phone-") as work:
-        async with open_backend(args.backend, config, args.scenario, Path(work)) as backend:
-            bridge = PhoneBridge(settings, backend, secrets)  # type: ignore[arg-type]
+        async with call_backend_for(args, config, Path(work)) as backend:
+            bridge = PhoneBridge(settings, backend, secrets)
             async with WebServer(bridge.app(), settings.host, settings.port) as server:
                 public = settings.public_url or server.base_url
                 print(f"avsd phone: listening on {server.base_url}; back-end {args.backend}", flush=True)

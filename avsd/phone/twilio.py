@@ -19,23 +19,15 @@ from typing import Any
 
 from aiohttp import WSMsgType, web
 
-from avsd.errors import AvsdError
 from avsd.phone.bridge import PhoneBridge
 from avsd.phone.call import Call
 from avsd.phone.convert import ulaw_decode, ulaw_encode
+from avsd.phone.ws import CLOSE_POLICY, WS_MAX_MESSAGE, CallSocket, StreamError
 from avsd.web import twilio_signature_ok
 
 _LOGGER = logging.getLogger(__name__)
 
 STREAM_PATHS = ("/twilio/stream", "/convo")  # /convo: the seed's TwiML Bins point there
-WS_MAX_MESSAGE = 256 * 1024
-CLOSE_POLICY = 1008  # RFC 6455 "policy violation": bad or missing token
-CLOSE_PROTOCOL = 1002
-CLOSE_UNAVAILABLE = 1011  # "internal error": the back-end could not take the call
-
-
-class StreamError(Exception):
-    """A message that breaks the Media Streams protocol; the call is closed."""
 
 
 class TwilioTransport:
@@ -131,8 +123,7 @@ def wss_url(origin: str) -> str:
 
 
 async def _serve_stream(bridge: PhoneBridge, ws: web.WebSocketResponse, *, signed: bool) -> None:
-    call: Call | None = None
-    try:
+    async with CallSocket(bridge, ws, "Twilio stream") as sock:
         async for message in ws:
             if message.type is not WSMsgType.TEXT:
                 if message.type is WSMsgType.ERROR:
@@ -146,13 +137,14 @@ async def _serve_stream(bridge: PhoneBridge, ws: web.WebSocketResponse, *, signe
             if event == "connected":
                 continue
             if event == "start":
-                if call is not None:
+                if sock.call is not None:
                     raise StreamError("a second start")
-                call = await _start(bridge, ws, data, signed=signed)
-                if call is None:
+                sock.call = await _start(bridge, ws, data, signed=signed)
+                if sock.call is None:
                     await ws.close(code=CLOSE_POLICY, message=b"no valid token")
                     return
                 continue
+            call = sock.call
             if call is None:
                 raise StreamError(f"{event} before start")
             if data.get("streamSid") != call.call_id:
@@ -173,17 +165,6 @@ async def _serve_stream(bridge: PhoneBridge, ws: web.WebSocketResponse, *, signe
                 break
             else:
                 _LOGGER.debug("stream %s: event %s ignored", call.call_id, event)
-    except StreamError as exc:
-        _LOGGER.warning("Twilio stream %s closed: %s", call.call_id if call else "(not started)", exc)
-        await ws.close(code=CLOSE_PROTOCOL, message=str(exc).encode()[:120])
-    except AvsdError as exc:  # the back-end could not take the call: this caller hears the line close
-        _LOGGER.warning("call %s: cannot be answered: %s", call.call_id if call else "(not started)", exc)
-        await ws.close(code=CLOSE_UNAVAILABLE, message=b"back-end unavailable")
-    finally:
-        if call is not None:
-            await bridge.end_call(call)
-        if not ws.closed:
-            await ws.close()
 
 
 async def _start(bridge: PhoneBridge, ws: web.WebSocketResponse, data: dict[str, Any], *, signed: bool) -> Call | None:

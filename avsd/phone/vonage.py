@@ -20,10 +20,10 @@ from typing import Any
 
 from aiohttp import WSMsgType, web
 
-from avsd.errors import AvsdError
 from avsd.phone.bridge import PhoneBridge
 from avsd.phone.call import Call
-from avsd.phone.twilio import CLOSE_POLICY, CLOSE_PROTOCOL, CLOSE_UNAVAILABLE, WS_MAX_MESSAGE, StreamError, wss_url
+from avsd.phone.twilio import wss_url
+from avsd.phone.ws import CLOSE_POLICY, WS_MAX_MESSAGE, CallSocket, StreamError
 from avsd.web import hs256_claims
 
 _LOGGER = logging.getLogger(__name__)
@@ -149,9 +149,8 @@ async def _first_message(bridge: PhoneBridge, ws: web.WebSocketResponse) -> Call
 
 
 async def _serve_socket(bridge: PhoneBridge, ws: web.WebSocketResponse) -> None:
-    call: Call | None = None
-    try:
-        call = await _first_message(bridge, ws)
+    async with CallSocket(bridge, ws, "Vonage socket") as sock:
+        sock.call = call = await _first_message(bridge, ws)
         if call is None:
             await ws.close(code=CLOSE_POLICY, message=b"no valid token")
             return
@@ -177,14 +176,3 @@ async def _serve_socket(bridge: PhoneBridge, ws: web.WebSocketResponse) -> None:
                     _LOGGER.debug("vonage socket %s: event %s", call.call_id, data.get("event"))
             elif message.type is WSMsgType.ERROR:
                 break
-    except StreamError as exc:
-        _LOGGER.warning("Vonage socket %s closed: %s", call.call_id if call else "(not started)", exc)
-        await ws.close(code=CLOSE_PROTOCOL, message=str(exc).encode()[:120])
-    except AvsdError as exc:  # the back-end could not take the call: this caller hears the line close
-        _LOGGER.warning("call %s: cannot be answered: %s", call.call_id if call else "(not started)", exc)
-        await ws.close(code=CLOSE_UNAVAILABLE, message=b"back-end unavailable")
-    finally:
-        if call is not None:
-            await bridge.end_call(call)
-        if not ws.closed:
-            await ws.close()

@@ -52,7 +52,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -179,8 +179,11 @@ class PocketsphinxModel:
         pronunciations: Mapping[str, str] | None = None,
         hints: Sequence[str] = (),
         second_pass: SecondPass | None = None,
+        free_text_options: Mapping[str, Any] | None = None,
     ) -> None:
         ps = _pocketsphinx()
+        # Decoder options for free text only (beams and the like, see FREE_TEXT_OPTIONS in stt_processes.py).
+        self._free_text_options = dict(free_text_options or {})
         self._ps = ps
         # Named grammars (one pocketsphinx search each); the first is the default.
         self.grammars: dict[str, str] = {"grammar": jsgf} if isinstance(jsgf, str) else dict(jsgf or {})
@@ -211,7 +214,7 @@ class PocketsphinxModel:
                 decoder.add_allphone_file(_PHONE_LOOP)  # no phone LM: any phone may follow any other
             decoder.activate_search(next(iter(self.grammars)))
         else:
-            decoder = self._ps.Decoder(hmm=str(hmm), loglevel="FATAL")
+            decoder = self._ps.Decoder(hmm=str(hmm), loglevel="FATAL", **self._free_text_options)
         return decoder
 
     def acquire(self) -> Any:
@@ -233,6 +236,10 @@ class PocketsphinxModel:
     def recognition(self, grammar: str | None = None) -> Recognition:
         """A new utterance; ``grammar`` picks one of the named grammars (default: the first)."""
         return Recognition(self, grammar)
+
+    def decode_later(self, pcm: bytes, grammar: str | None) -> asyncio.Future[Transcript]:
+        """:meth:`transcribe` in this model's worker thread."""
+        return asyncio.get_running_loop().run_in_executor(self.executor, self.transcribe, pcm, grammar)
 
     def snap_to_hint(self, text: str) -> str:
         if not self.hints or not text:
@@ -341,10 +348,16 @@ def _decode_all(decoder: Any, pcm: bytes, model: PocketsphinxModel) -> Transcrip
     return Transcript(text, time.thread_time() - start)
 
 
+class Decoder(Protocol):
+    def decode_later(self, pcm: bytes, grammar: str | None) -> asyncio.Future[Transcript]:
+        """Decode a whole utterance off the event loop (a thread, or a worker process)."""
+        ...
+
+
 class Recognition:
     """One utterance: audio is buffered while it streams in and decoded at :meth:`finish`. Not reusable."""
 
-    def __init__(self, model: PocketsphinxModel, grammar: str | None = None) -> None:
+    def __init__(self, model: Decoder, grammar: str | None = None) -> None:
         self._model = model
         self._grammar = grammar
         self._pcm = bytearray()
@@ -363,6 +376,5 @@ class Recognition:
         """The transcript (idempotent: the first call ends the utterance; later calls get the same future)."""
         if self._result is None:
             pcm, self._pcm = bytes(self._pcm), bytearray()
-            loop = asyncio.get_running_loop()
-            self._result = loop.run_in_executor(self._model.executor, self._model.transcribe, pcm, self._grammar)
+            self._result = self._model.decode_later(pcm, self._grammar)
         return self._result

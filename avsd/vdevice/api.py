@@ -73,6 +73,10 @@ class ApiSettings:
     max_audio_bytes: int = 8 * 1024 * 1024  # decoded request audio
     homophones: Homophones = ()  # applied to every transcript, before per-token and per-request rules
     token_homophones: Mapping[str, Homophones] | None = None  # by identity
+    # With several worker processes (avsd/vdevice/workers.py): only one resumes unfinished conversations after a
+    # restart, and each names itself in an X-Avsd-Worker header (which process answered, for operators and tests).
+    resume_unfinished: bool = True
+    worker_name: str = ""
 
 
 class VirtualDeviceApi:
@@ -103,13 +107,19 @@ class VirtualDeviceApi:
         app.router.add_post("/conversation_stop", self._conversation_stop)
         app.router.add_get("/audio/{audio_id}", self._audio)
         app.router.add_post("/reporting/testResults", self._reporting_sink)
-        app.on_startup.append(self._resume)
+        if self._settings.resume_unfinished:
+            app.on_startup.append(self._resume)
+        if self._settings.worker_name:
+            app.on_response_prepare.append(self._name_worker)
         app.on_cleanup.append(self._stop_jobs)
         return app
 
     # -- routes ---------------------------------------------------------------------------------------------
     async def _health(self, request: web.Request) -> web.Response:
         return web.json_response({"status": "ok"})
+
+    async def _name_worker(self, _request: web.Request, response: web.StreamResponse) -> None:
+        response.headers["X-Avsd-Worker"] = self._settings.worker_name
 
     async def _reporting_sink(self, request: web.Request) -> web.Response:
         """bst posts every run's results to Bespoken's dashboard (BESPOKEN_API_BASE_URL) and exits 1 when that
@@ -272,6 +282,8 @@ class VirtualDeviceApi:
     ) -> None:
         try:
             for index in range(start, len(messages)):
+                if not await self._still_running(conversation):
+                    return  # stopped through another worker process (a stop here cancels the task)
                 message = await self._message(messages[index])
                 result = await self._processor.process(entry.identity, message, options)
                 result["status"] = Status.IN_PROGRESS.value
@@ -285,6 +297,10 @@ class VirtualDeviceApi:
         except Exception as exc:  # a job boundary: the conversation says ERROR, the server goes on
             _log.exception("conversation %s failed", conversation)
             await self._store.finish(conversation, Status.ERROR, f"{exc.__class__.__name__}: {exc}", "system")
+
+    async def _still_running(self, conversation: str) -> bool:
+        current = await self._store.get(conversation)
+        return current is not None and current.status is Status.IN_PROGRESS
 
     async def _resume(self, _app: web.Application) -> None:
         """After a restart, finish every async conversation from its first message without a result."""

@@ -36,3 +36,5 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
                         help="tokens file: one token per line (default vdevice.tokens_file, else one generated)")
     parser.add_argument("--public-url", default=None, help="URL clients reach this server at (for audio links)")
     parser.add_argument("--state-dir", type=Path, default=None, help="conversations, audio (default: config's)")
+    parser.add_argument("--workers", type=int, default=None, metavar="N",
+                        help="server processes on the one port (default vdevice.workers: 1)")

@@ -3,16 +3,21 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import contextlib
+import os
+import socket
 import sys
 import tempfile
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from multiprocessing.synchronize import Event
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from avsd.avs.client import ConnectionSettings
 from avsd.avs.credentials import Credentials
 from avsd.backends import Backend, open_backend
-from avsd.errors import ConfigError
+from avsd.errors import AvsdError, ConfigError, CredentialsError
 from avsd.root import build_headless_session
 from avsd.session import HeadlessSession
 from avsd.vdevice.api import ApiSettings
@@ -25,6 +30,7 @@ from avsd.vdevice.service import (
     default_speech,
     load_or_create_tokens,
     local_url,
+    prepare_state,
     print_ready,
     serving,
     virtual_device_app,
@@ -34,6 +40,10 @@ from avsd.vdevice.sessions import SessionOpener
 from avsd.vdevice.settings import homophones_of
 from avsd.vdevice.suite import SuiteError
 from avsd.vdevice.tokens import TokenBook, TokenEntry, identity_of
+from avsd.vdevice.workers import MAX_WORKERS, WorkerRole, supervise
+
+if TYPE_CHECKING:
+    from avsd.config import Config
 
 
 @contextlib.asynccontextmanager
@@ -81,20 +91,81 @@ async def run_vdevice(args: argparse.Namespace) -> int:
 
     config = load_config(args.config)
     settings = config.vdevice
+    workers = settings.workers if args.workers is None else args.workers
+    if not 1 <= workers <= MAX_WORKERS:
+        raise ConfigError("--workers", f"{workers}: expected 1..{MAX_WORKERS} server processes")
     state_dir = args.state_dir or config.state_dir
     tokens_file = args.tokens or (Path(settings.tokens_file) if settings.tokens_file else None)
     tokens, tokens_path = load_or_create_tokens(tokens_file, state_dir)
     sock = bind(args.host or settings.host, settings.port if args.port is None else args.port)
     url = args.public_url or settings.public_url or local_url(sock)
+    backend = args.backend if workers == 1 else f"{args.backend}, {workers} worker processes"
+
+    def ready() -> None:
+        print_ready(local_url(sock), tokens_path, backend)
+
+    prepare_state(state_dir)  # the directory, the store's schema and the URL key, before workers race for them
+    if workers == 1:
+        return await serve_vdevice(args, config, tokens, sock, url, None, ready)
+    return await supervise(workers, serve_worker, (args, config, tokens, sock, url), ready)
+
+
+async def serve_vdevice(
+    args: argparse.Namespace,
+    config: Config,
+    tokens: TokenBook,
+    sock: socket.socket,
+    url: str,
+    role: WorkerRole | None,
+    on_ready: Callable[[], None],
+) -> int:
+    """One server process: all of ``avsd vdevice``, or one of its ``--workers``."""
+    settings = config.vdevice
     common, per_token = homophones_of(settings)
-    api = ApiSettings(homophones=common, token_homophones=per_token)
+    api = ApiSettings(
+        homophones=common, token_homophones=per_token,
+        resume_unfinished=role is None or role.resumes_conversations,
+        worker_name="" if role is None else str(role.index),
+    )
     fetcher = AudioFetcher(allow_private=settings.allow_private_audio_urls)
+    # Cores shared between the server processes unless configured: N workers x M STT processes each.
+    stt_workers = settings.stt_workers or max(1, (os.cpu_count() or 1) // (1 if role is None else role.count))
+    speech = default_speech(stt_url=config.assistant.stt_url, stt_workers=stt_workers)
+    state_dir = args.state_dir or config.state_dir
     async with backend_opener(args, tokens) as opener, virtual_device_app(
-        opener, default_speech(stt_url=config.assistant.stt_url), tokens, state_dir, url, settings=api, fetcher=fetcher
+        opener, speech, tokens, state_dir, url, settings=api, fetcher=fetcher
     ) as (app, _processor), serving(app, sock):
-        print_ready(local_url(sock), tokens_path, args.backend)
+        on_ready()
         await wait_for_signal()
     return 0
+
+
+def serve_worker(
+    role: WorkerRole,
+    ready: Event,
+    args: argparse.Namespace,
+    config: Config,
+    tokens: TokenBook,
+    sock: socket.socket,
+    url: str,
+) -> None:
+    """A spawned worker process of ``avsd vdevice --workers N``: exits with avsd's codes (78 = configuration)."""
+    from avsd.cli import EXIT_CONFIG, EXIT_FAILURE, setup_logging
+    from avsd.orphans import end_with_parent
+
+    end_with_parent()  # a killed supervisor must not leave servers on its port
+    setup_logging("info", debug=args.debug)
+    try:
+        code = asyncio.run(serve_vdevice(args, config, tokens, sock, url, role, ready.set))
+    except KeyboardInterrupt:  # Ctrl-C reaches the whole process group, before the loop's handler is set
+        code = 0
+    except (ConfigError, CredentialsError) as exc:
+        print(f"avsd: {exc}", file=sys.stderr)
+        code = EXIT_CONFIG
+    except AvsdError as exc:
+        print(f"avsd: {exc}", file=sys.stderr)
+        code = EXIT_FAILURE
+    sys.exit(code)
 
 
 async def run_tests(args: argparse.Namespace) -> int:

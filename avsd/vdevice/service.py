@@ -15,6 +15,7 @@ import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 
@@ -26,6 +27,9 @@ from avsd.vdevice.sessions import HeadlessSessions, SessionOpener
 from avsd.vdevice.store import SqliteStore
 from avsd.vdevice.tokens import TokenBook
 
+if TYPE_CHECKING:
+    from avsd.speech.stt_processes import SttProcessPool
+
 _log = logging.getLogger(__name__)
 
 TOKENS_FILE = "vdevice-tokens"
@@ -33,16 +37,21 @@ TOKENS_FILE = "vdevice-tokens"
 
 @dataclass(frozen=True, slots=True)
 class SpeechFunctions:
-    """SpeechEngines from two functions (the shared speech package supplies them)."""
+    """SpeechEngines from two functions (the shared speech package supplies them); the app that is given them
+    closes them."""
 
     synthesize_fn: Callable[[str, str | None], Awaitable[bytes]]
     transcribe_fn: Callable[[bytes, Sequence[str]], Awaitable[str]]
+    close_fn: Callable[[], None] = lambda: None  # ends what the functions hold (worker processes)
 
     async def synthesize(self, text: str, voice: str | None) -> bytes:
         return await self.synthesize_fn(text, voice)
 
     async def transcribe(self, pcm16k: bytes, phrases: Sequence[str]) -> str:
         return await self.transcribe_fn(pcm16k, phrases)
+
+    def close(self) -> None:
+        self.close_fn()
 
 
 def load_or_create_tokens(path: Path | None, state_dir: Path) -> tuple[TokenBook, Path]:
@@ -81,6 +90,14 @@ async def virtual_device_app(
     finally:
         await sessions.close()
         store.close()
+        speech.close()
+
+
+def prepare_state(state_dir: Path) -> None:
+    """Create the store's schema and the URL key now: several worker processes would race to."""
+    state_dir.mkdir(parents=True, exist_ok=True)
+    SqliteStore(state_dir / "vdevice.sqlite").close()
+    _url_key(state_dir)
 
 
 def _url_key(state_dir: Path) -> bytes:
@@ -149,17 +166,21 @@ def print_ready(url: str, tokens_path: Path, backend: str) -> None:
     sys.stdout.flush()
 
 
-def default_speech(voice_rate_wpm: int = 165, *, stt_url: str = "") -> SpeechFunctions:
+def default_speech(
+    voice_rate_wpm: int = 165, *, stt_url: str = "", stt_workers: int = 0, stt_pool: SttProcessPool | None = None
+) -> SpeechFunctions:
     """espeak-ng for the utterances (voice_id mapped by avsd.vdevice.voices); for the replies a Wyoming ASR server
     (``assistant.stt_url``, e.g. Home Assistant's faster-whisper) when configured, else pocketsphinx free text (the
-    wheel's full language model); the request's phrases as hints either way."""
+    wheel's full language model) in ``stt_workers`` processes (0 = one per core; or the ``stt_pool`` given); the
+    request's phrases as hints either way."""
     from avsd.speech.convert import resample
-    from avsd.speech.stt import PocketsphinxModel
+    from avsd.speech.stt_processes import SttProcessPool
     from avsd.speech.tts import espeak_pcm
     from avsd.vdevice.hints import apply_phrase_hints
     from avsd.vdevice.voices import espeak_voice
 
-    model: list[PocketsphinxModel] = []  # loaded on first use: ~1 s and ~60 MB that `avsd test --help` needs not
+    # No processes until the first reply to transcribe: `avsd test --help` and Wyoming setups need none.
+    pool = None if stt_url else stt_pool or SttProcessPool(stt_workers or os.cpu_count() or 1)
 
     async def synthesize(text: str, voice: str | None) -> bytes:
         def run() -> bytes:
@@ -168,18 +189,14 @@ def default_speech(voice_rate_wpm: int = 165, *, stt_url: str = "") -> SpeechFun
         return await asyncio.to_thread(run)
 
     async def transcribe(pcm16k: bytes, phrases: Sequence[str]) -> str:
-        if stt_url:
+        if pool is None:
             from avsd.speech.wyoming import WyomingAsr
 
             recognition = WyomingAsr(stt_url).recognition()
             recognition.feed(pcm16k)
             return apply_phrase_hints((await recognition.finish()).text, phrases)
-        if not model:
-            model.append(await asyncio.to_thread(PocketsphinxModel))
-        # One decoding at a time, in the model's worker thread: pocketsphinx holds the GIL while it decodes
-        # (measured: two threads 1.41 s vs 1.08 s one after the other), so more threads only thrash.
-        loop = asyncio.get_running_loop()
-        transcript = await loop.run_in_executor(model[0].executor, model[0].transcribe, pcm16k)
+        # In worker processes: pocketsphinx holds the GIL while it decodes (avsd/speech/stt_processes.py).
+        transcript = await pool.transcribe(pcm16k)
         return apply_phrase_hints(transcript.text, phrases)
 
-    return SpeechFunctions(synthesize, transcribe)
+    return SpeechFunctions(synthesize, transcribe, pool.close if pool is not None else lambda: None)

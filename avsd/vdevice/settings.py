@@ -23,6 +23,12 @@ class VdeviceSettings:
     token_homophones: tuple[str, ...] = setting(
         (), 'the same for one token, by the identity printed for it: "vdevice-0123abcd4567:word=heard1,heard2"'
     )
+    workers: int = setting(1, "server processes answering on the one port (--workers); the store is shared",
+                           min=1, max=64)
+    stt_workers: int = setting(
+        0, "processes per server transcribing replies with pocketsphinx (0 = the cores / workers, at least 1)",
+        min=0, max=64,
+    )
     allow_private_audio_urls: bool = setting(
         False, "let audio_url fetch from loopback and private addresses (a lab network); off = no SSRF"
     )

@@ -42,7 +42,8 @@ class Conversation:
 class ConversationStore(Protocol):
     async def create(self, uuid: str, token: str, messages: Sequence[dict[str, Any]]) -> None: ...
     async def add_result(self, uuid: str, index: int, result: dict[str, Any]) -> None: ...
-    async def finish(self, uuid: str, status: Status, error: str = "", error_category: str = "") -> None: ...
+    async def finish(self, uuid: str, status: Status, error: str = "", error_category: str = "") -> None:
+        """End a conversation that is IN_PROGRESS (one already ended stays as it is)."""
     async def get(self, uuid: str) -> Conversation | None: ...
     async def unfinished(self) -> list[Conversation]: ...
     async def put_audio(self, audio_id: str, content_type: str, data: bytes) -> None: ...
@@ -105,9 +106,11 @@ class SqliteStore:
         await self._call("INSERT OR REPLACE INTO results VALUES (?, ?, ?)", (uuid, index, json.dumps(result)))
 
     async def finish(self, uuid: str, status: Status, error: str = "", error_category: str = "") -> None:
+        # Only a running conversation ends: a job in one process must not turn a stop made through another
+        # (ERROR, "stopped by the client") into COMPLETED.
         await self._call(
-            "UPDATE conversations SET status = ?, error = ?, error_category = ? WHERE uuid = ?",
-            (status.value, error, error_category, uuid),
+            "UPDATE conversations SET status = ?, error = ?, error_category = ? WHERE uuid = ? AND status = ?",
+            (status.value, error, error_category, uuid, Status.IN_PROGRESS.value),
         )
 
     async def get(self, uuid: str) -> Conversation | None:

@@ -15,6 +15,10 @@ from avsd.wake.base import builtin_model, require
 from avsd.wake.scored import Scorer
 
 _CHUNK_BYTES = 1280 * 2  # 80 ms
+# The streaming state of pyopen-wakeword's front end and classifier (pyopen-wakeword 1.1), saved once after
+# warm-up and restored by reset(): see OpenWakeWordScorer.__init__.
+_FEATURES_STATE = ("audio", "new_audio_samples", "mels", "new_mels")
+_MODEL_STATE = ("embeddings", "new_embeddings")
 
 
 class OpenWakeWordScorer(Scorer):
@@ -37,6 +41,19 @@ class OpenWakeWordScorer(Scorer):
         except (OSError, ValueError) as exc:
             raise WakeWordError(f"openWakeWord could not load its models: {exc}") from exc
         self._pending = bytearray()
+        # pyopen-wakeword starts, and restarts in its reset(), by running 8 s of zeros through its front end: one
+        # call of ~300 ms on this Xeon (seconds on a Pi 3). avsd resets the wake stage after every dialog, on the
+        # event loop, so that call stalled the loop exactly when the reply was due (the offline assistant's
+        # answer came ~300 ms late). Pay it once here and keep the warmed-up state; reset() restores a copy,
+        # which is where the library's reset lands after one chunk of silence.
+        self.score_chunk(bytes(_CHUNK_BYTES))
+        self._warm_state = self._state()
+
+    def _state(self) -> tuple[dict[str, Any], dict[str, Any]]:
+        return (
+            {name: _copied(getattr(self._features, name)) for name in _FEATURES_STATE},
+            {name: _copied(getattr(self._model, name)) for name in _MODEL_STATE},
+        )
 
     def score(self, frame: bytes, levels: Sequence[float], end_index: int) -> float | None:
         self._pending += frame
@@ -58,9 +75,16 @@ class OpenWakeWordScorer(Scorer):
 
     def reset(self) -> None:
         self._pending.clear()
-        self._model.reset()
-        self._features.reset()
+        features, model = self._warm_state
+        for name, value in features.items():
+            setattr(self._features, name, _copied(value))
+        for name, value in model.items():
+            setattr(self._model, name, _copied(value))
 
     def close(self) -> None:
         self._model.close()
         self._features.close()
+
+
+def _copied(value: Any) -> Any:
+    return value.copy() if hasattr(value, "copy") else value

@@ -326,3 +326,18 @@ async def test_stop_leaves_no_tasks(tmp_path: object) -> None:
             assert emu.open_connections == 0
     leftover = [t for t in asyncio.all_tasks() - before if not t.done() and t is not asyncio.current_task()]
     assert leftover == []
+
+
+async def test_a_service_keeps_only_its_latest_requests(tmp_path: object) -> None:
+    # `avsd run` with the offline assistant, vdevice and phone run this server for months: each Recognize record
+    # holds its audio, so a server that kept them all grew without bound. Tests keep all (the default).
+    from avsd.backends import Backend, open_backend
+    from avsd.emulator.record import SERVICE_KEPT_RECORDS
+
+    async with Emulator(accept_any_token=True, kept_records=3) as emu, client_for(emu) as c:
+        for _ in range(5):
+            assert (await c.get("/ping", headers={"authorization": "Bearer any"})).status_code == 204
+        assert len(emu.records) == 3
+        assert [r.stream_id for r in emu.records] == [5, 7, 9]  # the latest, in order
+    async with open_backend(Backend.EMULATOR) as session:
+        assert session.emulator is not None and session.emulator.kept_records == SERVICE_KEPT_RECORDS

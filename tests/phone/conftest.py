@@ -1,9 +1,9 @@
-"""The bridge over real loopback HTTP/websockets, answered by the real emulator over HTTP/2 + TLS."""
+"""The bridge over real loopback HTTP/websockets, answered by the real emulator over HTTP/2 + TLS: started by
+``avsd.backends.open_backend`` and asked through headless sessions, as ``avsd phone`` does."""
 
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,11 +11,10 @@ from pathlib import Path
 import pytest
 
 from avsd.audio.wav_source import load_wav
-from avsd.avs.client import ConnectionSettings
-from avsd.avs.credentials import Credentials, save_credentials
-from avsd.emulator.scenario import load_scenario
+from avsd.backends import Backend, open_backend
+from avsd.config import Config
 from avsd.emulator.server import Emulator
-from avsd.phone.backend import AvsBackend
+from avsd.phone.backend import call_backend
 from avsd.phone.bridge import PhoneBridge
 from avsd.phone.settings import PhoneSecrets, PhoneSettings
 from avsd.web import WebServer
@@ -48,16 +47,12 @@ async def running_bridge(
         async with WebServer(bridge.app(), settings.host, 0) as server:
             yield Running(bridge, server, None)
         return
-    loaded = load_scenario(scenario) if scenario is not None else None
-    async with Emulator(cert_dir=tmp_path / "certs", stop_capture=False, scenario=loaded) as emulator:
-        credentials = tmp_path / "credentials.json"
-        save_credentials(credentials, Credentials("avsd-phone-test", emulator.refresh_token))
-        avs = dataclasses.replace(ConnectionSettings(), endpoint=emulator.base_url, ca_file=str(emulator.ca_file))
-        async with AvsBackend(avs, token_url=emulator.base_url + "/auth/o2/token", credentials_path=credentials,
-                              per_call=True) as be:
-            bridge = PhoneBridge(settings, be, secrets)
-            async with WebServer(bridge.app(), settings.host, 0) as server:
-                yield Running(bridge, server, emulator)
+    async with open_backend(Backend.EMULATOR, scenario_path=scenario, cert_dir=tmp_path / "certs",
+                            stop_capture=False) as where, call_backend(where, Config()) as be:
+        assert be.per_call  # the local server: a session (connection) per call
+        bridge = PhoneBridge(settings, be, secrets)
+        async with WebServer(bridge.app(), settings.host, 0) as server:
+            yield Running(bridge, server, where.emulator)
 
 
 @pytest.fixture(scope="session")

@@ -12,6 +12,9 @@ import aiohttp
 import numpy as np
 import pytest
 
+from avsd.backends import Backend, BackendSession
+from avsd.config import Config
+from avsd.phone.backend import call_backend
 from avsd.phone.call import Utterance
 from avsd.phone.settings import PhoneSettings
 from avsd.phone.sim import SimResult, simulate
@@ -256,3 +259,45 @@ async def test_utterances_are_recorded_only_when_configured(tmp_path: Path, spee
     async with running_bridge(tmp_path, backend=False, settings=PhoneSettings(port=0, record_dir=str(record))) as r:
         await simulate("twilio", r.url, speech, twilio_auth_token=TWILIO_TOKEN, idle_s=0.5, min_replies=0)
     assert len(list(record.glob("*.wav"))) == 1
+
+
+async def test_expect_speech_times_out_only_after_the_reply_has_played(tmp_path: Path, speech: bytes) -> None:
+    """A caller who stays silent after a question: ExpectSpeechTimedOut goes to AVS once the question has played
+    out to the caller plus the timeout, not counted from when the answer arrived (the reply is ~1 s of speech)."""
+    scenario = tmp_path / "ask-back.toml"
+    scenario.write_text(
+        '[[rule]]\nmatch = "SpeechRecognizer.Recognize"\ntimes = 1\n'
+        '[[rule.directive]]\nnamespace = "SpeechSynthesizer"\nname = "Speak"\nspeech = "For how long?"\n'
+        '[[rule.directive]]\nnamespace = "SpeechRecognizer"\nname = "ExpectSpeech"\npayload = '
+        '{ timeoutInMilliseconds = 300, initiator = { type = "EXPECT_SPEECH", payload = { token = "t" } } }\n'
+    )
+    async with running_bridge(tmp_path, scenario=scenario) as running:
+        result = await simulate("twilio", running.url, speech, twilio_auth_token=TWILIO_TOKEN, idle_s=1.5)
+        assert len(result.turns) == 1
+        assert running.emulator is not None
+        timed_out = await running.emulator.wait_for_event("SpeechRecognizer.ExpectSpeechTimedOut", timeout=5.0)
+        async with asyncio.timeout(5):
+            while running.bridge.calls_by_id:
+                await asyncio.sleep(0.01)
+        sent = running.bridge.ended[-1].stats.reply_send_times[0]
+        assert len(sent) > 30  # the question is more than half a second of audio
+        assert timed_out.time >= sent[-1] + 0.3  # its last frame went out, then the 300 ms ran
+
+
+async def test_a_call_the_back_end_refuses_is_closed_1011_and_the_next_call_is_answered(tmp_path: Path,
+                                                                                       speech: bytes) -> None:
+    """The back-end refuses this call's session (a refresh token it does not know): that caller's line closes
+    (1011) before any audio is asked; the bridge goes on and answers the next call."""
+    async with running_bridge(tmp_path) as running:
+        assert running.emulator is not None
+        emulator, good = running.emulator, running.bridge.backend
+        where = BackendSession(Backend.EMULATOR, endpoint=emulator.base_url, ca_file=str(emulator.ca_file),
+                               refresh_token="Atzr|not-a-token-this-server-issued")
+        async with call_backend(where, Config()) as refused:
+            running.bridge.backend = refused
+            result = await simulate("twilio", running.url, speech, twilio_auth_token=TWILIO_TOKEN, idle_s=0.5)
+        assert result.closed_by_bridge and result.close_code == 1011
+        assert not result.received
+        assert not [r for r in emulator.records if r.qualified_name == "SpeechRecognizer.Recognize"]
+        running.bridge.backend = good
+        _check_reply(await simulate("twilio", running.url, speech, twilio_auth_token=TWILIO_TOKEN, idle_s=0.8))

@@ -8,14 +8,21 @@ from pathlib import Path
 import pytest
 
 from avsd.errors import AvsdError
-from avsd.phone.backend import Reply
-from avsd.phone.call import Call
+from avsd.phone.call import Call, frame_ticker
 from avsd.phone.convert import resample
 from avsd.phone.core import CallState, SegmenterSettings
+from avsd.reply import Reply, ReplyDirective
 
 REPLY_MP3 = Path(__file__).resolve().parents[2] / "avsd" / "emulator" / "assets" / "reply.mp3"
 
 pytestmark = pytest.mark.timeout(30)
+
+
+def _speak(mp3: bytes) -> Reply:
+    return Reply("d1", 200, (ReplyDirective("SpeechSynthesizer", "Speak", {}, "d1", "m1", mp3),))
+
+
+NOTHING = Reply("d1", 204, ())
 
 
 class FakeSession:
@@ -26,6 +33,13 @@ class FakeSession:
         self.asked: list[int] = []
         self.gate = asyncio.Event()
         self.gate.set()
+        self.listened = 0
+
+    def listening(self) -> None:
+        self.listened += 1
+
+    def answering(self) -> None:
+        return None
 
     async def ask(self, pcm16k: bytes) -> Reply:
         self.asked.append(len(pcm16k))
@@ -89,7 +103,7 @@ async def _until(call: Call, state: CallState) -> None:
 
 
 async def test_backend_failure_goes_back_to_listening_then_a_reply_plays(speech: bytes) -> None:
-    session = FakeSession([AvsdError("back-end down"), Reply((REPLY_MP3.read_bytes(),), False, ("Speak",))])
+    session = FakeSession([AvsdError("back-end down"), _speak(REPLY_MP3.read_bytes())])
     line = RecordingLine(echo_marks=True)
     call = _call(session, line)
     _say(call, speech)
@@ -106,7 +120,7 @@ async def test_backend_failure_goes_back_to_listening_then_a_reply_plays(speech:
 
 
 async def test_one_question_at_a_time(speech: bytes) -> None:
-    session = FakeSession([Reply(), Reply()])
+    session = FakeSession([NOTHING, NOTHING])
     session.gate.clear()  # the back-end thinks until released
     call = _call(session, RecordingLine(echo_marks=False))
     _say(call, speech)
@@ -123,7 +137,7 @@ async def test_one_question_at_a_time(speech: bytes) -> None:
 
 
 async def test_hash_stops_a_reply_without_marks(speech: bytes) -> None:
-    session = FakeSession([Reply((REPLY_MP3.read_bytes(),))])
+    session = FakeSession([_speak(REPLY_MP3.read_bytes())])
     line = RecordingLine(echo_marks=False)
     digits: list[tuple[str, str]] = []
     call = _call(session, line)
@@ -136,3 +150,24 @@ async def test_hash_stops_a_reply_without_marks(speech: bytes) -> None:
     await asyncio.sleep(0)  # let the clear task run
     assert line.cleared == 1
     await call.close()
+
+
+async def test_the_frame_ticker_wakes_pacers_in_a_stable_order_on_the_grid() -> None:
+    ticker = frame_ticker()
+    assert frame_ticker() is ticker  # one per loop, shared by every call
+    loop = asyncio.get_running_loop()
+    woken: list[tuple[int, str, float]] = []
+    first = ticker.now() + 1
+
+    async def pacer(name: str, delay_s: float) -> None:
+        await asyncio.sleep(delay_s)  # started at different times, in the order c, a, b
+        for tick in range(first, first + 25):
+            await ticker.until(tick)
+            woken.append((tick, name, loop.time()))
+
+    await asyncio.gather(pacer("a", 0.002), pacer("b", 0.004), pacer("c", 0.0))
+    for tick in range(first, first + 25):
+        at_tick = [(name, at) for t, name, at in woken if t == tick]
+        assert [name for name, _ in at_tick] == ["c", "a", "b"], tick  # the order they first asked in, every tick
+        assert all(at >= tick * 0.020 for _, at in at_tick)  # never before the tick is due
+    await ticker.until(first)  # a tick in the past: no wait

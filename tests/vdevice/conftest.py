@@ -54,8 +54,9 @@ async def running_vdevice(emulator: Emulator, state_dir: Path, **kwargs: Any) ->
     tokens_file.write_text(f"# test tokens\n{TOKEN}\n{OTHER_TOKEN}  # a second device\n")
     sock = bind("127.0.0.1", 0)
     url = local_url(sock)
+    # One STT worker process: each loads and warms up a decoder (~3 s of CPU); test_stt_processes.py covers two.
     async with virtual_device_app(
-        open_session, default_speech(), TokenBook.from_file(tokens_file), state_dir, url,
+        open_session, default_speech(stt_workers=1), TokenBook.from_file(tokens_file), state_dir, url,
         fetcher=kwargs.pop("fetcher", AudioFetcher(allow_private=True)), **kwargs,
     ) as (app, _processor), serving(app, sock):
         yield url

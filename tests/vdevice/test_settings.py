@@ -1,7 +1,10 @@
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
+from avsd.cli import EXIT_CONFIG, main
 from avsd.errors import ConfigError
 from avsd.vdevice.homophones import apply_homophones
 from avsd.vdevice.settings import VdeviceSettings, homophones_of
@@ -27,3 +30,16 @@ def test_bad_homophone_config_names_the_key(settings: VdeviceSettings, key: str)
     with pytest.raises(ConfigError) as info:
         homophones_of(settings)
     assert info.value.key == key
+
+
+@pytest.mark.parametrize(("toml", "key"), [("stt_workers = -1", "vdevice.stt_workers"),
+                                           ("stt_workers = 'many'", "vdevice.stt_workers")])
+def test_bad_worker_counts_are_one_line_and_exit_78(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], toml: str, key: str
+) -> None:
+    path = tmp_path / "avsd.toml"
+    path.write_text(f"[vdevice]\n{toml}\n")
+    assert main(["vdevice", "--config", str(path), "--state-dir", str(tmp_path)]) == EXIT_CONFIG
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert err.startswith(f"avsd: {key}"), err

@@ -82,6 +82,25 @@ def test_openwakeword_detects_and_estimates_start() -> None:
     engine.close()
 
 
+def test_openwakeword_reset_restores_a_fresh_model_without_rerunning_its_warm_up() -> None:
+    # pyopen-wakeword's own reset re-ran 8 s of zeros through the front end on the next chunk (~300 ms on the
+    # event loop after every dialog). After avsd's reset the model scores a real "Alexa" exactly as a new one.
+    from avsd.wake.oww import OpenWakeWordScorer
+
+    real = speechgen.read_wav(FIXTURES / "real" / "oww-alexa-test.wav").tobytes()
+    fresh, used = OpenWakeWordScorer("alexa"), OpenWakeWordScorer("alexa")
+    used.score(wav_bytes("no-wake-word.wav"), [], 0)
+    used.reset()
+    assert used._features.new_audio_samples < 16000  # the library's 8 s autofill is not pending
+    chunks = [real[i : i + 3200] for i in range(0, len(real), 3200)]
+    fresh_scores = [fresh.score(c, [], 0) for c in chunks]
+    assert [used.score(c, [], 0) for c in chunks] == fresh_scores
+    heard = [s for s in fresh_scores if s is not None]
+    assert max(heard) > 1000 * min(heard)  # the word stands out of the quiet: equal sequences are not two constants
+    fresh.close()
+    used.close()
+
+
 def test_none_engine_never_fires() -> None:
     engine = select_engine(WakeSettings(engine="none"))
     assert feed(engine, wav_bytes("alexa.wav")) == []

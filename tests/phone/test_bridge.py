@@ -100,9 +100,16 @@ async def test_hash_key_stops_the_reply(tmp_path: Path, speech: bytes) -> None:
 
 
 async def test_barge_in_clears_and_asks_again(tmp_path: Path, speech: bytes) -> None:
-    # Speak, wait for the reply to start, speak over it.
+    # Speak, wait for the reply to start, speak over it. The caller's second "Alexa" starts ~3.9 s after the first
+    # ended (the recording's 1.5 s of trailing and 1.0 s of leading silence around the gap), so the reply must
+    # outlast that: a fixed ~10 s one (the default reply says the time, and at some minutes it ended first).
+    scenario = tmp_path / "long-reply.toml"
+    scenario.write_text(
+        'reply_text = "This is a long answer from the local server, long enough for the caller to talk over it '
+        'while it is still playing, which is what this test is about."\n'
+    )
     gap = bytes(int(16000 * 1.4) * 2)
-    async with running_bridge(tmp_path) as running:
+    async with running_bridge(tmp_path, scenario=scenario) as running:
         result = await simulate("twilio", running.url, speech + gap + speech, twilio_auth_token=TWILIO_TOKEN,
                                 idle_s=0.8)
         events = [what for _, what in sorted(result.timeline)]

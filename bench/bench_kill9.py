@@ -62,7 +62,9 @@ class Kill9Result:
         return sum(1 for v in self.integrity.values() if v != "ok")
 
 
-def write_config(root: Path, emulator: Emulator) -> Path:
+def write_config(root: Path, emulator: Emulator, silence_s: float = 45.0) -> Path:
+    """A config for ``avsd run`` against ``emulator`` (WAV sink, no wake word) and ``root/silence.wav`` as its
+    microphone input, ``silence_s`` long (tests/test_alarm_restart.py uses it too)."""
     state = root / "state"
     save_credentials(state / "credentials.json", Credentials("avsd-bench", emulator.refresh_token))
     silence = root / "silence.wav"
@@ -72,7 +74,7 @@ def write_config(root: Path, emulator: Emulator) -> Path:
         wav.setframerate(16000)
         # `avsd run --input FILE` ends when the file ends: longer than any one process lives here (~10-20 s), and
         # short, because WavFileSource converts the whole file on the loop when it opens (300 s blocked it 2-4 s).
-        wav.writeframes(bytes(16000 * 2 * 45))
+        wav.writeframes(bytes(16000 * 2 * round(silence_s)))
     config = root / "avsd.toml"
     config.write_text(
         f"""

@@ -13,48 +13,18 @@ import os
 import signal
 import subprocess
 import sys
-import wave
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from avsd.agents.alert_schedule import format_time
-from avsd.avs.credentials import Credentials, save_credentials
 from avsd.avs.messages import Directive
 from avsd.emulator.scenario import Rule
 from avsd.emulator.server import Emulator
+from bench.bench_kill9 import write_config
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def write_config(tmp_path: Path, emulator: Emulator) -> Path:
-    state = tmp_path / "state"
-    save_credentials(state / "credentials.json", Credentials("avsd-test", emulator.refresh_token))
-    silence = tmp_path / "silence.wav"
-    with wave.open(str(silence), "wb") as wav:
-        wav.setnchannels(1)
-        wav.setsampwidth(2)
-        wav.setframerate(16000)
-        wav.writeframes(bytes(16000 * 2 * 20))
-    config = tmp_path / "avsd.toml"
-    config.write_text(
-        f"""
-[daemon]
-state_dir = "{state}"
-log_level = "info"
-[avs]
-endpoint = "{emulator.base_url}"
-ca_file = "{emulator.ca_file}"
-backoff_s = [0.1, 0.2]
-[playback]
-backend = "wav"
-wav_dir = "{tmp_path / 'played'}"
-[wake]
-engine = "none"
-"""
-    )
-    return config
 
 
 @asynccontextmanager
@@ -92,7 +62,7 @@ def tokens_of(emulator: Emulator, name: str) -> list[str]:
 
 async def test_alarm_survives_a_restart_of_the_daemon_process(tmp_path: Path) -> None:
     async with asyncio.timeout(40), Emulator(cert_dir=tmp_path / "certs") as emulator:
-        config = write_config(tmp_path, emulator)
+        config = write_config(tmp_path, emulator, silence_s=20.0)
         async with daemon_process(tmp_path, config, "first") as first:
             await emulator.wait_for_event("System.SynchronizeState", timeout=15)
             directive, when = alarm("alarm-restart", 6)
@@ -114,7 +84,7 @@ async def test_alarm_survives_a_restart_of_the_daemon_process(tmp_path: Path) ->
 
 async def test_kill_9_before_set_alert_succeeded_is_acknowledged_loses_nothing(tmp_path: Path) -> None:
     async with asyncio.timeout(40), Emulator(cert_dir=tmp_path / "certs") as emulator:
-        config = write_config(tmp_path, emulator)
+        config = write_config(tmp_path, emulator, silence_s=20.0)
         # AVS "receives" the first SetAlertSucceeded but never answers it before the power goes.
         emulator.add_rule(Rule(match="Alerts.SetAlertSucceeded", times=1, delay_s=60.0))
         async with daemon_process(tmp_path, config, "first") as first:

@@ -27,6 +27,7 @@ from avsd.appliance import (
 from avsd.avs.credentials import load_credentials
 from avsd.backends import Backend
 from avsd.config import Config
+from avsd.memory import limit_malloc_arenas
 from avsd.root import build_appliance
 from avsd.systemd import handle_reload, run_watchdog
 
@@ -36,6 +37,7 @@ __all__ = ["HANG_ENV", "MonitoredSource", "Reloader", "StatusReporter", "control
 
 
 async def run_daemon(config: Config, args: argparse.Namespace, *, config_path: Path | None = None) -> int:
+    limit_malloc_arenas()  # before the daemon's threads start (avsd.memory)
     if config.avs.backend == Backend.ASSISTANT:
         # The offline assistant in this process: a local AVS server on loopback that the device talks to.
         from avsd.assistant.local import local_assistant

@@ -2,8 +2,9 @@
 
 Pure: no I/O beyond reading the locale file, no clock. One pattern source feeds both directions, so what the
 recogniser can hear is exactly what the parser understands. Pattern syntax: words, ``[optional]``,
-``(a | b)``, ``{slot}``. Built-in slot kinds: ``number`` (0-100), ``duration``, ``clock``, ``music`` (the music
-folder's names, given at build time); other slots are word lists from the locale's ``[slots]`` table.
+``(a | b)``, ``{slot}``. Built-in slot kinds: ``number`` (0-100), ``level`` (a volume: 0-10 heard, any number
+parsed), ``duration``, ``clock``, ``music`` (the music folder's names, given at build time); other slots are word
+lists from the locale's ``[slots]`` table.
 
 Robustness for real people (what espeak-ng never produces): hesitations ("um", "uh") may appear anywhere in the
 grammar and are removed before parsing; a word said twice is collapsed; polite prefixes/suffixes ("alexa",
@@ -24,7 +25,7 @@ LOCALES_DIR = Path(__file__).with_name("locales")
 ANSWER_INTENT = "Answer"  # a bare slot value, said to answer an ExpectSpeech question
 FALLBACK_INTENT = "Fallback"
 ANSWER_TIME_INTENTS = ("Stop",)  # what the answers grammar hears besides bare slot values
-_BUILTIN_SLOTS = ("number", "duration", "clock", "music")
+_BUILTIN_SLOTS = ("number", "level", "duration", "clock", "music")
 
 
 # ------------------------------------------------------------------------------------------ pattern AST
@@ -213,7 +214,7 @@ class Language:
                 if any(isinstance(n, _Slot) and n.name == "music" for n in _walk(pattern)) and not self.music_names:
                     continue
                 self._compiled.append((name, re.compile(_regex(pattern, slot_regex))))
-        answer_slots = ("duration", "clock", "number")
+        answer_slots = ("duration", "clock", "level")
         self._answers = [(s, re.compile(f"(?P<{s}>(?:{slot_regex[s]}) )")) for s in answer_slots]
         self._noise = re.compile(
             r"\b(?:" + "|".join(re.escape(h) for h in self.hesitations) + r")\b" if self.hesitations else r"(?!)"
@@ -256,6 +257,9 @@ class Language:
         )
         out = {
             "number": number,
+            # Any number, though the recogniser hears only 0-10 (see jsgf()): typed or Wyoming text saying
+            # "volume fifty" gets "the volume goes from zero to ten", not "I didn't understand".
+            "level": number,
             "duration": duration,
             "clock": clock,
             "music": _alt_words(self.music_names) if self.music_names else "(?!)",
@@ -302,7 +306,7 @@ class Language:
         for name, patterns in intents:
             alts = [_jsgf(p) for p in patterns if "<music>" not in _jsgf(p) or self.music_names]
             lines.append(f"<i_{name.lower()}> = " + " | ".join(f"({a})" for a in alts) + ";")
-        lines.append("<answer> = <duration> | <clock> | <number> | <day>;")
+        lines.append("<answer> = <duration> | <clock> | <level> | <day>;")
         lines.append("<hes> = " + _jsgf_alt(self.hesitations) + ";")
         lines.append("<prefix> = " + _jsgf_alt(self.spoken_prefixes) + ";")
         lines.append("<suffix> = " + _jsgf_alt(self.spoken_suffixes) + ";")
@@ -315,6 +319,8 @@ class Language:
         lines.append("<teen> = " + _jsgf_alt(u for u, v in self.units.items() if v >= 10) + ";")
         lines.append("<tens> = " + _jsgf_alt(self.tens) + ";")
         lines.append("<number> = <digit> | <teen> | <tens> [<digit>] | zero | " + _jsgf_alt(self.hundred) + ";")
+        # A volume is 0-10 (as Alexa's): "seven" was heard as "eleven" and "thirty one" when any number fitted.
+        lines.append("<level> = <digit> | ten | zero;")
         lines.append("<unit> = " + _jsgf_alt(self.duration_units) + ";")
         lines.append("<amount> = <number> | a | an;")
         lines.append(
@@ -425,7 +431,7 @@ class Language:
             if raw is None:
                 continue
             words = raw.split()
-            if name == "number":
+            if name in ("number", "level"):
                 out[name] = self._number_value(words)
             elif name == "duration":
                 out[name] = self._duration_value(words)

@@ -292,7 +292,7 @@ class Skills:
         clock = slots.get("clock")
         if not isinstance(clock, Clock):
             return self._ask("SetAlarm", "clock", slots)
-        day = slots.get("day")
+        day = slots.get("day") or slots.get("weekday")
         when = self.alarm_time(clock, str(day) if day else None, now)
         token = f"{TOKEN_PREFIX}.alarm.{self._new_id()}"
         if when.date() == now.date():
@@ -324,9 +324,9 @@ class Skills:
         return Reply("", (DirectiveSpec("Speaker", "AdjustVolume", {"volume": -VOLUME_STEP}),))
 
     def _on_SetVolume(self, slots: Mapping[str, SlotValue], state: DeviceState, now: datetime.datetime) -> Reply:
-        level = slots.get("number")
+        level = slots.get("level")
         if not isinstance(level, int):
-            return self._ask("SetVolume", "number", slots)
+            return self._ask("SetVolume", "level", slots)
         if level > 10:
             return Reply(self.say("volume_bad"))
         return Reply(

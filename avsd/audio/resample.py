@@ -27,12 +27,24 @@ from avsd.errors import AudioDeviceError
 FloatArray = npt.NDArray[np.float64]
 
 
-def _stream(rate_in: int, rate_out: int) -> Any:
+def _soxr() -> Any:
     try:
         import soxr
     except ImportError as exc:  # translated once, here
         raise AudioDeviceError("python-soxr is not installed: pip install soxr") from exc
-    return soxr.ResampleStream(rate_in, rate_out, 1, dtype="float64", quality="HQ")
+    return soxr
+
+
+def _stream(rate_in: int, rate_out: int) -> Any:
+    return _soxr().ResampleStream(rate_in, rate_out, 1, dtype="float64", quality="HQ")
+
+
+def resample_buffer(samples: FloatArray, rate_in: int, rate_out: int) -> FloatArray:
+    """A whole buffer at once (soxr's one-shot call: nothing held back, no stream to flush)."""
+    if rate_in == rate_out:
+        return samples.astype(np.float64, copy=False)
+    out = _soxr().resample(np.ascontiguousarray(samples, dtype=np.float64), rate_in, rate_out, quality="HQ")
+    return np.asarray(out, dtype=np.float64)
 
 
 @functools.lru_cache(maxsize=32)

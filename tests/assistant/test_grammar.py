@@ -36,10 +36,13 @@ def lang() -> Language:
         ("set an alarm for 6 am tomorrow", "SetAlarm", {"clock": Clock(6, 0, "am"), "day": "tomorrow"}),
         ("set an alarm for 7:05 p.m.", "SetAlarm", {"clock": Clock(7, 5, "pm")}),
         ("set an alarm for quarter to seven", "SetAlarm", {"clock": Clock(6, 45)}),
+        ("wake me up at seven on friday", "SetAlarm", {"clock": Clock(7, 0), "weekday": "friday"}),
+        ("set an alarm for monday at six", "SetAlarm", {"weekday": "monday", "clock": Clock(6, 0)}),
         ("cancel my alarm", "CancelAlarm", {}),
         ("turn the volume up", "VolumeUp", {}),
         ("volume down", "VolumeDown", {}),
-        ("set the volume to 7", "SetVolume", {"number": 7}),
+        ("set the volume to 7", "SetVolume", {"level": 7}),
+        ("volume fifty", "SetVolume", {"level": 50}),  # understood, and answered "from zero to ten"
         ("mute", "Mute", {}),
         ("unmute", "Unmute", {}),
         ("um mute", "Unmute", {}),  # pocketsphinx hears "unmute" as a hesitation and "mute"
@@ -63,6 +66,12 @@ def lang() -> Language:
 def test_parse(lang: Language, text: str, intent: str, slots: dict[str, object]) -> None:
     got = lang.parse(text)
     assert (got.name, dict(got.slots)) == (intent, slots)
+
+
+def test_the_recogniser_hears_volume_levels_zero_to_ten_only(lang: Language) -> None:
+    jsgf = lang.jsgf()
+    assert "<level> = <digit> | ten | zero;" in jsgf
+    assert "volume to <level>" in jsgf and "<number>" not in jsgf.split("<i_setvolume> =")[1].split(";")[0]
 
 
 def test_music_patterns_need_music(lang: Language) -> None:

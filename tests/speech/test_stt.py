@@ -196,9 +196,9 @@ def _rss_mib() -> float:
 
 @pytest.mark.parametrize("forget", [True, False])
 async def test_search_memory_is_given_back_after_a_turn(monkeypatch: pytest.MonkeyPatch, forget: bool) -> None:
-    # 9 s of speech. pocketsphinx keeps each search's word history until that search runs again (measured up to
-    # +254 MiB after a second pass with its warp): avsd drops it (stt._forget) and gives the pages back after
-    # the turn. forget=False shows that the check can fail.
+    # 9 s of speech. pocketsphinx keeps each search's word history until that search runs again (measured
+    # +254 MiB for this one): avsd drops it (stt._forget) and gives the pages back after the turn. forget=False
+    # shows that the check can fail.
     if not forget:
         monkeypatch.setattr(stt, "_forget", lambda decoder: None)
     model = grammar_recognizer(Language.load())

@@ -468,6 +468,7 @@ def _avsd_run(config: Path, wav: Path, *, in_process: bool) -> tuple[float, floa
 def rss_choice() -> dict[str, float]:
     """The assistant in the daemon's process vs a second process (a second systemd unit)."""
     from avsd.avs.credentials import Credentials, save_credentials
+    from avsd.emulator.tls import make_self_signed
 
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
@@ -476,7 +477,11 @@ def rss_choice() -> dict[str, float]:
         one = tmp / "one.toml"
         one.write_text(f'[daemon]\nstate_dir = "{tmp / "s1"}"\n[avs]\nbackend = "assistant"\n'
                        f'[playback]\nbackend = "wav"\nwav_dir = "{tmp / "p1"}"\n')
+        # Twice on one state directory: the appliance restarts with the certificate its first start made (making
+        # one imports cryptography, 8.5 MiB); the second start is the one measured, the first is reported too.
+        first_rss, _, _ = _avsd_run(one, wav, in_process=True)
         in_rss, in_peak, in_ready = _avsd_run(one, wav, in_process=True)
+        make_self_signed(tmp / "c")  # the second unit's server, likewise, with its certificate made before
         env = {**os.environ, "PYTHONPATH": str(ROOT)}
         server = subprocess.Popen([sys.executable, "-c", SERVER_SCRIPT.format(root=str(ROOT), tmp=tmp_name)],
                                   env=env, cwd=ROOT, stdout=subprocess.PIPE, text=True)
@@ -493,6 +498,7 @@ def rss_choice() -> dict[str, float]:
             server.kill()
             server.wait()
     return {"in_process_rss": in_rss, "in_process_peak": in_peak, "in_process_ready": in_ready,
+            "in_process_first_start_rss": first_rss,
             "server_rss": server_rss, "server_ready": float(ready_s), "daemon_rss": daemon_rss,
             "daemon_ready": daemon_ready}
 
@@ -542,6 +548,7 @@ def run() -> list[dict[str, object]]:
          "decoder_ms": round(lat["decode_cpu_per_turn_s"] * 1000, 1)},
         {"metric": "assistant_in_process_rss_mb", "value": round(rss["in_process_rss"], 1), "unit": "MiB",
          "target": "<= 150", "peak": round(rss["in_process_peak"], 1),
+         "first_start": round(rss["in_process_first_start_rss"], 1),
          "what": "avsd run with avs.backend = assistant, after it heard and answered a command"},
         {"metric": "assistant_in_process_start_s", "value": round(rss["in_process_ready"], 2), "unit": "s"},
         {"metric": "assistant_two_units_rss_mb", "value": round(rss["server_rss"] + rss["daemon_rss"], 1),

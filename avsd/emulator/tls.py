@@ -2,32 +2,41 @@
 
 The certificate has ``CA:true`` so a client can pass the certificate file itself as its CA bundle
 (``httpx.AsyncClient(verify=ssl.create_default_context(cafile=cert))``, ``curl --cacert cert``).
+
+``cryptography`` is imported only to make a certificate (or to read one made without a sidecar): it costs a process
+8.5 MiB of RSS, and the offline assistant runs this server inside the always-on daemon. A sidecar
+``emulator-cert.json`` (the hosts, the expiry, and the certificate file's SHA-256) says whether the pair on disk can
+be reused.
 """
 
 from __future__ import annotations
 
 import datetime
+import hashlib
 import ipaddress
+import json
 import logging
 import os
 import secrets
 import ssl
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
+if TYPE_CHECKING:
+    from cryptography import x509
 
 _log = logging.getLogger(__name__)
 
 CERT_NAME = "emulator-cert.pem"
 KEY_NAME = "emulator-key.pem"
+SIDECAR_NAME = "emulator-cert.json"
 DEFAULT_HOSTS = ("localhost", "127.0.0.1", "::1")
 
 
 def _san_entry(host: str) -> x509.GeneralName:
+    from cryptography import x509
+
     try:
         return x509.IPAddress(ipaddress.ip_address(host))
     except ValueError:
@@ -47,6 +56,11 @@ def make_self_signed(
     cert_path, key_path = cert_dir / CERT_NAME, cert_dir / KEY_NAME
     if _reusable(cert_path, key_path, hosts):
         return cert_path, key_path
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
 
     key = ec.generate_private_key(ec.SECP256R1())
     # A unique subject per certificate: OpenSSL looks trust anchors up by subject, so two emulators with the
@@ -89,6 +103,7 @@ def make_self_signed(
     with os.fdopen(fd, "wb") as fh:
         fh.write(key_bytes)
     cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    _write_sidecar(cert_path, [str(v) for v in hosts], cert.not_valid_after_utc)
     _log.info("wrote self-signed emulator certificate %s for %s", cert_path, ", ".join(hosts))
     return cert_path, key_path
 
@@ -96,16 +111,56 @@ def make_self_signed(
 def _reusable(cert_path: Path, key_path: Path, hosts: Sequence[str]) -> bool:
     if not (cert_path.is_file() and key_path.is_file()):
         return False
+    found = _read_sidecar(cert_path) or _read_certificate(cert_path)
+    if found is None:
+        return False
+    covered, not_after = found
+    wanted = {_normal_host(h) for h in hosts}
+    remaining = not_after - datetime.datetime.now(datetime.UTC)
+    return wanted <= covered and remaining > datetime.timedelta(days=1)
+
+
+def _normal_host(host: str) -> str:
+    return str(ipaddress.ip_address(host)) if _is_ip(host) else host
+
+
+def _sidecar_path(cert_path: Path) -> Path:
+    return cert_path.with_name(SIDECAR_NAME)
+
+
+def _write_sidecar(cert_path: Path, hosts: Sequence[str], not_after: datetime.datetime) -> None:
+    record = {"sha256": hashlib.sha256(cert_path.read_bytes()).hexdigest(), "hosts": sorted(map(_normal_host, hosts)),
+              "not_after": not_after.isoformat()}
+    _sidecar_path(cert_path).write_text(json.dumps(record) + "\n")
+
+
+def _read_sidecar(cert_path: Path) -> tuple[set[str], datetime.datetime] | None:
+    """(hosts, expiry) from the sidecar, if it describes this very certificate file."""
+    try:
+        record = json.loads(_sidecar_path(cert_path).read_text())
+        if record["sha256"] != hashlib.sha256(cert_path.read_bytes()).hexdigest():
+            return None
+        return set(record["hosts"]), datetime.datetime.fromisoformat(record["not_after"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def _read_certificate(cert_path: Path) -> tuple[set[str], datetime.datetime] | None:
+    """(hosts, expiry) parsed from the certificate itself (one made before sidecars); writes the sidecar."""
+    from cryptography import x509
+
     try:
         cert = x509.load_pem_x509_certificate(cert_path.read_bytes())
         san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     except (ValueError, x509.ExtensionNotFound):
-        return False
+        return None
     covered = {str(v) for v in san.get_values_for_type(x509.IPAddress)}
     covered |= set(san.get_values_for_type(x509.DNSName))
-    remaining = cert.not_valid_after_utc - datetime.datetime.now(datetime.UTC)
-    wanted = {str(ipaddress.ip_address(h)) if _is_ip(h) else h for h in hosts}
-    return wanted <= covered and remaining > datetime.timedelta(days=1)
+    try:
+        _write_sidecar(cert_path, sorted(covered), cert.not_valid_after_utc)
+    except OSError as exc:  # a read-only certificate directory: parse again next time
+        _log.debug("no certificate sidecar written: %s", exc)
+    return covered, cert.not_valid_after_utc
 
 
 def _is_ip(host: str) -> bool:

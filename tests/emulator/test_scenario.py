@@ -5,6 +5,8 @@ from __future__ import annotations
 import datetime
 import json
 import ssl
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -247,3 +249,29 @@ def test_self_signed_cert(tmp_path: Path) -> None:
     assert cert_path.read_bytes() != before
     ctx = server_ssl_context(*make_self_signed(tmp_path))
     assert ctx.minimum_version >= ssl.TLSVersion.TLSv1_2
+
+
+def test_a_reused_cert_needs_no_cryptography(tmp_path: Path) -> None:
+    # cryptography costs the daemon 8.5 MiB of RSS: reusing the pair on disk reads the sidecar, not the certificate.
+    cert_path, _ = make_self_signed(tmp_path)
+    check = (
+        "import sys; from pathlib import Path; from avsd.emulator.tls import make_self_signed; "
+        f"make_self_signed(Path({str(tmp_path)!r})); print('cryptography' in sys.modules)"
+    )
+    run = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True, timeout=60, check=True)
+    assert run.stdout.strip() == "False", run.stderr
+    # A sidecar that does not describe this certificate file (its SHA-256 differs) is not trusted: the
+    # certificate itself is read, found reusable, and the sidecar written anew.
+    sidecar = tmp_path / "emulator-cert.json"
+    stale = json.loads(sidecar.read_text())
+    changed = cert_path.read_bytes() + b"\n"  # the same certificate, another file
+    cert_path.write_bytes(changed)
+    make_self_signed(tmp_path)
+    assert cert_path.read_bytes() == changed
+    assert json.loads(sidecar.read_text())["sha256"] != stale["sha256"]
+    # A sidecar saying the certificate expires tomorrow: a new one is made.
+    record = json.loads(sidecar.read_text())
+    record["not_after"] = (datetime.datetime.now(datetime.UTC) + datetime.timedelta(hours=12)).isoformat()
+    sidecar.write_text(json.dumps(record))
+    make_self_signed(tmp_path)
+    assert cert_path.read_bytes() != changed

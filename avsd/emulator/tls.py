@@ -140,7 +140,8 @@ def _read_sidecar(cert_path: Path) -> tuple[set[str], datetime.datetime] | None:
         record = json.loads(_sidecar_path(cert_path).read_text())
         if record["sha256"] != hashlib.sha256(cert_path.read_bytes()).hexdigest():
             return None
-        return set(record["hosts"]), datetime.datetime.fromisoformat(record["not_after"])
+        not_after = datetime.datetime.fromisoformat(record["not_after"])
+        return (set(record["hosts"]), not_after) if not_after.tzinfo is not None else None
     except (OSError, ValueError, KeyError, TypeError):
         return None
 

@@ -275,3 +275,9 @@ def test_a_reused_cert_needs_no_cryptography(tmp_path: Path) -> None:
     sidecar.write_text(json.dumps(record))
     make_self_signed(tmp_path)
     assert cert_path.read_bytes() != changed
+    # A sidecar that is not what avsd writes is not trusted either (the certificate is read instead).
+    for broken in ("{", '{"sha256": 1}', json.dumps({**json.loads(sidecar.read_text()), "not_after": "2099-01-01"})):
+        sidecar.write_text(broken)
+        before = cert_path.read_bytes()
+        make_self_signed(tmp_path)
+        assert cert_path.read_bytes() == before and json.loads(sidecar.read_text())["not_after"].endswith("+00:00")

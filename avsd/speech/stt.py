@@ -68,6 +68,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
+import numpy.typing as npt
 
 from avsd.audio.resample import resample_buffer
 from avsd.errors import AvsdError
@@ -300,14 +301,20 @@ class PocketsphinxModel:
             self.release(decoder)
 
 
+def _frame_rms(samples: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
+    """RMS of each whole 20 ms frame."""
+    frames = len(samples) // _GATE_FRAME
+    squares = samples[: frames * _GATE_FRAME].reshape(frames, _GATE_FRAME) ** 2
+    return np.sqrt(np.mean(squares, axis=1, dtype=np.float32))
+
+
 def _dither(chunk: bytes, rng: np.random.Generator, *, below_speech_db: float | None = None) -> bytes:
     """``chunk`` plus white noise at the fixed floor, or (``below_speech_db``) at that many dB below the level of
     its loudest 20 ms frames (95th percentile) if that is higher: see the module doc's quirks."""
     samples = np.frombuffer(chunk[: len(chunk) // 2 * 2], dtype="<i2").astype(np.float32)
     std = _NOISE_FLOOR
-    frames = len(samples) // _GATE_FRAME
-    if below_speech_db is not None and frames:
-        rms = np.sqrt(np.mean(samples[: frames * _GATE_FRAME].reshape(frames, _GATE_FRAME) ** 2, axis=1))
+    rms = _frame_rms(samples)
+    if below_speech_db is not None and len(rms):
         std = max(std, float(np.percentile(rms, 95)) / 10 ** (below_speech_db / 20))
     samples += rng.normal(0.0, std, len(samples)).astype(np.float32)
     return np.clip(samples, -32768, 32767).astype("<i2").tobytes()
@@ -317,12 +324,10 @@ def has_speech(pcm: bytes) -> bool:
     """Whether the audio has anything a person could have said: louder than -50 dBFS somewhere, and not one
     stationary level (speech rises at least 6 dB above its own pauses; hum, fans and hiss do not). With the
     cepstral mean taken over the utterance, a decoder hears words in plain noise (1 s of silence -> "two")."""
-    samples = np.frombuffer(pcm[: len(pcm) // 2 * 2], dtype="<i2").astype(np.float32)
-    frames = len(samples) // _GATE_FRAME
-    if frames < 5:
+    rms = _frame_rms(np.frombuffer(pcm[: len(pcm) // 2 * 2], dtype="<i2").astype(np.float32))
+    if len(rms) < 5:
         return False
-    rms = np.sqrt(np.mean(samples[: frames * _GATE_FRAME].reshape(frames, _GATE_FRAME) ** 2, axis=1))
-    loud, quiet = np.percentile(rms, 95), np.percentile(rms, 20)
+    loud, quiet = float(np.percentile(rms, 95)), float(np.percentile(rms, 20))
     return bool(loud >= _GATE_MIN_RMS and loud >= _GATE_MIN_RATIO * max(quiet, 1.0))
 
 
